@@ -1,0 +1,161 @@
+"""Validated experiment configurations, built from ``params.yaml`` or notebook parameters.
+
+Every check runs before any training starts and names the parameter, the value and what
+is allowed. ``params.yaml`` holds one section per stage plus a top-level ``scale`` switch:
+``scale: paper`` applies the section's ``paper:`` overrides (meant for a GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sobolev.data import NORMALISATIONS
+from sobolev.functions import FUNCTIONS
+
+SCALES = ("default", "paper")
+
+
+class ParamError(ValueError):
+    """An invalid parameter value; the message names the parameter, value and allowed set."""
+
+
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise ParamError(f"invalid parameter {name}={value!r}: {allowed}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def positive_int(name: str, v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        _fail(name, v, "must be a positive integer")
+    return v
+
+
+def positive_float(name: str, v: Any) -> float:
+    if not _is_number(v) or not v > 0 or v != v or v == float("inf"):
+        _fail(name, v, "must be a positive finite number")
+    return float(v)
+
+
+def nonempty_list(name: str, v: Any) -> list:
+    if not isinstance(v, list | tuple) or len(v) == 0:
+        _fail(name, v, "must be a non-empty list")
+    if len(set(map(repr, v))) != len(v):
+        _fail(name, v, "must not repeat an entry")
+    return list(v)
+
+
+def choices(name: str, v: Any, allowed: tuple[str, ...]) -> list[str]:
+    for item in nonempty_list(name, v):
+        if item not in allowed:
+            _fail(name, v, f"entry {item!r} is not one of {', '.join(allowed)}")
+    return list(v)
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """Section 4.1: regression of the seven 2-D functions.
+
+    The grid is ``functions × sizes × {regular, sobolev} × normalisations × lrs × seeds``
+    with derivative weight 1 (the paper's equal weights), plus, at ``sweep_sizes`` only,
+    Sobolev runs with each of ``sweep_weights``. Regular and Sobolev share the learning-rate
+    grid, the step count and the normalisations: the same tuning budget. Models train in
+    batched ensembles of at most ``ensemble_size`` (42 was fastest on a 2-core CPU, where
+    larger ensembles fall out of cache; a GPU wants hundreds).
+    """
+
+    functions: list[str] = field(default_factory=lambda: sorted(FUNCTIONS))
+    sizes: list[int] = field(default_factory=lambda: [20, 100, 10000])
+    seeds: int = 3
+    lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2])
+    steps: int = 2000
+    batch_size: int = 100
+    hidden: int = 256
+    normalisations: list[str] = field(default_factory=lambda: ["raw", "standard"])
+    sweep_weights: list[float] = field(default_factory=lambda: [0.01, 0.1, 10.0])
+    sweep_sizes: list[int] = field(default_factory=lambda: [100])
+    n_test: int = 10000
+    n_val: int = 1000
+    ensemble_size: int = 42
+    device: str = "auto"
+    threads: int = 0
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        choices("functions", self.functions, tuple(sorted(FUNCTIONS)))
+        for s in nonempty_list("sizes", self.sizes):
+            positive_int("sizes[]", s)
+        for name in ("seeds", "steps", "batch_size", "hidden", "n_test", "n_val", "ensemble_size", "log_every"):
+            positive_int(name, getattr(self, name))
+        for lr in nonempty_list("lrs", self.lrs):
+            positive_float("lrs[]", lr)
+        choices("normalisations", self.normalisations, NORMALISATIONS)
+        if not isinstance(self.sweep_weights, list | tuple):
+            _fail("sweep_weights", self.sweep_weights, "must be a list (may be empty)")
+        for w in self.sweep_weights:
+            positive_float("sweep_weights[]", w)
+        if 1.0 in [float(w) for w in self.sweep_weights]:
+            _fail("sweep_weights", self.sweep_weights, "must not contain 1.0 (always run)")
+        if not isinstance(self.sweep_sizes, list | tuple):
+            _fail("sweep_sizes", self.sweep_sizes, "must be a list (may be empty)")
+        for s in self.sweep_sizes:
+            if s not in self.sizes:
+                _fail("sweep_sizes", self.sweep_sizes, f"entry {s!r} must be one of sizes {self.sizes}")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith(("cuda", "mps")):
+            _fail("device", self.device, "must be 'auto', 'cpu', 'cuda[:N]' or 'mps'")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
+            _fail("threads", self.threads, "must be an integer >= 0 (0 keeps torch's default)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], section: str = "regression") -> RegressionConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ParamError(
+                f"unknown parameter(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
+                f"allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CONFIGS: dict[str, type[RegressionConfig]] = {"regression": RegressionConfig}
+
+
+def load_section(path: str | Path, section: str) -> dict[str, Any]:
+    """The parameters of ``section`` in a ``params.yaml``, with the ``scale`` switch applied."""
+    params = yaml.safe_load(Path(path).read_text()) or {}
+    scale = params.get("scale", "default")
+    if scale not in SCALES:
+        raise ParamError(f"invalid parameter scale={scale!r}: must be one of {', '.join(SCALES)}")
+    if section not in params or not isinstance(params[section], dict):
+        raise ParamError(f"{path} has no section {section!r}")
+    values = dict(params[section])
+    overrides = values.pop("paper", None) or {}
+    if not isinstance(overrides, dict):
+        raise ParamError(f"invalid parameter {section}.paper={overrides!r}: must be a mapping")
+    if scale == "paper":
+        values.update(overrides)
+    return values
+
+
+def load_config(path: str | Path, section: str) -> RegressionConfig:
+    """Load and validate one stage's configuration (raises :class:`ParamError`)."""
+    if section not in CONFIGS:
+        raise ParamError(f"unknown stage {section!r}; allowed: {', '.join(CONFIGS)}")
+    cls = CONFIGS[section]
+    # Validate the paper overrides too, so a typo there fails now, not on the GPU later.
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    paper = (raw.get(section) or {}).get("paper") or {}
+    base = {k: v for k, v in (raw.get(section) or {}).items() if k != "paper"}
+    cls.from_dict({**base, **paper}, section)
+    return cls.from_dict(load_section(path, section), section)

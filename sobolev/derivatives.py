@@ -1,0 +1,144 @@
+"""Input derivatives of a model, differentiable with respect to its parameters.
+
+Mode choice (measured in ``benchmarks/``): for a scalar output, one reverse pass gives the
+whole input gradient, so :func:`input_gradient` uses reverse mode. Projections of a
+Jacobian onto *input* directions ``J v`` are forward-mode JVPs (:func:`jvp_projection`);
+projections onto *output* directions ``vᵀ J`` are reverse-mode VJPs
+(:func:`vjp_projection`). Every result keeps the graph to the parameters, so it can sit
+inside a training loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.func import jacfwd, jacrev, jvp, vmap
+
+Model = Callable[[Tensor], Tensor]
+
+
+def _check_batch(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.ndim != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x: expected a batch of shape (B, d_in), got {shape}")
+
+
+def input_gradient(model: Model, x: Tensor, create_graph: bool = True) -> Tensor:
+    """Gradient of a scalar-output model with respect to its input.
+
+    Args:
+        model: maps ``(B, d_in)`` to ``(B,)`` or ``(B, 1)``; samples must not interact.
+        x: inputs, shape ``(B, d_in)``.
+        create_graph: keep the graph so the result can be differentiated again.
+
+    Returns:
+        ``(B, d_in)``: ``∂m(x_b)/∂x_b`` for every sample.
+    """
+    _check_batch(x)
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = model(x)
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.shape != (x.shape[0],):
+            raise ValueError(
+                f"input_gradient needs a scalar output per sample, got output shape "
+                f"{tuple(out.shape)} for input {tuple(x.shape)}; use jacobian() instead"
+            )
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=create_graph)
+    return grad
+
+
+def _per_sample(model: Model) -> Callable[[Tensor], Tensor]:
+    """Wrap a batched model as a function of one sample ``(d_in,) -> (d_out,)``."""
+
+    def f(xi: Tensor) -> Tensor:
+        return model(xi.unsqueeze(0)).reshape(-1)
+
+    return f
+
+
+def derivatives(model: Model, x: Tensor, order: int) -> list[Tensor]:
+    """Input derivatives ``D^1 m, ..., D^order m`` at every sample.
+
+    Args:
+        model: maps ``(B, d_in)`` to ``(B, d_out)`` or ``(B,)``.
+        x: inputs, shape ``(B, d_in)``.
+        order: highest derivative order ``K >= 1``.
+
+    Returns:
+        ``K`` tensors; the ``k``-th has shape ``(B, d_out, d_in, ..., d_in)`` with ``k``
+        trailing ``d_in`` axes (``d_out`` is dropped for scalar outputs).
+    """
+    _check_batch(x)
+    if not isinstance(order, int) or order < 1:
+        raise ValueError(f"order must be an integer >= 1, got {order!r}")
+    scalar = model(x[:1]).numel() == 1
+    f = _per_sample(model)
+    if scalar:
+        base = f
+
+        def f(xi: Tensor) -> Tensor:
+            return base(xi)[0]
+
+    out = []
+    d = jacrev(f)  # first order: reverse mode
+    for _ in range(order):
+        out.append(vmap(d)(x))
+        d = jacfwd(d)  # higher orders: forward-over-reverse
+    return out
+
+
+def jvp_projection(model: Model, x: Tensor, v: Tensor) -> Tensor:
+    """Jacobian-vector products ``J(x_b) v_b`` by forward mode.
+
+    Args:
+        x: inputs ``(B, d_in)``.
+        v: input-space directions ``(B, d_in)``.
+
+    Returns:
+        ``(B, d_out)`` (or ``(B,)`` for a scalar-output model).
+    """
+    _check_batch(x)
+    if v.shape != x.shape:
+        raise ValueError(f"v: expected shape {tuple(x.shape)} (like x), got {tuple(v.shape)}")
+    _, tangent = jvp(model, (x,), (v,))
+    return tangent
+
+
+def vjp_projection(model: Model, x: Tensor, u: Tensor, create_graph: bool = True) -> Tensor:
+    """Vector-Jacobian products ``u_bᵀ J(x_b)`` by reverse mode.
+
+    Args:
+        x: inputs ``(B, d_in)``.
+        u: output-space directions ``(B, d_out)``.
+
+    Returns:
+        ``(B, d_in)``: the input gradient of ``⟨m(x_b), u_b⟩``.
+    """
+    _check_batch(x)
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = model(x)
+        if out.shape != u.shape:
+            raise ValueError(f"u: expected shape {tuple(out.shape)} (like m(x)), got {tuple(u.shape)}")
+        (grad,) = torch.autograd.grad((out * u).sum(), x, create_graph=create_graph)
+    return grad
+
+
+def random_unit_vectors(
+    n: int,
+    dim: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """``n`` vectors drawn uniformly from the unit sphere in ``R^dim``, shape ``(n, dim)``.
+
+    Drawn on the generator's device (CPU by default) and then moved, so a seed gives the
+    same vectors on every device.
+    """
+    g = torch.randn(n, dim, generator=generator, dtype=dtype).to(device)
+    return g / g.norm(dim=1, keepdim=True)

@@ -1,0 +1,147 @@
+"""Sobolev training losses: eq. (1) (full derivatives) and eq. (2) (random projections)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from sobolev.derivatives import (
+    Model,
+    derivatives,
+    jvp_projection,
+    random_unit_vectors,
+    vjp_projection,
+)
+
+Distance = Literal["l2", "l1"]
+DISTANCES: tuple[str, ...] = ("l2", "l1")
+
+
+def distance(pred: Tensor, target: Tensor, kind: Distance = "l2") -> Tensor:
+    """Per-sample distance summed over all non-batch axes, averaged over the batch.
+
+    ``l2`` is the squared Euclidean (Frobenius) norm, as in the paper's regression loss;
+    ``l1`` the sum of absolute values.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"shape mismatch: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
+    diff = (pred - target).reshape(pred.shape[0], -1) if pred.ndim > 0 else (pred - target)[None, None]
+    if kind == "l2":
+        return diff.pow(2).sum(dim=1).mean()
+    if kind == "l1":
+        return diff.abs().sum(dim=1).mean()
+    raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
+
+
+def _per_order(name: str, value: float | str | Sequence, order: int) -> list:
+    items = list(value) if isinstance(value, list | tuple) else [value] * (order + 1)
+    if len(items) != order + 1:
+        raise ValueError(f"{name}: expected {order + 1} entries (orders 0..{order}), got {len(items)}")
+    return items
+
+
+def sobolev_loss(
+    model: Model,
+    x: Tensor,
+    targets: Sequence[Tensor],
+    weights: float | Sequence[float] = 1.0,
+    distances: Distance | Sequence[Distance] = "l2",
+) -> Tensor:
+    """Eq. (1): ``ℓ(m(x), f(x)) + Σ_j w_j ℓ_j(D^j m(x), D^j f(x))`` averaged over the batch.
+
+    Args:
+        model: maps ``(B, d_in)`` to ``(B,)`` or ``(B, d_out)``.
+        x: inputs ``(B, d_in)``.
+        targets: ``[f(x), D^1 f(x), ..., D^K f(x)]``; ``f(x)`` shaped like ``m(x)``, ``D^k f``
+            shaped ``(B, [d_out,] d_in, ..., d_in)`` as returned by
+            :func:`sobolev.derivatives.derivatives`. ``K = len(targets) - 1``; ``K = 2``
+            (Hessians) is only informative for smooth activations: a ReLU network's
+            Hessian is zero almost everywhere.
+        weights: one weight per order ``0..K``, or one number for all.
+        distances: ``"l2"`` (default) or ``"l1"`` per order, or one for all.
+
+    Returns:
+        A scalar, differentiable with respect to the model's parameters.
+    """
+    if len(targets) < 1:
+        raise ValueError("targets must hold at least the function values")
+    order = len(targets) - 1
+    w = _per_order("weights", weights, order)
+    dist = _per_order("distances", distances, order)
+    loss = w[0] * distance(model(x), targets[0], dist[0])
+    if order == 0:
+        return loss
+    for j, d in enumerate(derivatives(model, x, order), start=1):
+        loss = loss + w[j] * distance(d, targets[j], dist[j])
+    return loss
+
+
+def stochastic_sobolev_loss(
+    model: Model,
+    x: Tensor,
+    target_value: Tensor,
+    target_fn: Model | None = None,
+    target_jacobian: Tensor | None = None,
+    n_projections: int = 1,
+    weight: float = 1.0,
+    distance_kind: Distance = "l2",
+    direction: Literal["input", "output"] = "input",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Eq. (2) at first order: match Jacobian projections on random unit vectors.
+
+    ``direction="input"`` matches ``J v`` for ``v`` uniform on the unit sphere of the input
+    space, computed as forward-mode JVPs (no Jacobian is formed for the model);
+    ``direction="output"`` matches ``vᵀ J`` for ``v`` on the sphere of the output space
+    (reverse-mode VJPs, as in policy distillation). For ``v`` uniform on the unit sphere
+    of ``R^n``, ``E[(g·v)²] = ‖g‖²/n``, so the l2 term is an unbiased estimate of the full
+    Jacobian term divided by ``n`` (tested).
+
+    Args:
+        model: maps ``(B, d_in)`` to ``(B, d_out)`` (or ``(B,)``).
+        x: inputs ``(B, d_in)``.
+        target_value: ``f(x)``, shaped like ``model(x)``.
+        target_fn: the differentiable target ``f``; its projections are computed the same
+            way (on the fly, e.g. a teacher network). Give this or ``target_jacobian``.
+        target_jacobian: ``(B, d_out, d_in)`` (or ``(B, d_in)`` for scalar outputs).
+        n_projections: Monte-Carlo samples of ``v`` per input.
+        generator: random source for ``v``.
+
+    Returns:
+        A scalar: value loss + ``weight`` × mean over projections of the projection loss.
+    """
+    if (target_fn is None) == (target_jacobian is None):
+        raise ValueError("give exactly one of target_fn and target_jacobian")
+    if not isinstance(n_projections, int) or n_projections < 1:
+        raise ValueError(f"n_projections must be an integer >= 1, got {n_projections!r}")
+    if direction not in ("input", "output"):
+        raise ValueError(f"direction must be 'input' or 'output', got {direction!r}")
+    out = model(x)
+    loss = distance(out, target_value, distance_kind)
+    batch, d_in = x.shape
+    d_out = 1 if out.ndim == 1 else out.shape[1]
+    jac = None
+    if target_jacobian is not None:
+        jac = target_jacobian.reshape(batch, d_out, d_in)
+    proj_loss = x.new_zeros(())
+    for _ in range(n_projections):
+        if direction == "input":
+            v = random_unit_vectors(batch, d_in, generator, x.device, x.dtype)
+            pred = jvp_projection(model, x, v).reshape(batch, d_out)
+            if jac is not None:
+                target = torch.einsum("boi,bi->bo", jac, v)
+            else:
+                target = jvp_projection(target_fn, x, v).reshape(batch, d_out).detach()
+        else:
+            v = random_unit_vectors(batch, d_out, generator, x.device, x.dtype)
+            u = v if out.ndim == 2 else v[:, 0]
+            pred = vjp_projection(model, x, u)
+            if jac is not None:
+                target = torch.einsum("bo,boi->bi", v, jac)
+            else:
+                target = vjp_projection(target_fn, x, u, create_graph=False).detach()
+        proj_loss = proj_loss + distance(pred, target, distance_kind)
+    return loss + weight * proj_loss / n_projections

@@ -1,0 +1,42 @@
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from sobolev.cifar import CIFAR10_MD5, load_cifar10, md5sum, verify_archive
+
+
+def fake_archive(path, n=4):
+    """A tiny archive in the official layout: cifar-10-batches-py/{data_batch_1..5,test_batch}."""
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+            blob = pickle.dumps(batch)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def test_loads_the_official_layout(tmp_path):
+    path = fake_archive(tmp_path / "c.tar.gz")
+    data = load_cifar10(path, md5=md5sum(path))
+    x, y = data["train"]
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8
+    assert y.shape == (20,) and y.dtype == torch.int64 and int(y.max()) < 10
+    assert data["test"][0].shape == (4, 3, 32, 32)
+
+
+def test_missing_archive_says_how_to_fetch(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dvc update data.dvc.*cifar-10-python.tar.gz"):
+        verify_archive(tmp_path / "nope.tar.gz")
+
+
+def test_wrong_checksum_is_rejected(tmp_path):
+    path = fake_archive(tmp_path / "c.tar.gz")
+    with pytest.raises(ValueError, match=f"expected {CIFAR10_MD5}"):
+        load_cifar10(path)

@@ -1,0 +1,88 @@
+import math
+
+import pytest
+import torch
+
+from sobolev.functions import FUNCTIONS, get_function
+
+NAMES = sorted(FUNCTIONS)
+
+
+def interior_points(fn, n=64):
+    """Random float64 points of the domain, kept away from non-differentiable sets."""
+    x = fn.sample(n, generator=torch.Generator().manual_seed(1)).double()
+    if fn.name == "bukin":  # keep off the ridge y = 0.01 x² and the kink x = -10
+        x = x[((x[:, 1] - 0.01 * x[:, 0] ** 2).abs() > 1e-2) & ((x[:, 0] + 10).abs() > 1e-3)]
+    return x
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_matches_autograd(name):
+    fn = get_function(name)
+    x = interior_points(fn).requires_grad_(True)
+    (auto,) = torch.autograd.grad(fn(x).sum(), x)
+    torch.testing.assert_close(fn.grad(x.detach()), auto, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_matches_central_differences(name):
+    fn = get_function(name)
+    x = interior_points(fn)
+    h = 1e-6
+    fd = torch.stack([(fn(x + h * e) - fn(x - h * e)) / (2 * h) for e in torch.eye(2, dtype=x.dtype)], dim=-1)
+    torch.testing.assert_close(fn.grad(x), fd, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_known_minimum(name):
+    fn = get_function(name)
+    at = torch.tensor([fn.minimiser], dtype=torch.float64)
+    assert float(fn(at)) == pytest.approx(fn.minimum, abs=1e-4)
+    # No sampled point of the domain goes below the minimum.
+    assert float(fn(fn.sample(20000, torch.Generator().manual_seed(2)).double()).min()) >= fn.minimum - 1e-6
+
+
+def test_quoted_minima():
+    point = lambda a, b: torch.tensor([[a, b]], dtype=torch.float64)  # noqa: E731
+    assert float(get_function("booth")(point(1, 3))) == 0
+    assert float(get_function("rosenbrock")(point(1, 1))) == 0
+    assert float(get_function("beale")(point(3, 0.5))) == 0
+    assert float(get_function("styblinski_tang")(point(-2.903534, -2.903534))) == pytest.approx(-78.33233, abs=1e-4)
+    assert float(get_function("mccormick")(point(-0.54719, -1.54719))) == pytest.approx(-1.9133, abs=1e-4)
+    # Gradients vanish at the interior minima.
+    for name in ("booth", "rosenbrock", "beale", "styblinski_tang"):
+        fn = get_function(name)
+        g = fn.grad(torch.tensor([fn.minimiser], dtype=torch.float64))
+        assert float(g.abs().max()) < 1e-5, name
+
+
+def test_non_differentiable_points_are_documented_values():
+    # Ackley's cone tip and Bukin's ridge return 0 for the singular term, never nan/inf.
+    assert torch.equal(get_function("ackley").grad(torch.zeros(1, 2)), torch.zeros(1, 2))
+    ridge = torch.tensor([[-10.0, 1.0], [-12.0, 1.44]], dtype=torch.float64)
+    g = get_function("bukin").grad(ridge)
+    assert torch.isfinite(g).all()
+    assert g[0].tolist() == [0.0, 0.0]  # also on the |x + 10| kink
+    # Near the ridge the gradient is exact and huge (heavy-tailed targets).
+    near = torch.tensor([[-10.0, 1.0 + 1e-8]], dtype=torch.float64)
+    assert float(get_function("bukin").grad(near)[0, 1]) == pytest.approx(100 / (2 * math.sqrt(1e-8)), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_stays_in_domain(name):
+    fn = get_function(name)
+    x = fn.sample(5000, torch.Generator().manual_seed(3))
+    assert x.shape == (5000, 2)
+    assert bool((x >= fn.low).all() and (x <= fn.high).all())
+    # Uniform: each coordinate's mean is near the middle of its interval.
+    mid = (fn.low + fn.high) / 2
+    assert torch.allclose(x.mean(0), mid, atol=0.05 * float((fn.high - fn.low).max()))
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="unknown function 'rastrigin'; allowed: ackley"):
+        get_function("rastrigin")
+    with pytest.raises(ValueError, match=r"expected points of shape \(\.\.\., 2\), got \(4, 3\)"):
+        get_function("booth")(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="positive integer"):
+        get_function("booth").sample(0)

@@ -1,0 +1,145 @@
+import pytest
+import torch
+from torch import nn
+
+from sobolev.derivatives import derivatives, input_gradient, jvp_projection, random_unit_vectors, vjp_projection
+from sobolev.losses import distance, sobolev_loss, stochastic_sobolev_loss
+from sobolev.models import MLP
+
+
+def scalar(t: torch.Tensor) -> float:
+    return float(t.detach())
+
+
+class Quadratic(nn.Module):
+    """m(x) = xᵀ A x + bᵀ x: gradient (A + Aᵀ) x + b, Hessian A + Aᵀ."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.randn(d, d, dtype=torch.float64))
+        self.b = nn.Parameter(torch.randn(d, dtype=torch.float64))
+
+    def forward(self, x):
+        return torch.einsum("bi,ij,bj->b", x, self.A, x) + x @ self.b
+
+
+def test_zero_when_model_equals_target():
+    net = MLP(3, (16, 16), 1, activation="tanh").double()
+    x = torch.randn(8, 3, dtype=torch.float64)
+    with torch.no_grad():
+        targets = [net(x), *[d.detach() for d in derivatives(net, x, 2)]]
+    assert scalar(sobolev_loss(net, x, targets)) == pytest.approx(0, abs=1e-20)
+    assert scalar(sobolev_loss(net, x, targets, distances="l1")) == pytest.approx(0, abs=1e-12)
+
+
+def test_hand_computed_value_on_a_quadratic():
+    d, B = 3, 5
+    q = Quadratic(d)
+    x = torch.randn(B, d, dtype=torch.float64)
+    A, b = q.A.detach(), q.b.detach()
+    value = torch.einsum("bi,ij,bj->b", x, A, x) + x @ b
+    grad = x @ (A + A.T) + b
+    hess = A + A.T
+    zeros = [
+        torch.zeros(B, dtype=torch.float64),
+        torch.zeros(B, d, dtype=torch.float64),
+        torch.zeros(B, d, d, dtype=torch.float64),
+    ]
+    expected = value.pow(2).mean() + 0.5 * grad.pow(2).sum(1).mean() + 2.0 * hess.pow(2).sum()
+    got = sobolev_loss(q, x, zeros, weights=[1.0, 0.5, 2.0])
+    assert scalar(got) == pytest.approx(scalar(expected), rel=1e-12)
+    expected_l1 = value.abs().mean() + grad.abs().sum(1).mean()
+    assert scalar(sobolev_loss(q, x, zeros[:2], distances="l1")) == pytest.approx(scalar(expected_l1), rel=1e-12)
+
+
+def test_derivatives_match_autograd_and_finite_differences():
+    net = MLP(2, (8,), 3, activation="tanh").double()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    (jac,) = derivatives(net, x, 1)
+    assert jac.shape == (4, 3, 2)
+    h = 1e-6
+    fd = torch.stack([(net(x + h * e) - net(x - h * e)) / (2 * h) for e in torch.eye(2, dtype=x.dtype)], dim=-1)
+    torch.testing.assert_close(jac, fd, rtol=1e-6, atol=1e-8)
+    scalar = MLP(2, (8,), 1, activation="tanh").double()
+    torch.testing.assert_close(derivatives(scalar, x, 1)[0], input_gradient(scalar, x))
+    v = torch.randn(4, 2, dtype=torch.float64)
+    torch.testing.assert_close(jvp_projection(net, x, v), torch.einsum("boi,bi->bo", jac, v))
+    u = torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(vjp_projection(net, x, u), torch.einsum("bo,boi->bi", u, jac))
+
+
+def test_loss_gradient_wrt_parameters_matches_finite_differences():
+    net = MLP(2, (5,), 1, activation="tanh").double()
+    x = torch.randn(6, 2, dtype=torch.float64)
+    targets = [
+        torch.randn(6, dtype=torch.float64),
+        torch.randn(6, 2, dtype=torch.float64),
+        torch.randn(6, 2, 2, dtype=torch.float64),
+    ]
+    weight = net.net[0].weight
+
+    def loss_of(w):
+        with torch.no_grad():
+            weight.copy_(w)
+        return sobolev_loss(net, x, targets)
+
+    w0 = weight.detach().clone()
+    loss_of(w0).backward()
+    analytic = weight.grad.clone()
+    h = 1e-6
+    fd = torch.zeros_like(w0)
+    for idx in torch.cartesian_prod(*[torch.arange(s) for s in w0.shape]):
+        e = torch.zeros_like(w0)
+        e[tuple(idx)] = h
+        fd[tuple(idx)] = (loss_of(w0 + e).detach() - loss_of(w0 - e).detach()) / (2 * h)
+    torch.testing.assert_close(analytic, fd, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("direction,dim", [("input", 5), ("output", 3)])
+def test_stochastic_term_is_unbiased_up_to_one_over_dim(direction, dim):
+    """For v uniform on the unit sphere of R^n, E‖proj(J, v)‖² = ‖J‖²_F / n."""
+    lin = nn.Linear(5, 3, bias=False).double()
+    x = torch.randn(1, 5, dtype=torch.float64).expand(4000, 5).contiguous()
+    zero_jac = torch.zeros(4000, 3, 5, dtype=torch.float64)
+    with torch.no_grad():
+        value = lin(x)
+    g = torch.Generator().manual_seed(0)
+    est = stochastic_sobolev_loss(lin, x, value, target_jacobian=zero_jac, direction=direction, generator=g)
+    full = lin.weight.detach().pow(2).sum()
+    assert scalar(est) == pytest.approx(scalar(full) / dim, rel=0.05)
+
+
+def test_stochastic_loss_zero_for_equal_target_and_target_fn_route():
+    net = MLP(4, (8,), 2, activation="tanh").double()
+    x = torch.randn(10, 4, dtype=torch.float64)
+    with torch.no_grad():
+        y = net(x)
+    assert scalar(stochastic_sobolev_loss(net, x, y, target_fn=net, n_projections=3)) == pytest.approx(0, abs=1e-20)
+    assert scalar(stochastic_sobolev_loss(net, x, y, target_fn=net, direction="output")) == pytest.approx(0, abs=1e-20)
+    # target_fn and target_jacobian give the same loss for the same random vectors.
+    teacher = MLP(4, (8,), 2, activation="tanh").double()
+    (jac,) = derivatives(teacher, x, 1)
+    a = stochastic_sobolev_loss(net, x, y, target_fn=teacher, generator=torch.Generator().manual_seed(5))
+    b = stochastic_sobolev_loss(net, x, y, target_jacobian=jac.detach(), generator=torch.Generator().manual_seed(5))
+    assert scalar(a) == pytest.approx(scalar(b), rel=1e-10)
+
+
+def test_unit_vectors_are_unit_and_isotropic():
+    v = random_unit_vectors(20000, 3, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(v.norm(dim=1), torch.ones(20000))
+    torch.testing.assert_close(v.T @ v / 20000, torch.eye(3) / 3, atol=0.01, rtol=0)
+
+
+def test_bad_input_is_rejected():
+    net = MLP(2, (4,), 1)
+    x = torch.randn(3, 2)
+    with pytest.raises(ValueError, match=r"expected a batch of shape \(B, d_in\), got \(3,\)"):
+        input_gradient(net, torch.randn(3))
+    with pytest.raises(ValueError, match="distance must be one of"):
+        distance(x, x, "l3")
+    with pytest.raises(ValueError, match="weights: expected 2 entries"):
+        sobolev_loss(net, x, [torch.zeros(3), torch.zeros(3, 2)], weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="exactly one of target_fn and target_jacobian"):
+        stochastic_sobolev_loss(net, x, torch.zeros(3))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        sobolev_loss(net, x, [torch.zeros(3), torch.zeros(3, 3)])

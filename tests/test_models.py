@@ -1,0 +1,125 @@
+import pytest
+import torch
+
+from sobolev.derivatives import input_gradient
+from sobolev.models import BatchedAdam, BatchedMLP
+from sobolev.training import train_ensemble
+
+
+def make(M=3, H=16, seed=0):
+    m = BatchedMLP.init(list(range(seed, seed + M)), hidden=H)
+    m.params = {k: v.double() for k, v in m.params.items()}
+    return m
+
+
+def autograd_grads(model, i, x, t, G=None, w=0.0):
+    net = model.to_module(i).double()
+    y = net(x)
+    loss = (y - t).pow(2).mean()
+    if G is not None:
+        loss = loss + w * (input_gradient(net, x) - G).pow(2).sum(1).mean()
+    loss.backward()
+    L = net.net
+    return {
+        "W1": L[0].weight.grad,
+        "b1": L[0].bias.grad,
+        "W2": L[2].weight.grad,
+        "b2": L[2].bias.grad,
+        "w3": L[4].weight.grad[0],
+        "b3": L[4].bias.grad[0],
+    }
+
+
+@pytest.mark.parametrize("sobolev", [False, True])
+def test_hand_written_backward_equals_autograd(sobolev):
+    model = make()
+    x = torch.randn(3, 11, 2, dtype=torch.float64)
+    t = torch.randn(3, 11, dtype=torch.float64)
+    G = torch.randn(3, 11, 2, dtype=torch.float64) if sobolev else None
+    w = torch.tensor([0.3, 1.0, 7.0], dtype=torch.float64)
+    res = model.loss_and_grads(x, t, G, w if sobolev else None)
+    for i in range(3):
+        ref = autograd_grads(model, i, x[i], t[i], None if G is None else G[i], float(w[i]))
+        for name in BatchedMLP.NAMES:
+            torch.testing.assert_close(res.grads[name][i], ref[name], rtol=1e-10, atol=1e-12)
+    y, g = model.predict(x)
+    torch.testing.assert_close(res.value_loss, (y - t).pow(2).mean(1))
+    if sobolev:
+        torch.testing.assert_close(res.grad_loss, (g - G).pow(2).sum(2).mean(1))
+
+
+def test_predict_matches_module_and_its_input_gradient():
+    model = make(M=2)
+    x = torch.randn(2, 9, 2, dtype=torch.float64)
+    y, g = model.predict(x, chunk=4)  # chunking must not change anything
+    for i in range(2):
+        net = model.to_module(i).double()
+        torch.testing.assert_close(y[i], net(x[i]))
+        torch.testing.assert_close(g[i], input_gradient(net, x[i]))
+
+
+def test_init_is_per_seed_and_within_linear_bounds():
+    a, b = BatchedMLP.init([7, 8]), BatchedMLP.init([7])
+    torch.testing.assert_close(a.params["W2"][0], b.params["W2"][0])
+    assert not torch.equal(a.params["W2"][0], a.params["W2"][1])
+    assert float(a.params["W1"].abs().max()) <= 1 / 2**0.5
+    assert float(a.params["W2"].abs().max()) <= 1 / 256**0.5
+
+
+def test_batched_adam_equals_torch_adam_per_model():
+    model = make(M=2, H=8)
+    lrs = torch.tensor([1e-2, 3e-3], dtype=torch.float64)
+    nets = [model.to_module(i).double() for i in range(2)]
+    opts = [torch.optim.Adam(n.parameters(), lr=float(lr)) for n, lr in zip(nets, lrs, strict=True)]
+    opt = BatchedAdam(model.params, lrs)
+    x = torch.randn(2, 5, 2, dtype=torch.float64)
+    t = torch.randn(2, 5, dtype=torch.float64)
+    for _ in range(5):
+        opt.step(model.loss_and_grads(x, t).grads)
+        for i, (net, o) in enumerate(zip(nets, opts, strict=True)):
+            o.zero_grad()
+            (net(x[i]) - t[i]).pow(2).mean().backward()
+            o.step()
+    for i, net in enumerate(nets):
+        torch.testing.assert_close(model.params["W2"][i], net.net[2].weight.detach())
+        torch.testing.assert_close(model.params["w3"][i], net.net[4].weight.detach()[0])
+
+
+def test_training_reduces_loss_and_is_deterministic():
+    x = torch.rand(2, 50, 2) * 2 - 1
+    t = (x**2).sum(2)
+    G = 2 * x
+    runs = []
+    for _ in range(2):
+        model = BatchedMLP.init([0, 1], hidden=32)
+        hist = train_ensemble(
+            model,
+            x,
+            t,
+            torch.full((2,), 1e-2),
+            200,
+            20,
+            G=G,
+            weight=torch.ones(2),
+            generator=torch.Generator().manual_seed(0),
+            log_every=10,
+            progress=False,
+        )
+        runs.append(hist)
+    assert hist.shape == (20, 2)
+    assert bool((hist[-1] < 0.1 * hist[0]).all())
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+
+
+def test_bad_shapes_are_rejected():
+    model = BatchedMLP.init([0, 1], hidden=8)
+    with pytest.raises(ValueError, match=r"x: expected shape \(2, B, 2\), got \(3, 4, 2\)"):
+        model.predict(torch.zeros(3, 4, 2))
+    with pytest.raises(ValueError, match=r"t: expected shape \(2, 4\)"):
+        model.loss_and_grads(torch.zeros(2, 4, 2), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="weight: expected shape"):
+        model.loss_and_grads(torch.zeros(2, 4, 2), torch.zeros(2, 4), torch.zeros(2, 4, 2))
+    with pytest.raises(ValueError, match="lr: expected 2 positive learning rates"):
+        BatchedAdam(model.params, torch.tensor([1e-3, 0.0]))
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        train_ensemble(model, torch.zeros(2, 4, 2), torch.zeros(2, 4), torch.ones(2), 0, 4)
