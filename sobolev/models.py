@@ -7,8 +7,10 @@ scalar output) the input gradient has a closed form,
     ∇ₓm = W1ᵀ (1[z1>0] ⊙ W2ᵀ (1[z2>0] ⊙ w3)),
 
 and :meth:`BatchedMLP.loss_and_grads` differentiates the Sobolev loss through it by hand.
-That costs exactly twice the matmul FLOPs of a regular step (6 vs 3 products of size
-B×H×H), with no autograd graph and no double-backward overhead. ``tests/test_models.py``
+Because the output is a scalar, the regular backward is a rescaling of that same chain
+(dL/dz = e_y ∂m/∂z), and both W2 gradients share one product. A Sobolev step thus costs 4
+products of size B×H×H against 3 for a regular step (1.34× the matmul FLOPs, where
+autograd's double backward needs 2×), with no autograd graph. ``tests/test_models.py``
 checks every parameter gradient against autograd's double backward.
 """
 
@@ -21,6 +23,9 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
+# ``_relu_grad(v, z, 0)`` is ``v ⊙ 1[z > 0]`` in one fused pass: autograd's own ReLU backward.
+_relu_grad = torch.ops.aten.threshold_backward
 
 
 class MLP(nn.Module):
@@ -122,22 +127,25 @@ class BatchedMLP:
         if x.ndim != 3 or x.shape[0] != M or x.shape[2] != D:
             raise ValueError(f"x: expected shape ({M}, B, {D}), got {tuple(x.shape)}")
 
-    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         p = self.params
         z1 = torch.baddbmm(p["b1"].unsqueeze(1), x, p["W1"].transpose(1, 2))
         a1 = torch.relu(z1)
         z2 = torch.baddbmm(p["b2"].unsqueeze(1), a1, p["W2"].transpose(1, 2))
         a2 = torch.relu(z2)
-        y = torch.bmm(a2, p["w3"].unsqueeze(2)).squeeze(2) + p["b3"].unsqueeze(1)
-        return z1, a1, z2, y
+        y = torch.baddbmm(p["b3"].view(-1, 1, 1), a2, p["w3"].unsqueeze(2)).squeeze(2)
+        return z1, a1, z2, a2, y
 
-    def _input_grad(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _units(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
+        """``u2 = ∂m/∂z2 = 1[z2>0] ⊙ w3`` and ``u1 = ∂m/∂z1 = 1[z1>0] ⊙ (u2 W2)``, each ``(M, B, H)``."""
         p = self.params
-        m1, m2 = (z1 > 0).to(z1.dtype), (z2 > 0).to(z2.dtype)
-        u2 = m2 * p["w3"].unsqueeze(1)
-        u1 = m1 * torch.bmm(u2, p["W2"])
-        g = torch.bmm(u1, p["W1"])
-        return g, u1, u2, m1
+        u2 = _relu_grad(p["w3"].unsqueeze(1).expand_as(z2), z2, 0)
+        u1 = _relu_grad(torch.bmm(u2, p["W2"]), z1, 0)
+        return u1, u2
+
+    def _input_grad(self, u1: Tensor) -> Tensor:
+        """``∇ₓm = u1 W1``, ``(M, B, D)``; computed as ``(W1ᵀ u1ᵀ)ᵀ`` (skinny operand left: faster BLAS)."""
+        return torch.bmm(self.params["W1"].transpose(1, 2), u1.transpose(1, 2)).transpose(1, 2)
 
     @torch.no_grad()
     def predict(self, x: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
@@ -145,9 +153,9 @@ class BatchedMLP:
         self._check_x(x)
         ys, gs = [], []
         for xc in x.split(chunk, dim=1):
-            z1, _, z2, y = self._forward(xc)
+            z1, _, z2, _, y = self._forward(xc)
             ys.append(y)
-            gs.append(self._input_grad(z1, z2)[0])
+            gs.append(self._input_grad(self._units(z1, z2)[0]))
         return torch.cat(ys, 1), torch.cat(gs, 1)
 
     @torch.no_grad()
@@ -169,41 +177,41 @@ class BatchedMLP:
         M, B, _ = x.shape
         if t.shape != (M, B):
             raise ValueError(f"t: expected shape {(M, B)}, got {tuple(t.shape)}")
-        p = self.params
-        z1, a1, z2, y = self._forward(x)
-        a2 = torch.relu(z2)
-        m2 = (z2 > 0).to(z2.dtype)
-        resid = y - t
-        ey = resid * (2.0 / B)  # dL/dy
-        dz2 = m2 * (ey.unsqueeze(2) * p["w3"].unsqueeze(1))
-        grads = {
-            "b3": ey.sum(1),
-            "w3": torch.bmm(ey.unsqueeze(1), a2).squeeze(1),
-            "b2": dz2.sum(1),
-            "W2": torch.bmm(dz2.transpose(1, 2), a1),
-        }
-        dz1 = (z1 > 0).to(z1.dtype) * torch.bmm(dz2, p["W2"])
-        grad_loss = None
         if G is not None:
             if G.shape != x.shape:
                 raise ValueError(f"G: expected shape {tuple(x.shape)} (like x), got {tuple(G.shape)}")
             if weight is None or weight.shape != (M,):
                 got = None if weight is None else tuple(weight.shape)
                 raise ValueError(f"weight: expected shape {(M,)} with G, got {got}")
-            g, u1, u2, m1 = self._input_grad(z1, z2)
-            gres = g - G
+        p = self.params
+        z1, a1, z2, a2, y = self._forward(x)
+        # The output is a scalar, so the value loss's backward needs no matmul of its own:
+        # dL/dz2 = e_y u2 and dL/dz1 = e_y u1, with u1, u2 the units of the input gradient.
+        u1, u2 = self._units(z1, z2)
+        resid = y - t
+        ey = resid * (2.0 / B)  # dL/dy, (M, B)
+        eyv = ey.unsqueeze(2)
+        grads = {
+            "b3": ey.sum(1),
+            "w3": torch.bmm(ey.unsqueeze(1), a2).squeeze(1),
+            "b2": (eyv * u2).sum(1),
+            "b1": (eyv * u1).sum(1),
+        }
+        q2 = eyv * a1  # dW2 = u2ᵀ q2 (+ u2ᵀ ds1 for Sobolev): one product for both terms
+        r1 = eyv * x  # dW1 = u1ᵀ r1 (+ u1ᵀ eg for Sobolev)
+        grad_loss = None
+        if G is not None:
+            # g = u1 W1 with u1 = 1[z1>0] ⊙ (u2 W2), u2 = 1[z2>0] ⊙ w3; the masks are locally
+            # constant, so this term sends gradient to W1, W2 and w3 only.
+            gres = self._input_grad(u1) - G
             grad_loss = gres.pow(2).sum(2).mean(1)
-            eg = gres * (2.0 / B) * weight.view(M, 1, 1)  # dL/dg
-            # g = u1 @ W1, u1 = m1 ⊙ (u2 @ W2), u2 = m2 ⊙ w3; masks are locally constant.
-            ds1 = m1 * torch.bmm(eg, p["W1"].transpose(1, 2))
-            grads["W2"] = torch.baddbmm(grads["W2"], u2.transpose(1, 2), ds1)
-            grads["w3"] = grads["w3"] + (m2 * torch.bmm(ds1, p["W2"].transpose(1, 2))).sum(1)
-            W1_grad = torch.bmm(u1.transpose(1, 2), eg)
-        else:
-            W1_grad = None
-        grads["b1"] = dz1.sum(1)
-        dW1 = torch.bmm(dz1.transpose(1, 2), x)
-        grads["W1"] = dW1 if W1_grad is None else dW1 + W1_grad
+            eg = gres * (weight * (2.0 / B)).view(M, 1, 1)  # dL/dg
+            ds1 = _relu_grad(torch.bmm(eg, p["W1"].transpose(1, 2)), z1, 0)
+            grads["w3"] += _relu_grad(torch.bmm(ds1, p["W2"].transpose(1, 2)), z2, 0).sum(1)
+            q2 = q2 + ds1
+            r1 = r1 + eg
+        grads["W2"] = torch.bmm(u2.transpose(1, 2), q2)
+        grads["W1"] = torch.bmm(r1.transpose(1, 2), u1).transpose(1, 2).contiguous()
         return StepResult(resid.pow(2).mean(1), grad_loss, grads)
 
     def select(self, index: Tensor | list[int]) -> BatchedMLP:
