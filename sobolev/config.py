@@ -68,7 +68,9 @@ class RegressionConfig:
     Sobolev runs with each of ``sweep_weights``. Regular and Sobolev share the learning-rate
     grid, the step count and the normalisations: the same tuning budget. Models train in
     batched ensembles of at most ``ensemble_size`` (42 was fastest on a 2-core CPU, where
-    larger ensembles fall out of cache; a GPU wants hundreds).
+    larger ensembles fall out of cache; a GPU wants hundreds). ``long_steps > 0`` adds a
+    second, longer run of the faithful setting at the largest size only (see
+    :func:`sobolev.regression.longer_training`).
     """
 
     functions: list[str] = field(default_factory=lambda: sorted(FUNCTIONS))
@@ -84,6 +86,7 @@ class RegressionConfig:
     n_test: int = 10000
     n_val: int = 1000
     ensemble_size: int = 42
+    long_steps: int = 0
     device: str = "auto"
     threads: int = 0
     log_every: int = 50
@@ -110,6 +113,8 @@ class RegressionConfig:
                 _fail("sweep_sizes", self.sweep_sizes, f"entry {s!r} must be one of sizes {self.sizes}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith(("cuda", "mps")):
             _fail("device", self.device, "must be 'auto', 'cpu', 'cuda[:N]' or 'mps'")
+        if not isinstance(self.long_steps, int) or isinstance(self.long_steps, bool) or self.long_steps < 0:
+            _fail("long_steps", self.long_steps, "must be an integer >= 0 (0 skips the longer run)")
         if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
             _fail("threads", self.threads, "must be an integer >= 0 (0 keeps torch's default)")
 

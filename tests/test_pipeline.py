@@ -58,3 +58,10 @@ def test_data_dvc_pins_cifar_by_published_checksum():
     spec = yaml.safe_load((ROOT / "data.dvc").read_text())
     assert spec["frozen"] is True  # never run by the offline `dvc repro`
     assert spec["outs"][0]["md5"] == "c58f30108f718f92721af3b95e74349a"
+
+
+def test_readme_tables_are_generated_from_committed_metrics():
+    from sobolev.report import blocks, render
+
+    readme = (ROOT / "README.md").read_text()
+    assert render(readme, blocks()) == readme, "README results are stale: run `python -m sobolev.report`"

@@ -1,0 +1,107 @@
+"""README tables generated from the committed metrics (no number typed in by hand).
+
+``python -m sobolev.report`` rewrites every block between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->`` in README.md; ``tests/test_pipeline.py`` fails when a block
+differs from what the committed metrics give.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from sobolev.regression import claims
+from sobolev.utils import atomic_write_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.3g} ± {std:.2g}"
+
+
+def regression_table(metrics: dict, setting: str) -> str:
+    """Markdown: mean ± std test MSE per function and size, regular vs Sobolev, with the ratio."""
+    block = metrics[setting]
+    functions = sorted(k for k in block if isinstance(block[k], dict) and k != "sobolev_wins")
+    sizes = sorted(block[functions[0]], key=lambda s: int(s[1:]))
+    lines = [
+        "| function | n | regular | Sobolev | Sobolev / regular |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for fn in functions:
+        for size in sizes:
+            reg, sob = block[fn][size]["regular"], block[fn][size]["sobolev"]
+            ratio = sob["test_mse"] / reg["test_mse"]
+            mark = "**" if ratio < 1 else ""
+            lines.append(
+                f"| {fn} | {size[1:]} | {_fmt(reg['test_mse'], reg['test_mse_std'])} | "
+                f"{_fmt(sob['test_mse'], sob['test_mse_std'])} | {mark}{ratio:.2g}{mark} |"
+            )
+    n_fn = block["n_functions"]
+    counts = sorted(block["sobolev_wins"].items(), key=lambda kv: int(kv[0][1:]))
+    wins = ", ".join(f"n={k[1:]}: {v}/{n_fn}" for k, v in counts)
+    lines.append("")
+    lines.append(f"Functions where Sobolev's mean test MSE is lower: {wins}.")
+    return "\n".join(lines)
+
+
+def summary_from_metrics(block: dict) -> pd.DataFrame:
+    """One setting of ``metrics.json`` back as a :func:`sobolev.regression.summarise` table."""
+    rows = []
+    for fn, sizes in block.items():
+        if fn in ("sobolev_wins", "n_functions"):
+            continue
+        for size, methods in sizes.items():
+            for method, m in methods.items():
+                rows.append({"function": fn, "n_train": int(size[1:]), "method": method, **m})
+    return pd.DataFrame(rows)
+
+
+def claims_list(metrics: dict) -> str:
+    """Markdown bullets: each of Section 4.1's claims with its computed verdict, per setting."""
+    names = {
+        "faithful": "faithful",
+        "tuned": "equally tuned",
+        "faithful_long": "faithful, largest size, longer training",
+    }
+    lines = []
+    for setting, label in names.items():
+        if setting in metrics:
+            lines.append(f"* {label}:")
+            lines += [f"  * {claim}" for claim in claims(summary_from_metrics(metrics[setting]))]
+    return "\n".join(lines)
+
+
+def blocks(root: Path = ROOT) -> dict[str, str]:
+    """Every generated README block, by name."""
+    metrics = json.loads((root / "results/regression/metrics.json").read_text())
+    settings = [s for s in ("faithful", "tuned", "faithful_long") if s in metrics]
+    out = {f"regression-{s}": regression_table(metrics, s) for s in settings}
+    out["regression-claims"] = claims_list(metrics)
+    return out
+
+
+def render(readme: str, generated: dict[str, str]) -> str:
+    """``readme`` with each ``<!-- results:NAME -->`` block replaced by ``generated[NAME]``."""
+    for name, body in generated.items():
+        pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
+        if not pattern.search(readme):
+            raise ValueError(f"README has no block <!-- results:{name} --> ... <!-- /results:{name} -->")
+        readme = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), readme)
+    return readme
+
+
+def main() -> int:
+    path = ROOT / "README.md"
+    atomic_write_text(path, render(path.read_text(), blocks()))
+    print(f"updated {len(blocks())} result blocks in README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
