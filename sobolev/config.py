@@ -8,9 +8,10 @@ is allowed. ``params.yaml`` holds one section per stage plus a top-level ``scale
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import yaml
 
@@ -59,8 +60,36 @@ def choices(name: str, v: Any, allowed: tuple[str, ...]) -> list[str]:
     return list(v)
 
 
+def _check_device_threads(device: Any, threads: Any) -> None:
+    if device not in ("auto", "cpu") and not str(device).startswith(("cuda", "mps")):
+        _fail("device", device, "must be 'auto', 'cpu', 'cuda[:N]' or 'mps'")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        _fail("threads", threads, "must be an integer >= 0 (0 keeps torch's default)")
+
+
+class _Config:
+    """Shared by the stage configs: construction from a params section, and back."""
+
+    SECTION: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], section: str | None = None) -> Self:
+        section = section or cls.SECTION
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ParamError(
+                f"unknown parameter(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
+                f"allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class RegressionConfig:
+class RegressionConfig(_Config):
     """Section 4.1: regression of the seven 2-D functions.
 
     The grid is ``functions × sizes × {regular, sobolev} × normalisations × lrs × seeds``
@@ -72,6 +101,8 @@ class RegressionConfig:
     second, longer run of the faithful setting at the largest size only (see
     :func:`sobolev.regression.longer_training`).
     """
+
+    SECTION: ClassVar[str] = "regression"
 
     functions: list[str] = field(default_factory=lambda: sorted(FUNCTIONS))
     sizes: list[int] = field(default_factory=lambda: [20, 100, 10000])
@@ -118,22 +149,49 @@ class RegressionConfig:
         if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
             _fail("threads", self.threads, "must be an integer >= 0 (0 keeps torch's default)")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], section: str = "regression") -> RegressionConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ParamError(
-                f"unknown parameter(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
-                f"allowed: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+@dataclass(frozen=True)
+class TheoryConfig(_Config):
+    """Section 3: the theory notebook (exact computations plus two small trainings)."""
+
+    SECTION: ClassVar[str] = "theory"
+
+    prop1_points: int = 20
+    prop1_dims: list[int] = field(default_factory=lambda: [1, 2, 5])
+    poly_max_degree: int = 10
+    thm2_steps: int = 3000
+    thm2_hidden: int = 64
+    meshes: list[list[int]] = field(default_factory=lambda: [[1, 8], [2, 4], [4, 2]])
+    identification_seeds: int = 10
+    net_sizes: list[int] = field(default_factory=lambda: [8, 32, 128, 512])
+    net_seeds: int = 3
+    net_lrs: list[float] = field(default_factory=lambda: [1e-3, 1e-2])
+    net_steps: int = 2000
+    net_hidden: int = 64
+    device: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("prop1_points", "poly_max_degree", "thm2_steps", "thm2_hidden", "identification_seeds"):
+            positive_int(name, getattr(self, name))
+        for name in ("net_seeds", "net_steps", "net_hidden"):
+            positive_int(name, getattr(self, name))
+        for d in nonempty_list("prop1_dims", self.prop1_dims):
+            positive_int("prop1_dims[]", d)
+        for item in nonempty_list("meshes", self.meshes):
+            if not (isinstance(item, list | tuple) and len(item) == 2):
+                _fail("meshes", self.meshes, "each entry must be [dimension d, cells per axis m]")
+            d, m = positive_int("meshes[][0] (dimension)", item[0]), positive_int("meshes[][1] (cells)", item[1])
+            if d > 6 or m**d * math.factorial(d) > 5000:
+                _fail("meshes", self.meshes, f"entry {item!r}: need d <= 6 and m^d d! <= 5000 simplices")
+        for n in nonempty_list("net_sizes", self.net_sizes):
+            positive_int("net_sizes[]", n)
+        for lr in nonempty_list("net_lrs", self.net_lrs):
+            positive_float("net_lrs[]", lr)
+        _check_device_threads(self.device, self.threads)
 
 
-CONFIGS: dict[str, type[RegressionConfig]] = {"regression": RegressionConfig}
+CONFIGS: dict[str, type[_Config]] = {"regression": RegressionConfig, "theory": TheoryConfig}
 
 
 def load_section(path: str | Path, section: str) -> dict[str, Any]:
@@ -153,7 +211,7 @@ def load_section(path: str | Path, section: str) -> dict[str, Any]:
     return values
 
 
-def load_config(path: str | Path, section: str) -> RegressionConfig:
+def load_config(path: str | Path, section: str) -> Any:
     """Load and validate one stage's configuration (raises :class:`ParamError`)."""
     if section not in CONFIGS:
         raise ParamError(f"unknown stage {section!r}; allowed: {', '.join(CONFIGS)}")

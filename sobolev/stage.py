@@ -20,7 +20,10 @@ from pathlib import Path
 from sobolev.config import ParamError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = {"regression": ("notebooks/s41_regression.ipynb", "results/regression")}
+STAGES = {
+    "theory": ("notebooks/s3_theory.ipynb", "results/theory"),
+    "regression": ("notebooks/s41_regression.ipynb", "results/regression"),
+}
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars
 # written to sys.__stderr__ reach the terminal running the stage and stay out of the notebook.
 KERNEL_ARGS = ["--IPKernelApp.capture_fd_output=False"]

@@ -65,3 +65,15 @@ def test_readme_tables_are_generated_from_committed_metrics():
 
     readme = (ROOT / "README.md").read_text()
     assert render(readme, blocks()) == readme, "README results are stale: run `python -m sobolev.report`"
+
+
+def test_committed_theory_results_match_committed_params():
+    cfg = load_config(ROOT / "params.yaml", "theory")
+    m = json.loads((ROOT / "results/theory/metrics.json").read_text())
+    assert sorted({r["d"] for r in m["proposition1"]}) == sorted(cfg.prop1_dims)
+    assert len(m["polynomials"]) == cfg.poly_max_degree
+    assert {r["d"] for r in m["identification"]} == {d for d, _ in cfg.meshes}
+    assert m["pl_networks"]["n_dimensions"] == len(cfg.meshes)
+    assert set(m["pl_networks"]["sobolev_wins"]) == {f"n{n}" for n in cfg.net_sizes}
+    corrected = [r for r in m["proposition1"] if r["construction"].startswith("corrected")]
+    assert max(r["max |∇h − g|"] for r in corrected) < 1e-9
