@@ -214,11 +214,6 @@ class BatchedMLP:
         grads["W1"] = torch.bmm(r1.transpose(1, 2), u1).transpose(1, 2).contiguous()
         return StepResult(resid.pow(2).mean(1), grad_loss, grads)
 
-    def select(self, index: Tensor | list[int]) -> BatchedMLP:
-        """A new ensemble holding copies of the models at ``index``."""
-        idx = torch.as_tensor(index, dtype=torch.long, device=self.params["W1"].device)
-        return BatchedMLP({n: v.index_select(0, idx).clone() for n, v in self.params.items()})
-
     def to_module(self, i: int) -> MLP:
         """Model ``i`` as a standalone :class:`MLP` (for plotting, export, autograd checks)."""
         p = {n: v[i].detach().cpu() for n, v in self.params.items()}

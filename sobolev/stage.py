@@ -44,9 +44,17 @@ def execute(notebook: Path, output: Path, parameters: dict | None = None) -> Non
     )
 
 
+def stage_paths(stage: str, root: Path = ROOT) -> tuple[Path, Path]:
+    """The notebook and the output folder of ``stage``; unknown stages raise :class:`ParamError`."""
+    if stage not in STAGES:
+        raise ParamError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+    notebook, out = STAGES[stage]
+    return root / notebook, root / out
+
+
 def refresh_defaults(stage: str, root: Path = ROOT) -> Path:
     """Re-execute ``stage``'s notebook in place at its own defaults (what nbval compares)."""
-    notebook = root / STAGES[stage][0]
+    notebook, _ = stage_paths(stage, root)
     tmp = notebook.with_name(f".{notebook.stem}.tmp.ipynb")
     try:
         execute(notebook, tmp)
@@ -58,10 +66,8 @@ def refresh_defaults(stage: str, root: Path = ROOT) -> Path:
 
 def run_stage(stage: str, params: Path, root: Path = ROOT) -> Path:
     """Execute ``stage``'s notebook with its validated parameters; returns the output folder."""
-    if stage not in STAGES:
-        raise ParamError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+    notebook, out = stage_paths(stage, root)
     cfg = load_config(params, stage)
-    notebook, out = (root / p for p in STAGES[stage])
     out.parent.mkdir(parents=True, exist_ok=True)
     # The notebook writes into a staging folder that replaces ``out`` only on success.
     staged = out.parent / f".{stage}.staged"
@@ -91,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.defaults:
-            if args.stage not in STAGES:
-                raise ParamError(f"unknown stage {args.stage!r}; allowed: {', '.join(STAGES)}")
             print(f"{args.stage}: refreshed {refresh_defaults(args.stage).relative_to(ROOT)}")
             return 0
         out = run_stage(args.stage, args.params)

@@ -65,6 +65,13 @@ def test_committed_params_are_valid_at_both_scales(tmp_path):
         assert 10000 in cfg.sizes
 
 
+def test_unknown_stage_is_rejected():
+    from sobolev.stage import main
+
+    assert main(["distillation", "--defaults"]) == 2
+    assert main(["distillation"]) == 2
+
+
 def test_stage_rejects_bad_params_before_starting_a_kernel(tmp_path):
     path = write_params(tmp_path, {"lrs": [0.0]})
     start = time.perf_counter()

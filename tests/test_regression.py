@@ -59,6 +59,10 @@ def test_predict_reproduces_recorded_test_error(tiny):
     y, g = tiny.predict(int(row.run), test.x)
     assert float((y - test.y).pow(2).mean()) == pytest.approx(row.test_mse, rel=1e-4)
     assert float((g - test.g).pow(2).sum(1).mean()) == pytest.approx(row.test_grad_mse, rel=1e-4)
+    # The same run as a standalone nn.Module on normalised inputs.
+    net, nm = tiny.model(int(row.run))
+    with torch.no_grad():
+        torch.testing.assert_close(nm.y_back(net(nm.x(test.x))), y, rtol=1e-5, atol=1e-4)
 
 
 def test_select_lr_picks_lowest_mean_validation_error():
