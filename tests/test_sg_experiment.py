@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from sobolev.sg_experiment import SM_CIFAR_LAYERS, accuracy, augment, cifar_blocks, load_digits_split, train_variant
+from sobolev.synthetic import VARIANTS
+
+
+def test_the_sm_network_and_its_cuts():
+    blocks = cifar_blocks()
+    convs = [m for m in blocks.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [w for w, _ in SM_CIFAR_LAYERS]
+    assert [c.stride[0] for c in convs] == [s for _, s in SM_CIFAR_LAYERS]
+    assert len(blocks) == 4  # three cuts, three SG modules
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in blocks.modules()) == len(SM_CIFAR_LAYERS)
+    blocks.eval()
+    h = torch.zeros(2, 3, 32, 32)
+    shapes = []
+    for b in blocks:
+        h = b(h)
+        shapes.append(tuple(h.shape[1:]))
+    assert shapes == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (10,)]
+
+
+def test_scaled_network_for_digits():
+    blocks = cifar_blocks(1, 10, 8, width_scale=0.25)
+    out = torch.zeros(3, 1, 8, 8)
+    for b in blocks:
+        out = b(out)
+    assert out.shape == (3, 10)
+
+
+def test_bad_cuts_and_sizes_are_rejected():
+    with pytest.raises(ValueError, match=r"cuts must be increasing layer counts within 1..10 .* got \[2, 11\]"):
+        cifar_blocks(cuts=(2, 11))
+    with pytest.raises(ValueError, match="cuts must be increasing"):
+        cifar_blocks(cuts=(5, 2))
+    with pytest.raises(ValueError, match="image_size must be a multiple of 8, got 28"):
+        cifar_blocks(image_size=28)
+
+
+def test_digits_split_is_disjoint_and_normalised():
+    data = load_digits_split()
+    (xtr, ytr), (xte, yte) = data["train"], data["test"]
+    assert len(ytr) + len(yte) == 1797 and len(yte) == round(1797 * 0.25)
+    assert xtr.shape[1:] == (1, 8, 8) and float(xtr.max()) <= 1.0 and float(xtr.min()) >= 0.0
+    flat_tr = {tuple(v.flatten().tolist()) for v in xtr}
+    overlap = sum(tuple(v.flatten().tolist()) in flat_tr for v in xte)
+    assert overlap <= 5  # a handful of digits are pixel-identical duplicates in the dataset itself
+    with pytest.raises(ValueError, match="test_fraction"):
+        load_digits_split(1.5)
+
+
+def test_augment_is_a_crop_and_flip():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(augment(x, g, pad=0, flip=False), x)
+    flipped = augment(x, torch.Generator().manual_seed(0), pad=0, flip=True)
+    for a, b in zip(flipped, x, strict=True):
+        assert torch.equal(a, b) or torch.equal(a, b.flip(2))
+    cropped = augment(x, g, pad=2, flip=False)
+    assert cropped.shape == x.shape
+    # Every crop is a window of the zero-padded image: its non-zero values form a contiguous block of x.
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        windows = [padded[i, :, r : r + 4, c : c + 4] for r in range(5) for c in range(5)]
+        assert any(torch.equal(cropped[i], w) for w in windows)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_trains_on_digits(variant):
+    torch.set_num_threads(2)
+    data = load_digits_split()
+    result = train_variant(variant, data, seed=0, steps=30, batch_size=64, lr=0.05, width_scale=0.125, log_every=10)
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    cuts = {row["cut"] for row in result["curve"]}
+    if variant in ("backprop", "no_backprop"):
+        assert all(row["cosine"] != row["cosine"] for row in result["curve"])  # nan: no SG modules
+    else:
+        assert cuts == {0, 1, 2} and all(-1 <= row["cosine"] <= 1 for row in result["curve"])
+    if variant == "backprop":
+        assert result["test_accuracy"] > 0.5  # well above chance (0.1) after 30 steps
+
+
+def test_accuracy_uses_eval_mode_and_restores_train_mode():
+    blocks = cifar_blocks(1, 10, 8, width_scale=0.125)
+    x, y = torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))
+    bn = blocks[0][0][1]
+    before = int(bn.num_batches_tracked)
+    acc = accuracy(blocks, x, y, batch=7)
+    assert 0 <= acc <= 1 and int(bn.num_batches_tracked) == before and blocks.training
