@@ -87,6 +87,9 @@ class _Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check_inputs(self) -> None:
+        """Check external inputs (data files) before any work; the default has none."""
+
 
 @dataclass(frozen=True)
 class RegressionConfig(_Config):
@@ -191,7 +194,61 @@ class TheoryConfig(_Config):
         _check_device_threads(self.device, self.threads)
 
 
-CONFIGS: dict[str, type[_Config]] = {"regression": RegressionConfig, "theory": TheoryConfig}
+@dataclass(frozen=True)
+class SyntheticConfig(_Config):
+    """Section 4.3: synthetic gradients from Sobolev-trained critics (Table 1)."""
+
+    SECTION: ClassVar[str] = "synthetic"
+
+    dataset: str = "digits"
+    variants: list[str] = field(
+        default_factory=lambda: ["no_backprop", "direct", "small_model", "critic", "sobolev", "backprop"]
+    )
+    seeds: int = 3
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 0.05
+    milestones: list[int] = field(default_factory=lambda: [1000, 1500])
+    weight_decay: float = 1e-4
+    sg_lr: float = 1e-4
+    width_scale: float = 0.25
+    log_every: int = 100
+    cifar_path: str = "data/cifar-10-python.tar.gz"
+    device: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        from sobolev.synthetic import VARIANTS
+
+        if self.dataset not in ("digits", "cifar10"):
+            _fail("dataset", self.dataset, "must be 'digits' (offline default) or 'cifar10'")
+        choices("variants", self.variants, VARIANTS)
+        for name in ("seeds", "steps", "batch_size", "log_every"):
+            positive_int(name, getattr(self, name))
+        for name in ("lr", "sg_lr", "width_scale"):
+            positive_float(name, getattr(self, name))
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            _fail("weight_decay", self.weight_decay, "must be a number >= 0")
+        if not isinstance(self.milestones, list | tuple) or any(
+            not isinstance(m, int) or not 0 < m < self.steps for m in self.milestones
+        ):
+            _fail("milestones", self.milestones, f"must be a list of update counts within 1..{self.steps - 1}")
+        _check_device_threads(self.device, self.threads)
+
+    def check_inputs(self) -> None:
+        """CIFAR-10 must be present and intact (raises with how to fetch it); digits ship offline."""
+        if self.dataset == "cifar10":
+            from sobolev.cifar import verify_archive
+            from sobolev.sg_experiment import resolve_data_path
+
+            verify_archive(resolve_data_path(self.cifar_path))
+
+
+CONFIGS: dict[str, type[_Config]] = {
+    "regression": RegressionConfig,
+    "theory": TheoryConfig,
+    "synthetic": SyntheticConfig,
+}
 
 
 def load_section(path: str | Path, section: str) -> dict[str, Any]:

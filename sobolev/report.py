@@ -119,6 +119,34 @@ def theory_list(m: dict) -> str:
     )
 
 
+def synthetic_table(m: dict) -> str:
+    """Markdown: Table 1's layout for our runs beside the paper's, the ordering check and the
+    final cosine similarities, from ``results/synthetic/metrics.json``."""
+    lines = [
+        f"| variant | ours ({m['dataset']}), % | paper (CIFAR-10), % |",
+        "| --- | ---: | ---: |",
+    ]
+    for row in m["table"]:
+        paper = "" if row["paper mean"] != row["paper mean"] else f"{row['paper mean']:.1f}"
+        if row.get("paper std") == row.get("paper std") and row.get("paper std") is not None:
+            paper += f" ± {row['paper std']:.2f}"
+        lines.append(f"| {row['variant']} | {row['ours mean']:.1f} ± {row['ours std']:.1f} | {paper} |")
+    lines.append("")
+    order = ", ".join(
+        f"{o['lower']} {'≤' if o['lower'] == 'critic' else '<'} {o['higher']}: "
+        f"{'holds' if o['holds'] else 'does not hold'}"
+        for o in m["ordering"]
+    )
+    lines.append(f"The paper's ordering, pair by pair: {order}.")
+    if m.get("test_images"):
+        n = m["test_images"]
+        lines += ["", f"Test set: {n} images, so one image is {100 / n:.2f} percentage points."]
+    if "final_cosine" in m:
+        cos = ", ".join(f"{k}: {v:.2f}" for k, v in sorted(m["final_cosine"].items()))
+        lines += ["", f"Final cosine similarity of synthetic and true gradients (cut 0 is the lowest): {cos}."]
+    return "\n".join(lines)
+
+
 def blocks(root: Path = ROOT) -> dict[str, str]:
     """Every generated README block, by name."""
     metrics = json.loads((root / "results/regression/metrics.json").read_text())
@@ -126,6 +154,9 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
     out = {f"regression-{s}": regression_table(metrics, s) for s in settings}
     out["regression-claims"] = claims_list(metrics)
     out["theory"] = theory_list(json.loads((root / "results/theory/metrics.json").read_text()))
+    synthetic = root / "results/synthetic/metrics.json"
+    if synthetic.exists():
+        out["synthetic"] = synthetic_table(json.loads(synthetic.read_text()))
     return out
 
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGES = {
     "theory": ("notebooks/s3_theory.ipynb", "results/theory"),
     "regression": ("notebooks/s41_regression.ipynb", "results/regression"),
+    "synthetic": ("notebooks/s43_synthetic_gradients.ipynb", "results/synthetic"),
 }
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars
 # written to sys.__stderr__ reach the terminal running the stage and stay out of the notebook.
@@ -68,6 +69,7 @@ def run_stage(stage: str, params: Path, root: Path = ROOT) -> Path:
     """Execute ``stage``'s notebook with its validated parameters; returns the output folder."""
     notebook, out = stage_paths(stage, root)
     cfg = load_config(params, stage)
+    cfg.check_inputs()  # missing data stops here, before a kernel starts
     out.parent.mkdir(parents=True, exist_ok=True)
     # The notebook writes into a staging folder that replaces ``out`` only on success.
     staged = out.parent / f".{stage}.staged"
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.stage}: refreshed {refresh_defaults(args.stage).relative_to(ROOT)}")
             return 0
         out = run_stage(args.stage, args.params)
-    except ParamError as err:
+    except (ParamError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{args.stage}: results in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")

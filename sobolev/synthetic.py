@@ -22,7 +22,7 @@ Synchronous single process; the paper trained asynchronously (Hogwild, several G
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -121,6 +121,10 @@ class DecoupledTrainer:
         example: one input batch, to infer each cut's feature shape.
         main_optimizer: optimiser over the blocks' parameters only.
         sg_lr: Adam learning rate of the SG modules (SM §4.2: 1e-4).
+        sg_width: hidden width of the default SG modules.
+        module_factory: builds the SG module of a cut from its feature shape and the class
+            count, instead of :class:`DirectSG` / :class:`CriticSG` (e.g. SM §4.3's ImageNet
+            critic); critic variants need a ``loss_and_grad`` method like :class:`CriticSG`.
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class DecoupledTrainer:
         main_optimizer: torch.optim.Optimizer,
         sg_lr: float = 1e-4,
         sg_width: int | None = None,
+        module_factory: Callable[[tuple[int, ...], int], nn.Module] | None = None,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -150,9 +155,12 @@ class DecoupledTrainer:
                 block.train(mode)
         self.sg_modules = nn.ModuleList()
         if variant in ("direct", *CRITIC_VARIANTS):
-            cls = DirectSG if variant == "direct" else CriticSG
-            kwargs = {} if sg_width is None else {"width": sg_width}
-            self.sg_modules.extend(cls(s, n_classes, **kwargs) for s in shapes)
+            if module_factory is None:
+                cls = DirectSG if variant == "direct" else CriticSG
+                kwargs = {} if sg_width is None else {"width": sg_width}
+                self.sg_modules.extend(cls(s, n_classes, **kwargs) for s in shapes)
+            else:
+                self.sg_modules.extend(module_factory(s, n_classes) for s in shapes)
         self.sg_opt = torch.optim.Adam(self.sg_modules.parameters(), lr=sg_lr) if len(self.sg_modules) else None
 
     def step(self, x: Tensor, y: Tensor, diagnostics: bool = False) -> dict:

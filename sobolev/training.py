@@ -6,9 +6,9 @@ from typing import TextIO
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from sobolev.models import BatchedAdam, BatchedMLP
+from sobolev.utils import progress_bar
 
 
 def train_ensemble(
@@ -55,8 +55,7 @@ def train_ensemble(
     rows = torch.arange(M, device=x.device).unsqueeze(1)
     full = batch_size >= N
     history = []
-    stream = None if isinstance(progress, bool) else progress
-    for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, file=stream, mininterval=2.0):
+    for step in progress_bar(range(1, steps + 1), desc, progress):
         if full:
             xb, tb, Gb = x, t, G
         else:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
+from tqdm import tqdm
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -16,6 +18,13 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def progress_bar(iterable: Iterable, desc: str, progress: bool | TextIO) -> tqdm:
+    """A tqdm bar; ``progress`` is a flag or a stream. A stream such as ``sys.__stderr__`` keeps
+    bars out of notebooks executed by papermill while the terminal shows them."""
+    stream = None if isinstance(progress, bool) else progress
+    return tqdm(iterable, desc=desc, disable=not progress, file=stream, mininterval=2.0)
 
 
 def set_threads(threads: int) -> None:

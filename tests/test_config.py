@@ -85,3 +85,22 @@ def test_stage_rejects_bad_params_before_starting_a_kernel(tmp_path):
     assert "invalid parameter lrs[]=0.0: must be a positive finite number" in proc.stderr
     assert time.perf_counter() - start < 30
     assert not (ROOT / "results" / ".regression.staged").exists()
+
+
+def test_stage_stops_at_once_when_cifar_is_missing(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"scale": "default", "synthetic": {"dataset": "cifar10", "cifar_path": str(tmp_path / "none.tar.gz")}}
+        )
+    )
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sobolev.stage", "synthetic", "--params", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "CIFAR-10 archive not found" in proc.stderr and "dvc update data.dvc" in proc.stderr
+    assert time.perf_counter() - start < 30

@@ -77,3 +77,13 @@ def test_committed_theory_results_match_committed_params():
     assert set(m["pl_networks"]["sobolev_wins"]) == {f"n{n}" for n in cfg.net_sizes}
     corrected = [r for r in m["proposition1"] if r["construction"].startswith("corrected")]
     assert max(r["max |∇h − g|"] for r in corrected) < 1e-9
+
+
+def test_committed_synthetic_results_match_committed_params():
+    cfg = load_config(ROOT / "params.yaml", "synthetic")
+    m = json.loads((ROOT / "results/synthetic/metrics.json").read_text())
+    assert m["dataset"] == cfg.dataset
+    rows = {r["variant"]: r for r in m["table"]}
+    assert set(rows) == set(cfg.variants)
+    assert all(r["seeds"] == cfg.seeds and 0 <= r["ours mean"] <= 100 for r in rows.values())
+    assert rows["backprop"]["ours mean"] > rows["no_backprop"]["ours mean"]

@@ -88,3 +88,33 @@ def test_accuracy_uses_eval_mode_and_restores_train_mode():
     before = int(bn.num_batches_tracked)
     acc = accuracy(blocks, x, y, batch=7)
     assert 0 <= acc <= 1 and int(bn.num_batches_tracked) == before and blocks.training
+
+
+def test_table_ordering_and_metrics_from_known_results():
+    import json
+
+    import pandas as pd
+
+    from sobolev import sg_experiment as sg
+
+    acc = {"no_backprop": 0.5, "direct": 0.6, "small_model": 0.7, "critic": 0.9, "sobolev": 0.85, "backprop": 0.95}
+    results = pd.DataFrame(
+        [{"variant": v, "seed": s, "test_accuracy": a + 0.01 * s, "test_images": 200} for v, a in acc.items()
+         for s in range(2)]
+    )  # fmt: skip
+    table = sg.table1(results)
+    assert list(table.index) == list(sg.PAPER_ORDER)
+    assert table.loc["critic", "ours mean"] == pytest.approx(90.5)
+    assert table.loc["critic", "ours std"] == pytest.approx(100 * 0.01 / 2**0.5)
+    order = sg.ordering(table)
+    assert [h for *_, h in order] == [True, True, True, False, True]  # sobolev < critic here
+    curves = pd.DataFrame(
+        [{"variant": "sobolev", "seed": s, "step": t, "loss": 1.0, "cut": 0, "cosine": 0.1 * t + s} for s in range(2)
+         for t in (1, 2)]
+        + [{"variant": "backprop", "seed": 0, "step": 2, "loss": 1.0, "cut": 0, "cosine": float("nan")}]
+    )  # fmt: skip
+    m = sg.metrics("digits", results, table, order, curves)
+    json.dumps(m, allow_nan=False)  # valid JSON: the paper's missing backprop std becomes null
+    assert m["test_images"] == 200 and len(m["runs"]) == 12 and m["ordering_pairs_holding"] == "4/5"
+    assert m["final_cosine"] == {"sobolev/cut0": pytest.approx(0.7)}
+    assert next(r for r in m["table"] if r["variant"] == "backprop")["paper std"] is None

@@ -1,0 +1,196 @@
+"""Scale-out path of Section 4.3: ResNet-50 on ImageNet with 1 or 3 SG modules (SM §4.3).
+
+    torchrun --nproc_per_node=8 -m sobolev.imagenet_sg --config configs/imagenet_resnet50.yaml \\
+        --data /path/to/imagenet --variant sobolev --modules 3
+
+Needs a torchvision build matching the installed torch and an ImageNet folder in ImageFolder
+layout (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``). Each block and each SG module is
+wrapped in its own DistributedDataParallel, so a block's gradients are all-reduced as soon
+as its (synthetic) gradient arrives. Updates are synchronous; the paper used asynchronous
+Hogwild updates on 34 workers. Not run in this repository (no GPU, no ImageNet): its pieces
+that need neither are tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor, nn
+
+from sobolev.synthetic import CRITIC_VARIANTS, VARIANTS, DecoupledTrainer
+
+DEFAULTS: dict[str, Any] = {
+    "variant": "sobolev",
+    "modules": 3,
+    "batch_size": 32,  # per worker, as SM §4.3
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "milestones": [100_000, 150_000, 175_000],
+    "steps": 200_000,
+    "sg_lr": 1e-4,
+    "workers": 8,
+    "log_every": 1000,
+    "eval_every": 10_000,
+}
+CUTS = {1: ("layer2",), 3: ("layer1", "layer2", "layer3")}  # SM §4.3: one module after the second block
+
+
+def require_torchvision() -> ModuleType:
+    """Import torchvision lazily, with a clear message when it is missing or broken."""
+    try:
+        import torchvision
+    except Exception as err:  # a CUDA build on a CPU torch fails with RuntimeError, not ImportError
+        raise ImportError(
+            "the ImageNet path needs torchvision built for your torch "
+            f"({torch.__version__}): install the matching wheel from the PyTorch index "
+            f"(e.g. pip install torchvision --index-url https://download.pytorch.org/whl/cu128); got: {err}"
+        ) from err
+    return torchvision
+
+
+class ImageNetCritic(nn.Module):
+    """SM §4.3's SG module: 64 3×3 s1, ReLU, 64 3×3 s2, ReLU, global average, 1000 1×1, softmax.
+
+    Used as a critic ``m(h, y) = CE(p(h), y)``; see :class:`sobolev.synthetic.CriticSG`.
+    """
+
+    def __init__(self, feature_shape: tuple[int, ...], n_classes: int = 1000, width: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(feature_shape[0], width, 3, 1, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 2, 1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, n_classes, 1), nn.Flatten(),
+        )  # fmt: skip
+
+    def loss(self, h: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(self.net(h), y, reduction="none")
+
+    def loss_and_grad(self, h: Tensor, y: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
+        h = h.detach().requires_grad_(True)
+        with torch.enable_grad():
+            m = self.loss(h, y)
+            (g,) = torch.autograd.grad(m.sum(), h, create_graph=create_graph, retain_graph=True)
+        return m, g
+
+
+def resnet_blocks(resnet: nn.Module, modules: int) -> nn.ModuleList:
+    """Split a torchvision ResNet into ``modules + 1`` blocks at the cuts of :data:`CUTS`."""
+    if modules not in CUTS:
+        raise ValueError(f"modules must be one of {sorted(CUTS)} (SM §4.3), got {modules}")
+    stages = ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    parts = {
+        "stem": nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool),
+        **{name: getattr(resnet, name) for name in ("layer1", "layer2", "layer3", "layer4")},
+        "head": nn.Sequential(resnet.avgpool, nn.Flatten(), resnet.fc),
+    }
+    blocks, current = [], []
+    for name in stages:
+        current.append(parts[name])
+        if name in CUTS[modules]:
+            blocks.append(nn.Sequential(*current))
+            current = []
+    blocks.append(nn.Sequential(*current))
+    return nn.ModuleList(blocks)
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults, then the YAML file, then command-line overrides; checked before any work."""
+    cfg = dict(DEFAULTS)
+    if path:
+        cfg.update(yaml.safe_load(Path(path).read_text()) or {})
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(cfg) - set(DEFAULTS) - {"data"}
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
+    if cfg["variant"] not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {cfg['variant']!r}")
+    if cfg["modules"] not in CUTS:
+        raise ValueError(f"modules must be one of {sorted(CUTS)}, got {cfg['modules']}")
+    if not cfg.get("data") or not (Path(cfg["data"]) / "train").is_dir():
+        raise FileNotFoundError(
+            f"--data must be an ImageNet folder with train/ and val/ (ImageFolder layout), got {cfg.get('data')!r}"
+        )
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - needs GPUs and ImageNet
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config")
+    parser.add_argument("--data")
+    parser.add_argument("--variant", choices=VARIANTS)
+    parser.add_argument("--modules", type=int, choices=sorted(CUTS))
+    parser.add_argument("--steps", type=int)
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, {k: v for k, v in vars(args).items() if k != "config"})
+    tv = require_torchvision()
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    torch.distributed.init_process_group("nccl")
+    rank, local = torch.distributed.get_rank(), int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local)
+    torch.cuda.set_device(device)
+    t = tv.transforms
+    norm = t.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    train = tv.datasets.ImageFolder(
+        Path(cfg["data"]) / "train", t.Compose([t.RandomResizedCrop(224), t.RandomHorizontalFlip(), t.ToTensor(), norm])
+    )
+    val = tv.datasets.ImageFolder(
+        Path(cfg["data"]) / "val", t.Compose([t.Resize(256), t.CenterCrop(224), t.ToTensor(), norm])
+    )
+    sampler = DistributedSampler(train)
+    loader = DataLoader(
+        train, cfg["batch_size"], sampler=sampler, num_workers=cfg["workers"], pin_memory=True, drop_last=True
+    )
+    blocks = resnet_blocks(tv.models.resnet50(), cfg["modules"]).to(device)
+    blocks = nn.ModuleList(DistributedDataParallel(b, device_ids=[local]) for b in blocks)
+    opt = torch.optim.SGD(blocks.parameters(), cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg["milestones"], 0.1)
+    example = next(iter(loader))[0][:2].to(device)
+    critic = cfg["variant"] in CRITIC_VARIANTS
+    factory = ImageNetCritic if critic else None  # direct SG keeps the default module
+    trainer = DecoupledTrainer(blocks, cfg["variant"], 1000, example, opt, sg_lr=cfg["sg_lr"], module_factory=factory)
+    trainer.sg_modules = nn.ModuleList(
+        DistributedDataParallel(m.to(device), device_ids=[local]) for m in trainer.sg_modules
+    )
+    step = 0
+    while step < cfg["steps"]:
+        sampler.set_epoch(step)
+        for x, y in loader:
+            out = trainer.step(
+                x.to(device, non_blocking=True),
+                y.to(device, non_blocking=True),
+                diagnostics=step % cfg["log_every"] == 0,
+            )
+            sched.step()
+            step += 1
+            if rank == 0 and step % cfg["log_every"] == 0:
+                print(f"step {step} loss {out['loss']:.4f} cosine {out.get('cosine')}", flush=True)
+            if step >= cfg["steps"]:
+                break
+    if rank == 0:  # top-1 / top-5 on the validation set (single process for simplicity)
+        blocks.eval()
+        top1 = top5 = n = 0
+        with torch.no_grad():
+            for x, y in DataLoader(val, 256, num_workers=cfg["workers"]):
+                logits = x.to(device)
+                for b in blocks:
+                    logits = b(logits)
+                best = logits.topk(5, 1).indices.cpu()
+                top1 += int((best[:, 0] == y).sum())
+                top5 += int((best == y.unsqueeze(1)).any(1).sum())
+                n += len(y)
+        print(f"top-1 {top1 / n:.4f} top-5 {top5 / n:.4f}")
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
