@@ -244,10 +244,93 @@ class SyntheticConfig(_Config):
             verify_archive(resolve_data_path(self.cifar_path))
 
 
+@dataclass(frozen=True)
+class DistillationConfig(_Config):
+    """Section 4.2: Sobolev distillation of Atari policies (Figure 4).
+
+    The chain per game is teacher -> record -> distill (``python -m sobolev.distill_stage``),
+    then the notebook reads every game's outputs. ``games`` drives DVC's ``foreach`` and is
+    read from the top of the section, so the ``paper:`` block may not change it.
+    """
+
+    SECTION: ClassVar[str] = "distillation"
+
+    games: list[str] = field(default_factory=lambda: ["breakout"])
+    teacher_source: str = "train"  # train: SB3 here, under a step budget; hub: the RL Zoo's A2C agents
+    teacher_algo: str = "ppo"
+    teacher_steps: int = 100_000
+    teacher_envs: int = 8
+    teacher_ent_coef: float = 0.0
+    teacher_temperature: float = 1.0  # < 1 sharpens the teacher's softmax (reported beside the raw entropy)
+    teacher_dir: str = ""  # hub only: a folder of downloaded RL Zoo zips (a2c-<EnvId>.zip) instead of fetching
+    states: int = 10_000  # recorded states per game (the paper: 100 000)
+    record_seed: int = 1
+    fractions: list[float] = field(default_factory=lambda: [0.1, 0.5])
+    tune_fraction: float = 0.1
+    seeds: int = 2
+    iterations: int = 300
+    batch_size: int = 200
+    lrs: list[float] = field(default_factory=lambda: [1e-3, 1e-4])
+    alphas: list[float] = field(default_factory=lambda: [1.0, 10.0])
+    n_projections: int = 1
+    eval_every: int = 50
+    eval_train_states: int = 2000
+    device: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        from sobolev.atari import ALGOS, GAMES
+
+        choices("games", self.games, tuple(GAMES))
+        if self.teacher_source not in ("train", "hub"):
+            _fail("teacher_source", self.teacher_source, "must be 'train' (SB3 here) or 'hub' (the RL Zoo's agents)")
+        if self.teacher_algo not in ALGOS:
+            _fail("teacher_algo", self.teacher_algo, f"must be one of {', '.join(ALGOS)}")
+        if self.teacher_source == "hub" and self.teacher_algo != "a2c":
+            _fail("teacher_algo", self.teacher_algo, "the hub teachers are the RL Zoo's A2C agents: use 'a2c'")
+        for name in ("teacher_steps", "teacher_envs", "states", "seeds", "iterations", "batch_size", "n_projections",
+                     "eval_every", "eval_train_states"):  # fmt: skip
+            positive_int(name, getattr(self, name))
+        if not isinstance(self.record_seed, int) or isinstance(self.record_seed, bool) or self.record_seed < 0:
+            _fail("record_seed", self.record_seed, "must be an integer >= 0")
+        positive_float("teacher_temperature", self.teacher_temperature)
+        if not _is_number(self.teacher_ent_coef) or self.teacher_ent_coef < 0:
+            _fail("teacher_ent_coef", self.teacher_ent_coef, "must be a number >= 0")
+        for f in nonempty_list("fractions", self.fractions):
+            if not _is_number(f) or not 0 < f < 1:
+                _fail("fractions", self.fractions, f"entry {f!r} must be a fraction in (0, 1)")
+        if self.tune_fraction not in self.fractions:
+            _fail("tune_fraction", self.tune_fraction, f"must be one of fractions {self.fractions}")
+        for lr in nonempty_list("lrs", self.lrs):
+            positive_float("lrs[]", lr)
+        for a in nonempty_list("alphas", self.alphas):
+            positive_float("alphas[]", a)
+        if len(self.alphas) > len(self.lrs):
+            _fail(
+                "alphas", self.alphas, f"at most len(lrs) = {len(self.lrs)} values: regular distillation gets one "
+                "extra learning rate (a geometric midpoint of lrs) per extra alpha, for an equal budget",
+            )  # fmt: skip
+        _check_device_threads(self.device, self.threads)
+
+    def check_inputs(self) -> None:
+        """Hub teachers given as local zips must all be there."""
+        if self.teacher_source == "hub" and self.teacher_dir:
+            from sobolev.atari import hub_zip_name
+
+            for game in self.games:
+                path = Path(self.teacher_dir) / hub_zip_name(game, self.teacher_algo)
+                if not path.exists():
+                    raise FileNotFoundError(
+                        f"teacher_dir has no {path.name} for {game}: download it from "
+                        f"https://huggingface.co/sb3/{path.stem} or leave teacher_dir empty to fetch it"
+                    )
+
+
 CONFIGS: dict[str, type[_Config]] = {
     "regression": RegressionConfig,
     "theory": TheoryConfig,
     "synthetic": SyntheticConfig,
+    "distillation": DistillationConfig,
 }
 
 
@@ -277,5 +360,10 @@ def load_config(path: str | Path, section: str) -> Any:
     raw = yaml.safe_load(Path(path).read_text()) or {}
     paper = (raw.get(section) or {}).get("paper") or {}
     base = {k: v for k, v in (raw.get(section) or {}).items() if k != "paper"}
+    if section == "distillation" and "games" in paper:
+        raise ParamError(
+            "invalid parameter distillation.paper.games: DVC's foreach reads distillation.games; "
+            "set it there (dvc exp run -S 'distillation.games=[pong,breakout,space_invaders]')"
+        )
     cls.from_dict({**base, **paper}, section)
     return cls.from_dict(load_section(path, section), section)

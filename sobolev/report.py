@@ -147,6 +147,45 @@ def synthetic_table(m: dict) -> str:
     return "\n".join(lines)
 
 
+def distillation_tables(m: dict) -> str:
+    """Markdown: the teachers, the chosen hyper-parameters, the final test metrics, the
+    overfitting check and the claims, from ``results/distillation/report/metrics.json``."""
+
+    def pm(mean, std):
+        return f"{mean:.3g}" if std is None else f"{mean:.3g} ± {std:.2g}"
+
+    lines = [
+        "| game | actions | games finished | mean return | entropy / log\\|A\\| (T = 1) | "
+        "entropy / log\\|A\\| (teacher, T) | T |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in m["teachers"]:
+        ret = "n/a" if t["mean_return"] is None else pm(t["mean_return"], t["std_return"])
+        lines.append(
+            f"| {t['game']} | {t['n_actions']} | {t['episodes_finished']} | {ret} | "
+            f"{t['entropy_ratio_at_temperature_1']:.2f} | {t['entropy_ratio_mean']:.2f} | {t['temperature']:g} |"
+        )
+    lines += ["", "| game | method | lr | α | tuning runs |", "| --- | --- | ---: | ---: | ---: |"]
+    for c in m["chosen"]:
+        lines.append(f"| {c['game']} | {c['method']} | {c['lr']:g} | {c['alpha']:g} | {c['tuning runs']} |")
+    over = {(o["game"], o["fraction"], o["method"]): o for o in m["overfitting"]}
+    lines += [
+        "",
+        "| game | train fraction | method | test action error | test KL | final KL above its best |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in m["final"]:
+        o = over[(r["game"], r["fraction"], r["method"])]
+        lines.append(
+            f"| {r['game']} | {r['fraction']:g} | {r['method']} | {pm(r['action_error mean'], r['action_error std'])} "
+            f"| {pm(r['kl mean'], r['kl std'])} | {o['rise above best %']:.0f}% |"
+        )
+    lines.append("")
+    for c in m["claims"]:
+        lines.append(f"* [{'REPRODUCED' if c['holds'] else 'NOT reproduced'}] {c['claim']}: {c['detail']}")
+    return "\n".join(lines)
+
+
 def blocks(root: Path = ROOT) -> dict[str, str]:
     """Every generated README block, by name."""
     metrics = json.loads((root / "results/regression/metrics.json").read_text())
@@ -157,6 +196,9 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
     synthetic = root / "results/synthetic/metrics.json"
     if synthetic.exists():
         out["synthetic"] = synthetic_table(json.loads(synthetic.read_text()))
+    distillation = root / "results/distillation/report/metrics.json"
+    if distillation.exists():
+        out["distillation"] = distillation_tables(json.loads(distillation.read_text()))
     return out
 
 

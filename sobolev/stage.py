@@ -24,7 +24,11 @@ STAGES = {
     "theory": ("notebooks/s3_theory.ipynb", "results/theory"),
     "regression": ("notebooks/s41_regression.ipynb", "results/regression"),
     "synthetic": ("notebooks/s43_synthetic_gradients.ipynb", "results/synthetic"),
+    # Reads the outputs of the per-game teacher -> record -> distill chain (sobolev.distill_stage).
+    "distillation": ("notebooks/s42_distillation.ipynb", "results/distillation/report"),
 }
+# Stages whose notebook reads earlier stages' outputs: where they are.
+INPUT_FOLDERS = {"distillation": {"results_dir": "results/distillation/games"}}
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars
 # written to sys.__stderr__ reach the terminal running the stage and stay out of the notebook.
 KERNEL_ARGS = ["--IPKernelApp.capture_fd_output=False"]
@@ -77,7 +81,8 @@ def run_stage(stage: str, params: Path, root: Path = ROOT) -> Path:
     staged.mkdir()
     executed = staged / notebook.name
     try:
-        execute(notebook, executed, {**cfg.to_dict(), "output_dir": str(staged)})
+        inputs = {k: str(root / v) for k, v in INPUT_FOLDERS.get(stage, {}).items()}
+        execute(notebook, executed, {**cfg.to_dict(), **inputs, "output_dir": str(staged)})
     except BaseException:
         if executed.exists():
             shutil.move(str(executed), str(out.parent / f"{stage}-failed.ipynb"))

@@ -68,8 +68,8 @@ def test_committed_params_are_valid_at_both_scales(tmp_path):
 def test_unknown_stage_is_rejected():
     from sobolev.stage import main
 
-    assert main(["distillation", "--defaults"]) == 2
-    assert main(["distillation"]) == 2
+    assert main(["no_such_stage", "--defaults"]) == 2
+    assert main(["no_such_stage"]) == 2
 
 
 def test_stage_rejects_bad_params_before_starting_a_kernel(tmp_path):

@@ -87,3 +87,30 @@ def test_committed_synthetic_results_match_committed_params():
     assert set(rows) == set(cfg.variants)
     assert all(r["seeds"] == cfg.seeds and 0 <= r["ours mean"] <= 100 for r in rows.values())
     assert rows["backprop"]["ours mean"] > rows["no_backprop"]["ours mean"]
+
+
+def test_distillation_chain_is_declared_per_game():
+    from sobolev.distill_stage import STEPS
+
+    cfg = load_config(ROOT / "params.yaml", "distillation")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for step in STEPS:
+        stage = DVC["stages"][step]
+        assert stage["foreach"] == "${distillation.games}"
+        assert stage["do"]["cmd"] == f"python -m sobolev.distill_stage {step} ${{item}}"
+    assert params["distillation"]["games"] == cfg.games  # foreach sees what the config sees
+    # The notebook stage depends on the whole chain's folder, so any game's change re-runs it.
+    assert "results/distillation/games" in DVC["stages"]["distillation"]["deps"]
+
+
+def test_committed_distillation_results_match_committed_params():
+    cfg = load_config(ROOT / "params.yaml", "distillation")
+    m = json.loads((ROOT / "results/distillation/report/metrics.json").read_text())
+    assert [t["game"] for t in m["teachers"]] == cfg.games
+    cells = {(r["game"], r["fraction"], r["method"]) for r in m["final"]}
+    assert cells == {(g, f, meth) for g in cfg.games for f in cfg.fractions for meth in ("regular", "sobolev")}
+    for r in m["chosen"]:
+        if r["method"] == "sobolev":
+            assert r["lr"] in cfg.lrs and r["alpha"] in cfg.alphas
+        assert r["tuning runs"] == len(cfg.lrs) + len(cfg.alphas) - 1  # equal budgets
+    assert all(t["peaked"] for t in m["teachers"])  # the issue: entropy <= 0.7 log|A|

@@ -1,0 +1,167 @@
+"""Environments, teacher loaders and the Section 4.2 chain on tiny settings (Breakout ROM ships in ale-py)."""
+
+import sys
+
+import pytest
+import torch
+import yaml
+
+from sobolev import atari
+from sobolev.config import DistillationConfig, ParamError, load_config
+from sobolev.distill import Recording, run_policy
+
+
+@pytest.fixture(scope="module")
+def saved_agents(tmp_path_factory):
+    """Untrained SB3 agents saved in the RL Zoo's zip format: a PPO and an A2C for Breakout."""
+    from stable_baselines3 import A2C, PPO
+
+    torch.set_num_threads(2)
+    folder = tmp_path_factory.mktemp("agents")
+    env = atari.make_env("breakout", seed=0)
+    PPO("CnnPolicy", env, seed=0, device="cpu").save(folder / "ppo.zip")
+    A2C("CnnPolicy", env, seed=0, device="cpu").save(folder / atari.hub_zip_name("breakout", "a2c"))
+    env.close()
+    return folder
+
+
+def test_unknown_game_is_rejected():
+    with pytest.raises(ValueError, match="unknown game 'tetris'; allowed: pong, breakout, space_invaders"):
+        atari.make_env("tetris", seed=0)
+    assert atari.hub_zip_name("pong") == "a2c-PongNoFrameskip-v4.zip"
+
+
+def test_histories_rebuilt_from_single_frames_equal_the_envs_frame_stack():
+    env = atari.make_env("breakout", seed=3, for_training=False)
+    obs, frames, episodes, stacks, episode = env.reset(), [], [], [], 0
+    g = torch.Generator().manual_seed(0)
+    while episode < 2 and len(frames) < 5000:
+        frames.append(torch.as_tensor(obs[0, :, :, -1]).clone())
+        stacks.append(torch.as_tensor(obs[0]).permute(2, 0, 1).clone())
+        episodes.append(episode)
+        obs, _, done, _ = env.step(torch.randint(4, (1,), generator=g).numpy())
+        episode += int(done[0])
+    env.close()
+    assert episode == 2  # the check below crosses an episode boundary
+    rec = Recording(torch.stack(frames), torch.tensor(episodes), torch.zeros(len(frames), 4))
+    assert torch.equal(rec.stacks(torch.arange(len(frames))), torch.stack(stacks))
+
+
+def test_policy_net_is_the_agents_policy(saved_agents):
+    agent = atari.load_agent(saved_agents / "ppo.zip", "ppo")
+    obs = torch.randint(0, 256, (3, 84, 84, 4), dtype=torch.uint8)
+    sb3_obs, _ = agent.policy.obs_to_tensor(obs.numpy())
+    expected = agent.policy.get_distribution(sb3_obs).distribution.logits  # normalised log-probs
+    net = atari.PolicyNet(agent.policy)
+    assert torch.allclose(net(atari.as_model_input(obs)), expected, atol=1e-6)
+    sharp = atari.PolicyNet(agent.policy, temperature=0.5)(atari.as_model_input(obs))
+    assert torch.allclose(sharp, torch.log_softmax(2 * expected, -1), atol=1e-5)
+    assert (atari.policy_entropy_ratio(sharp) < atari.policy_entropy_ratio(expected)).all()
+    with pytest.raises(ValueError, match="temperature"):
+        atari.PolicyNet(agent.policy, temperature=0.0)
+
+
+def test_loaders_fail_clearly(saved_agents, tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="no agent"):
+        atari.load_agent(tmp_path / "missing.zip", "ppo")
+    with pytest.raises(ValueError, match="algo"):
+        atari.load_agent(saved_agents / "ppo.zip", "dqn")
+    monkeypatch.setitem(sys.modules, "huggingface_sb3", None)  # not installed
+    with pytest.raises(ImportError, match="pip install huggingface_sb3"):
+        atari.download_hub_agent("pong")
+    agent = atari.load_agent(saved_agents / "ppo.zip", "ppo")
+    with pytest.raises(ValueError, match="the teacher has 4 actions but pong has 6"):
+        atari.check_action_space(agent, "pong")
+    assert atari.check_action_space(agent, "breakout") == 4
+
+
+def test_hub_download_goes_through_huggingface_sb3(saved_agents, monkeypatch):
+    import types
+
+    calls = []
+    fake = types.SimpleNamespace(
+        load_from_hub=lambda repo_id, filename: calls.append((repo_id, filename)) or str(saved_agents / filename)
+    )
+    monkeypatch.setitem(sys.modules, "huggingface_sb3", fake)
+    path = atari.download_hub_agent("breakout")
+    assert calls == [("sb3/a2c-BreakoutNoFrameskip-v4", "a2c-BreakoutNoFrameskip-v4.zip")]
+    assert atari.load_agent(path, "a2c").action_space.n == 4
+
+
+def test_run_policy_records_what_it_played(saved_agents):
+    net = atari.PolicyNet(atari.load_agent(saved_agents / "ppo.zip", "ppo").policy).eval()
+    rec = run_policy(net, "breakout", n_states=50, seed=0)
+    assert len(rec) == 50 and rec.frames.dtype == torch.uint8 and rec.log_probs.shape == (50, 4)
+    assert torch.allclose(rec.log_probs.exp().sum(1), torch.ones(50))
+    with torch.no_grad():  # the stored log-probs are the policy's on the rebuilt histories
+        assert torch.allclose(net(rec.inputs(torch.arange(50))), rec.log_probs, atol=1e-5)
+
+
+def _params(tmp_path, **overrides):
+    section = {
+        "games": ["breakout"], "teacher_source": "train", "teacher_algo": "ppo", "teacher_steps": 256,
+        "teacher_envs": 2, "states": 1500, "fractions": [0.5, 0.8], "tune_fraction": 0.8, "seeds": 1,
+        "iterations": 2, "batch_size": 16, "lrs": [0.001, 0.0001], "alphas": [1.0], "eval_every": 1,
+        "eval_train_states": 50, "threads": 2, **overrides,
+    }  # fmt: skip
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"scale": "default", "distillation": section}))
+    return path
+
+
+def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
+    from sobolev import distill_stage as chain
+
+    params, out = _params(tmp_path), tmp_path / "games"
+    with pytest.raises(FileNotFoundError, match=r"teacher\.zip is missing"):
+        chain.run("record", "breakout", params, out, progress=False)
+    with pytest.raises(ParamError, match="unknown step"):
+        chain.run("play", "breakout", params, out, progress=False)
+    with pytest.raises(ParamError, match=r"not in distillation\.games"):
+        chain.run("teacher", "pong", params, out, progress=False)
+    assert chain.run("teacher", "breakout", params, out, progress=False).name == "teacher.zip"
+    chain.run("record", "breakout", params, out, progress=False)
+    teacher = yaml.safe_load((out / "breakout/teacher.json").read_text())
+    assert teacher["states"] == 1500 and teacher["n_actions"] == 4 and 0 < teacher["entropy_ratio_mean"] <= 1
+    chain.run("distill", "breakout", params, out, progress=False)
+    summary = yaml.safe_load((out / "breakout/summary.json").read_text())
+    assert summary["budget_runs"] == {"regular": 2, "sobolev": 2}
+    assert set(summary["splits"]) == {"0.5", "0.8"}
+    assert not list(out.rglob("*.tmp-*"))  # nothing half-written left behind
+
+
+def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):
+    from sobolev import distill_stage as chain
+
+    params = _params(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(saved_agents))
+    path = chain.run("teacher", "breakout", params, tmp_path / "games", progress=False)
+    assert path.read_bytes() == (saved_agents / atari.hub_zip_name("breakout", "a2c")).read_bytes()
+    missing = _params(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"huggingface\.co/sb3/a2c-BreakoutNoFrameskip-v4"):
+        chain.run("teacher", "breakout", missing, tmp_path / "games", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("games", ["tetris"], "not one of pong, breakout, space_invaders"),
+        ("fractions", [0.1, 1.0], r"fraction in \(0, 1\)"),
+        ("fractions", [0.0], r"fraction in \(0, 1\)"),
+        ("tune_fraction", 0.3, "must be one of fractions"),
+        ("alphas", [1.0, 10.0, 100.0], "at most len"),
+        ("teacher_source", "zoo", "'train'"),
+        ("teacher_temperature", 0, "positive"),
+    ],
+)
+def test_bad_distillation_params_name_the_parameter(tmp_path, key, value, message):
+    with pytest.raises(ParamError, match=message) as err:
+        load_config(_params(tmp_path, **{key: value}), "distillation")
+    assert key in str(err.value)
+
+
+def test_paper_block_may_not_change_the_foreach_games(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"scale": "paper", "distillation": {"paper": {"games": ["pong"]}}}))
+    with pytest.raises(ParamError, match="foreach"):
+        load_config(path, "distillation")
+    assert DistillationConfig().games == ["breakout"]
