@@ -195,3 +195,29 @@ def test_equal_tuning_budget():
     assert chosen["regular"]["alpha"] == 0.0 and chosen["sobolev"]["alpha"] in (1.0, 10.0)
     best = min((r for r in rows if r["method"] == "regular"), key=lambda r: r["val_kl"])
     assert chosen["regular"]["lr"] == best["lr"]
+
+
+def test_report_tables_and_claims_from_known_curves():
+    import pandas as pd
+
+    from sobolev import distill_report as report
+
+    rows = []
+    # regular: test KL 1.0 -> 0.5 -> 0.6 (overfits, best at 10); Sobolev: 1.0 -> 0.4 -> 0.3.
+    runs = [("regular", [1.0, 0.5, 0.6], 0.2, 0.3), ("sobolev", [1.0, 0.4, 0.3], 0.25, 0.1)]
+    for method, test_kls, train_kl, err in runs:
+        for seed in range(2):
+            for it, kl in zip([0, 10, 20], test_kls, strict=True):
+                base = {"game": "pong", "fraction": 0.1, "method": method, "seed": seed, "iteration": it}
+                rows.append({**base, "set": "test", "kl": kl, "action_error": err + 0.01 * seed})
+                rows.append({**base, "set": "train", "kl": train_kl, "action_error": 0.0})
+    curves = pd.DataFrame(rows)
+    final = report.final_table(curves)
+    assert final.loc[("pong", 0.1, "sobolev"), "kl mean"] == pytest.approx(0.3)
+    assert final.loc[("pong", 0.1, "regular"), "action_error mean"] == pytest.approx(0.305)
+    over = report.overfitting_table(curves)
+    assert over.loc[("pong", 0.1, "regular"), "rise above best %"] == pytest.approx(20.0)
+    assert over.loc[("pong", 0.1, "regular"), "best at iteration"] == 10
+    assert over.loc[("pong", 0.1, "sobolev"), "test / train kl"] == pytest.approx(1.2)
+    verdicts = [c["holds"] for c in report.claims(final, over)]
+    assert verdicts == [True, True, False, True, True]  # one fraction: "largest at low data" cannot hold
