@@ -269,6 +269,7 @@ class DistillationConfig(_Config):
     tune_fraction: float = 0.1
     seeds: int = 2
     iterations: int = 300
+    long_iterations: int = 0  # > 0: one longer run per method at tune_fraction (seed 0), for overfitting
     batch_size: int = 200
     lrs: list[float] = field(default_factory=lambda: [1e-3, 1e-4])
     alphas: list[float] = field(default_factory=lambda: [1.0, 10.0])
@@ -291,6 +292,13 @@ class DistillationConfig(_Config):
         for name in ("teacher_steps", "teacher_envs", "states", "seeds", "iterations", "batch_size", "n_projections",
                      "eval_every", "eval_train_states"):  # fmt: skip
             positive_int(name, getattr(self, name))
+        if (
+            not isinstance(self.long_iterations, int)
+            or isinstance(self.long_iterations, bool)
+            or not (self.long_iterations == 0 or self.long_iterations > self.iterations)
+        ):
+            allowed = f"must be 0 (skip) or an integer > iterations ({self.iterations})"
+            _fail("long_iterations", self.long_iterations, allowed)
         if not isinstance(self.record_seed, int) or isinstance(self.record_seed, bool) or self.record_seed < 0:
             _fail("record_seed", self.record_seed, "must be an integer >= 0")
         positive_float("teacher_temperature", self.teacher_temperature)

@@ -28,7 +28,11 @@ def load(results: str | Path, games: list[str]) -> dict:
     curves = pd.concat([pd.read_csv(results / g / "curves.csv") for g in games], ignore_index=True)
     tuning = pd.concat([pd.read_csv(results / g / "tuning.csv").assign(game=g) for g in games], ignore_index=True)
     summaries = {g: json.loads((results / g / "summary.json").read_text()) for g in games}
-    return {"teachers": teachers, "curves": curves, "tuning": tuning, "summaries": summaries}
+    long = [pd.read_csv(results / g / "long_curves.csv") for g in games if (results / g / "long_curves.csv").exists()]
+    long_curves = pd.concat(long, ignore_index=True) if long else pd.DataFrame(columns=curves.columns)
+    return {
+        "teachers": teachers, "curves": curves, "tuning": tuning, "summaries": summaries, "long_curves": long_curves,
+    }  # fmt: skip
 
 
 def teacher_table(teachers: pd.DataFrame) -> pd.DataFrame:
@@ -80,14 +84,15 @@ def overfitting_table(curves: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(["game", "fraction", "method"]).mean(numeric_only=True).drop(columns="seed")
 
 
-def claims(final: pd.DataFrame, overfit: pd.DataFrame) -> list[dict]:
+def claims(final: pd.DataFrame, overfit: pd.DataFrame, long_overfit: pd.DataFrame | None = None) -> list[dict]:
     """The paper's Section 4.2 claims, checked on our runs (means over seeds).
 
     * in all scenarios Sobolev-distilled students are closer to the teacher (test KL and
       action error lower, per game and fraction);
     * the gain is largest with the least data (smallest fraction: the largest relative KL gain);
     * Sobolev students generalise better: a smaller gap between test and train KL;
-    * Sobolev shows minor to no overfitting, regular more (test KL rise above its best).
+    * Sobolev shows minor to no overfitting, regular more (test KL rise above its best; from
+      the longer runs when there are any).
     """
     out = []
     cells = final.index.droplevel("method").unique()
@@ -123,10 +128,12 @@ def claims(final: pd.DataFrame, overfit: pd.DataFrame) -> list[dict]:
         "detail": "; ".join(f"{g} {f:g}: regular {r['regular']:.2f}, Sobolev {r['sobolev']:.2f}"
                             for (g, f), r in ratio.iterrows()),
     })  # fmt: skip
-    rise = overfit["rise above best %"].unstack("method")
+    longer = long_overfit is not None and len(long_overfit) > 0
+    rise = (long_overfit if longer else overfit)["rise above best %"].unstack("method")
     more = int((rise["regular"] > rise["sobolev"]).sum())
     out.append({
-        "claim": "regular distillation overfits with more iterations, Sobolev little or not at all",
+        "claim": "regular distillation overfits with more iterations, Sobolev little or not at all"
+        + (" (longer runs)" if longer else ""),
         "holds": bool(more == len(rise)),
         "detail": f"final test KL above its best: regular {rise['regular'].mean():.1f}%, "
         f"Sobolev {rise['sobolev'].mean():.1f}% (mean over cells); regular rises more in {more}/{len(rise)} cells",
@@ -156,10 +163,27 @@ def figure4(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def figure_long(long_curves: pd.DataFrame) -> plt.Figure:
+    """The longer runs: train and test KL against iterations per method (one seed). Test KL
+    rising while train KL keeps falling is overfitting."""
+    style()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, (method, run) in zip(axes, long_curves.groupby("method"), strict=False):
+        sns.lineplot(data=run, x="iteration", y="kl", hue="set", hue_order=["train", "test"], ax=ax)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{method}, {run.game.iloc[0]}, {100 * run.fraction.iloc[0]:.0f}% train")
+        ax.set_ylabel("KL(π ‖ π*)")
+    fig.suptitle("Longer training: does the student overfit?", y=1.03)
+    fig.tight_layout()
+    return fig
+
+
 def metrics(data: dict) -> dict:
     """What the notebook stage writes to ``metrics.json`` (valid JSON, for ``dvc metrics``)."""
     final = final_table(data["curves"])
     overfit = overfitting_table(data["curves"])
+    long = data.get("long_curves")
+    long_overfit = overfitting_table(long) if long is not None and len(long) else None
 
     def records(df: pd.DataFrame) -> list[dict]:
         return json.loads(df.reset_index().to_json(orient="records"))
@@ -169,5 +193,6 @@ def metrics(data: dict) -> dict:
         "chosen": records(chosen_table(data["summaries"])),
         "final": records(final),
         "overfitting": records(overfit),
-        "claims": claims(final, overfit),
+        "overfitting_long": records(long_overfit) if long_overfit is not None else [],
+        "claims": claims(final, overfit, long_overfit),
     }

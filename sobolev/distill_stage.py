@@ -5,7 +5,8 @@
 * ``record``:  play ``states`` states with it -> ``recording.pt`` (single frames, episode
   boundaries, the teacher's log-probabilities) and ``teacher.json`` (return, entropy);
 * ``distill``: tune each method with an equal budget, then train students for every fraction
-  and seed -> ``curves.csv``, ``tuning.csv``, ``summary.json``.
+  and seed -> ``curves.csv``, ``tuning.csv``, ``summary.json``; with ``long_iterations``, one
+  longer run per method -> ``long_curves.csv`` (empty otherwise).
 
 Everything goes to ``results/distillation/games/<game>/``; every file is written atomically, and each
 step checks its parameters and inputs before any work. The notebook reads these outputs.
@@ -163,6 +164,19 @@ def distill_game(cfg: DistillationConfig, game: str, out: Path, progress: bool |
                 )  # fmt: skip
                 curves += [{"game": game, "fraction": fraction, "method": method, "seed": seed, **row} for row in curve]
     seconds = time.perf_counter() - start
+    # Does either method overfit when trained longer? One longer run each, at the tuning fraction.
+    long_curves = []
+    if cfg.long_iterations:
+        train_idx, test_idx = splits[cfg.tune_fraction]
+        shown = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(0))]
+        for method, hp in chosen.items():
+            _, curve = distill(
+                rec, teacher, train_idx, {"train": shown[: cfg.eval_train_states], "test": test_idx}, hp["lr"],
+                hp["alpha"], cfg.long_iterations, 0, cfg.batch_size, cfg.n_projections, cfg.eval_every, progress,
+                desc=f"{game} {cfg.tune_fraction:g} {method} long",
+            )  # fmt: skip
+            long_curves += [{"game": game, "fraction": cfg.tune_fraction, "method": method, "seed": 0, **row}
+                            for row in curve]  # fmt: skip
     curves_df = pd.DataFrame(curves)
     summary = {
         "game": game,
@@ -175,6 +189,8 @@ def distill_game(cfg: DistillationConfig, game: str, out: Path, progress: bool |
     gdir = game_dir(out, game)
     atomic_write_text(gdir / "curves.csv", curves_df.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(gdir / "tuning.csv", pd.DataFrame(tuning_rows).to_csv(index=False, float_format="%.6g"))
+    long_df = pd.DataFrame(long_curves, columns=curves_df.columns)
+    atomic_write_text(gdir / "long_curves.csv", long_df.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(gdir / "summary.json", summary)
     return summary
 

@@ -180,6 +180,21 @@ def distillation_tables(m: dict) -> str:
             f"| {r['game']} | {r['fraction']:g} | {r['method']} | {pm(r['action_error mean'], r['action_error std'])} "
             f"| {pm(r['kl mean'], r['kl std'])} | {o['rise above best %']:.0f}% |"
         )
+    if m.get("overfitting_long"):
+        lines += [
+            "",
+            "Longer runs (one seed per method):",
+            "",
+            "| game | train fraction | method | best test KL | at iteration | final test KL | final above best "
+            "| final test / train KL |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for o in m["overfitting_long"]:
+            lines.append(
+                f"| {o['game']} | {o['fraction']:g} | {o['method']} | {o['best test kl']:.3g} | "
+                f"{o['best at iteration']:.0f} | {o['final test kl']:.3g} | {o['rise above best %']:.0f}% | "
+                f"{o['test / train kl']:.2f} |"
+            )
     lines.append("")
     for c in m["claims"]:
         lines.append(f"* [{'REPRODUCED' if c['holds'] else 'NOT reproduced'}] {c['claim']}: {c['detail']}")

@@ -101,8 +101,8 @@ def _params(tmp_path, **overrides):
     section = {
         "games": ["breakout"], "teacher_source": "train", "teacher_algo": "ppo", "teacher_steps": 256,
         "teacher_envs": 2, "states": 1500, "fractions": [0.5, 0.8], "tune_fraction": 0.8, "seeds": 1,
-        "iterations": 2, "batch_size": 16, "lrs": [0.001, 0.0001], "alphas": [1.0], "eval_every": 1,
-        "eval_train_states": 50, "threads": 2, **overrides,
+        "iterations": 2, "long_iterations": 3, "batch_size": 16, "lrs": [0.001, 0.0001], "alphas": [1.0],
+        "eval_every": 1, "eval_train_states": 50, "threads": 2, **overrides,
     }  # fmt: skip
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"scale": "default", "distillation": section}))
@@ -127,6 +127,10 @@ def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
     summary = yaml.safe_load((out / "breakout/summary.json").read_text())
     assert summary["budget_runs"] == {"regular": 2, "sobolev": 2}
     assert set(summary["splits"]) == {"0.5", "0.8"}
+    import pandas as pd
+
+    long = pd.read_csv(out / "breakout/long_curves.csv")
+    assert set(long.method) == {"regular", "sobolev"} and long.iteration.max() == 3 and set(long.fraction) == {0.8}
     assert not list(out.rglob("*.tmp-*"))  # nothing half-written left behind
 
 
@@ -151,6 +155,7 @@ def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):
         ("alphas", [1.0, 10.0, 100.0], "at most len"),
         ("teacher_source", "zoo", "'train'"),
         ("teacher_temperature", 0, "positive"),
+        ("long_iterations", 1, r"integer > iterations \(2\)"),
     ],
 )
 def test_bad_distillation_params_name_the_parameter(tmp_path, key, value, message):
