@@ -15,10 +15,8 @@ step checks its parameters and inputs before any work. The notebook reads these 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TextIO
@@ -26,7 +24,7 @@ from typing import TextIO
 import torch
 
 from sobolev.config import DistillationConfig, ParamError, load_config
-from sobolev.utils import atomic_write_json, atomic_write_text, pick_device, set_threads
+from sobolev.utils import atomic_path, atomic_write_json, atomic_write_text, pick_device, set_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results/distillation/games"
@@ -35,17 +33,6 @@ STEPS = ("teacher", "record", "distill")
 
 def game_dir(out: Path, game: str) -> Path:
     return Path(out) / game
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".tmp-")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def make_teacher(cfg: DistillationConfig, game: str, out: Path, progress: bool | TextIO = False) -> Path:
@@ -60,14 +47,14 @@ def make_teacher(cfg: DistillationConfig, game: str, out: Path, progress: bool |
             game, cfg.teacher_algo, cfg.teacher_steps, seed=0, n_envs=cfg.teacher_envs,
             ent_coef=cfg.teacher_ent_coef, device=str(pick_device(cfg.device)), progress=bool(progress),
         )  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save(f"{tmp}/teacher.zip")
-            _atomic_copy(Path(tmp) / "teacher.zip", dst)
+        with atomic_path(dst) as tmp, open(tmp, "wb") as f:
+            model.save(f)  # a file object: SB3 would append ".zip" to a path without it
     else:
         local = Path(cfg.teacher_dir) / atari.hub_zip_name(game, cfg.teacher_algo) if cfg.teacher_dir else None
         src = local if local is not None else atari.download_hub_agent(game, cfg.teacher_algo)
         atari.check_action_space(atari.load_agent(src, cfg.teacher_algo), game)
-        _atomic_copy(Path(src), dst)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
     info = {"source": cfg.teacher_source, "algo": cfg.teacher_algo, "seconds": time.perf_counter() - start}
     if cfg.teacher_source == "train":
         info |= {"env_steps": cfg.teacher_steps, "ent_coef": cfg.teacher_ent_coef}

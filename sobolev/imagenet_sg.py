@@ -20,11 +20,10 @@ from types import ModuleType
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
-from torch import Tensor, nn
+from torch import nn
 
-from sobolev.synthetic import CRITIC_VARIANTS, VARIANTS, DecoupledTrainer
+from sobolev.synthetic import CRITIC_VARIANTS, VARIANTS, CriticSG, DecoupledTrainer
 
 DEFAULTS: dict[str, Any] = {
     "variant": "sobolev",
@@ -56,28 +55,19 @@ def require_torchvision() -> ModuleType:
     return torchvision
 
 
-class ImageNetCritic(nn.Module):
+class ImageNetCritic(CriticSG):
     """SM §4.3's SG module: 64 3×3 s1, ReLU, 64 3×3 s2, ReLU, global average, 1000 1×1, softmax.
 
-    Used as a critic ``m(h, y) = CE(p(h), y)``; see :class:`sobolev.synthetic.CriticSG`.
+    Used as a critic ``m(h, y) = CE(p(h), y)``: :class:`sobolev.synthetic.CriticSG` with this
+    network (its loss and synthetic gradient are inherited).
     """
 
     def __init__(self, feature_shape: tuple[int, ...], n_classes: int = 1000, width: int = 64) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
+        net = nn.Sequential(
             nn.Conv2d(feature_shape[0], width, 3, 1, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 2, 1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, n_classes, 1), nn.Flatten(),
         )  # fmt: skip
-
-    def loss(self, h: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(self.net(h), y, reduction="none")
-
-    def loss_and_grad(self, h: Tensor, y: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
-        h = h.detach().requires_grad_(True)
-        with torch.enable_grad():
-            m = self.loss(h, y)
-            (g,) = torch.autograd.grad(m.sum(), h, create_graph=create_graph, retain_graph=True)
-        return m, g
+        super().__init__(feature_shape, n_classes, net=net)
 
 
 def resnet_blocks(resnet: nn.Module, modules: int) -> nn.ModuleList:

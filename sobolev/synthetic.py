@@ -74,13 +74,18 @@ class CriticSG(nn.Module):
     critic's estimate, and whose input gradient is the synthetic gradient.
 
     Feature maps: a 3×3 convolution of ``width`` channels, global average pooling, a linear
-    layer; vectors: one hidden layer of ``width`` units.
+    layer; vectors: one hidden layer of ``width`` units. ``net`` replaces that classifier (it
+    must map ``h`` to ``(B, n_classes)`` logits), e.g. SM §4.3's ImageNet module.
     """
 
-    def __init__(self, feature_shape: Sequence[int], n_classes: int, width: int = 64) -> None:
+    def __init__(
+        self, feature_shape: Sequence[int], n_classes: int, width: int = 64, net: nn.Module | None = None
+    ) -> None:
         super().__init__()
         channels = feature_shape[0]
-        if len(feature_shape) == 3:
+        if net is not None:
+            self.net = net
+        elif len(feature_shape) == 3:
             self.net = nn.Sequential(
                 nn.Conv2d(channels, width, 3, padding=1),
                 nn.ReLU(),
