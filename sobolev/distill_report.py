@@ -65,20 +65,17 @@ def overfitting_table(curves: pd.DataFrame) -> pd.DataFrame:
     """Does test KL rise with more iterations? Per run: the best test KL over the logged
     iterations, where it was reached, and how far above it the final one is (%); then the
     mean over seeds."""
-    test = curves[curves.set == "test"]
+    keys = ["game", "fraction", "method", "seed"]
+    final_train = curves[curves.set == "train"].sort_values("iteration").groupby(keys).kl.last()
     rows = []
-    for (game, fraction, method, seed), run in test.groupby(["game", "fraction", "method", "seed"]):
+    for key, run in curves[curves.set == "test"].groupby(keys):
         run = run.sort_values("iteration")
-        best = run.loc[run.kl.idxmin()]
-        final = run.iloc[-1]
-        same_run = (curves.game == game) & (curves.fraction == fraction) & (curves.method == method)
-        train = curves[same_run & (curves.seed == seed) & (curves.set == "train")]
-        train_final = train.sort_values("iteration").iloc[-1]
+        best, final = run.loc[run.kl.idxmin()], run.iloc[-1]
         rows.append({
-            "game": game, "fraction": fraction, "method": method, "seed": seed,
+            **dict(zip(keys, key, strict=True)),
             "best test kl": best.kl, "best at iteration": best.iteration, "final test kl": final.kl,
-            "rise above best %": 100 * (final.kl / best.kl - 1), "final train kl": train_final.kl,
-            "test / train kl": final.kl / train_final.kl,
+            "rise above best %": 100 * (final.kl / best.kl - 1), "final train kl": final_train[key],
+            "test / train kl": final.kl / final_train[key],
         })  # fmt: skip
     df = pd.DataFrame(rows)
     return df.groupby(["game", "fraction", "method"]).mean(numeric_only=True).drop(columns="seed")
