@@ -7,7 +7,7 @@
     the grid, ``autograd.grad(create_graph=True)``, ``vmap(grad)`` and forward-mode JVPs.
     Through autograd, a Sobolev step has 2.0× the matmul FLOPs of a regular one; the
     hand-written step shares the value backward with the input-gradient chain (scalar
-    output) and has 1.34× (see ``sobolev.models``).
+    output) and has 1.34× (see ``sobolev.core.models``).
 (b) models × steps per second of the batched grid (42 models, batch 100) against a Python
     loop over the same 42 models, each stepping with ``autograd.grad(create_graph=True)``.
 (c) the grid's achieved GFLOP/s as a fraction of a large float32 matmul timed in this run.
@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch.func import functional_call, grad, jvp, vmap
 
-from sobolev.models import MLP, BatchedAdam, BatchedMLP
-from sobolev.utils import pick_device
+from sobolev.common.utils import pick_device
+from sobolev.core.models import MLP, BatchedAdam, BatchedMLP
 
 H, D = 256, 2
 LINES: list[str] = []

@@ -1,12 +1,15 @@
 """Sobolev Training for Neural Networks (Czarnecki et al., NeurIPS 2017).
 
-Modules, one job each: ``functions`` (SM §2 benchmarks), ``derivatives`` and ``losses``
-(eq. 1 and eq. 2 for any module), ``models`` (plain and batched MLPs), ``training``,
-``data``, ``regression`` (Section 4.1), ``plotting``, ``config`` (validated params),
-``stage`` (notebooks as DVC stages), ``cifar`` (the Section 4.3 archive).
+Layout: ``sobolev.core`` (functions, derivatives, eq. 1 and eq. 2, models, the training loop),
+``sobolev.common`` (params, claims, comparisons, figures, helpers), one subpackage per paper
+section (``theory``, ``regression``, ``distillation``, ``synthetic``), each with ``config``, its
+computation and ``report``; ``sobolev.pipeline`` runs them as DVC stages. Sections import the
+core and ``common``, never each other.
 """
 
-from sobolev.losses import sobolev_loss, stochastic_sobolev_loss
+from sobolev.core.derivatives import derivatives, input_gradient
+from sobolev.core.losses import sobolev_loss, stochastic_sobolev_loss
+from sobolev.core.models import MLP
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "sobolev_loss", "stochastic_sobolev_loss"]
+__all__ = ["MLP", "__version__", "derivatives", "input_gradient", "sobolev_loss", "stochastic_sobolev_loss"]

@@ -6,9 +6,11 @@ import pytest
 import torch
 import yaml
 
-from sobolev import atari
-from sobolev.config import DistillationConfig, ParamError, load_config
-from sobolev.distill import Recording, run_policy
+from sobolev.common.params import ParamError, read_params
+from sobolev.distillation import atari
+from sobolev.distillation.config import DistillationConfig
+from sobolev.distillation.distill import Recording, run_policy
+from sobolev.pipeline import StageError, run_stage
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,10 @@ def test_run_policy_records_what_it_played(saved_agents):
 
 
 def _params(tmp_path, **overrides):
+    """A params.yaml: the committed distillation section with a tiny scale on top."""
+    base = {k: v for k, v in read_params()["distillation"].items() if k not in ("ci", "paper")}
     section = {
+        **base,
         "games": ["breakout"], "teacher_source": "train", "teacher_algo": "ppo", "teacher_steps": 256,
         "teacher_envs": 2, "states": 1500, "fractions": [0.5, 0.8], "tune_fraction": 0.8, "seeds": 1,
         "iterations": 2, "long_iterations": 3, "batch_size": 16, "lrs": [0.001, 0.0001], "alphas": [1.0],
@@ -109,21 +114,33 @@ def _params(tmp_path, **overrides):
     return path
 
 
-def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
-    from sobolev import distill_stage as chain
+def _root(tmp_path, **overrides):
+    """A repository root for the pipeline: its params.yaml and an empty results folder."""
+    root = tmp_path / "repo"
+    root.mkdir(exist_ok=True)
+    _params(root, **overrides)
+    return root
 
-    params, out = _params(tmp_path), tmp_path / "games"
-    with pytest.raises(FileNotFoundError, match=r"teacher\.zip is missing"):
-        chain.run("record", "breakout", params, out, progress=False)
-    with pytest.raises(ParamError, match="unknown step"):
-        chain.run("play", "breakout", params, out, progress=False)
-    with pytest.raises(ParamError, match=r"not in distillation\.games"):
-        chain.run("teacher", "pong", params, out, progress=False)
-    assert chain.run("teacher", "breakout", params, out, progress=False).name == "teacher.zip"
-    chain.run("record", "breakout", params, out, progress=False)
+
+def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
+    root = _root(tmp_path)
+    params, out = root / "params.yaml", root / "results/distillation/games"
+
+    def run(step, game):
+        return run_stage(step, game, params, root, progress=False)
+
+    with pytest.raises(FileNotFoundError, match=r"has no \['teacher\.zip'\]"):
+        run("record", "breakout")
+    with pytest.raises(StageError, match="unknown stage"):
+        run("play", "breakout")
+    with pytest.raises(StageError, match=r"needs one of distillation\.games"):
+        run("teacher", "pong")
+    assert run("teacher", "breakout") == out / "breakout"
+    assert (out / "breakout/teacher.zip").exists()
+    run("record", "breakout")
     teacher = yaml.safe_load((out / "breakout/teacher.json").read_text())
     assert teacher["states"] == 1500 and teacher["n_actions"] == 4 and 0 < teacher["entropy_ratio_mean"] <= 1
-    chain.run("distill", "breakout", params, out, progress=False)
+    run("distill", "breakout")
     summary = yaml.safe_load((out / "breakout/summary.json").read_text())
     assert summary["budget_runs"] == {"regular": 2, "sobolev": 2}
     assert set(summary["splits"]) == {"0.5", "0.8"}
@@ -132,41 +149,41 @@ def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
     long = pd.read_csv(out / "breakout/long_curves.csv")
     assert set(long.method) == {"regular", "sobolev"} and long.iteration.max() == 3 and set(long.fraction) == {0.8}
     assert not list(out.rglob("*.tmp-*"))  # nothing half-written left behind
+    assert not (root / "results/.staging").exists()
 
 
 def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):
-    from sobolev import distill_stage as chain
-
-    params = _params(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(saved_agents))
-    path = chain.run("teacher", "breakout", params, tmp_path / "games", progress=False)
-    assert path.read_bytes() == (saved_agents / atari.hub_zip_name("breakout", "a2c")).read_bytes()
-    missing = _params(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(tmp_path))
+    root = _root(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(saved_agents))
+    out = run_stage("teacher", "breakout", root / "params.yaml", root, progress=False)
+    assert (out / "teacher.zip").read_bytes() == (saved_agents / atari.hub_zip_name("breakout", "a2c")).read_bytes()
+    missing = _root(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"huggingface\.co/sb3/a2c-BreakoutNoFrameskip-v4"):
-        chain.run("teacher", "breakout", missing, tmp_path / "games", progress=False)
+        run_stage("teacher", "breakout", missing / "params.yaml", missing, progress=False)
 
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("games", ["tetris"], "not one of pong, breakout, space_invaders"),
+        ("games", ["tetris"], "must be one of pong, breakout, space_invaders"),
         ("fractions", [0.1, 1.0], r"fraction in \(0, 1\)"),
-        ("fractions", [0.0], r"fraction in \(0, 1\)"),
+        ("fractions", [0.0], r"number in \(0, 1\]"),
         ("tune_fraction", 0.3, "must be one of fractions"),
         ("alphas", [1.0, 10.0, 100.0], "at most len"),
-        ("teacher_source", "zoo", "'train'"),
-        ("teacher_temperature", 0, "positive"),
+        ("teacher_source", "zoo", "must be one of train, hub"),
+        ("teacher_temperature", 0, r"number in \(0, 100\]"),
         ("long_iterations", 1, r"integer > iterations \(2\)"),
+        ("batch_size", 2000, r"must be at most states \(1500\)"),
     ],
 )
 def test_bad_distillation_params_name_the_parameter(tmp_path, key, value, message):
     with pytest.raises(ParamError, match=message) as err:
-        load_config(_params(tmp_path, **{key: value}), "distillation")
-    assert key in str(err.value)
+        DistillationConfig.load(path=_params(tmp_path, **{key: value}))
+    assert f"distillation.{key}" in str(err.value)
 
 
 def test_paper_block_may_not_change_the_foreach_games(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"scale": "paper", "distillation": {"paper": {"games": ["pong"]}}}))
-    with pytest.raises(ParamError, match="foreach"):
-        load_config(path, "distillation")
-    assert DistillationConfig().games == ["breakout"]
+    section = yaml.safe_load(_params(tmp_path).read_text())["distillation"]
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump({"scale": "paper", "distillation": {**section, "paper": {"games": ["pong"]}}}))
+    with pytest.raises(ParamError, match=r"read from distillation\.games by DVC"):
+        DistillationConfig.load(path=path)

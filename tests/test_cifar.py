@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sobolev.cifar import CIFAR10_MD5, load_cifar10, md5sum, verify_archive
+from sobolev.synthetic.cifar import CIFAR10_MD5, load_cifar10, md5sum, verify_archive
 
 
 def fake_archive(path, n=4):

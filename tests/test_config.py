@@ -1,106 +1,150 @@
+"""params.yaml is the one source of every value; bad values fail fast, naming the key as written."""
+
+import dataclasses
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sobolev.config import ParamError, RegressionConfig, load_config
+from sobolev.common.params import SCALES, ParamError, load_config
+from sobolev.pipeline import SECTIONS, check_params, config_class
+from sobolev.regression.config import RegressionConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize(
-    "override,message",
-    [
-        ({"functions": ["ackley", "rastrigin"]}, r"functions=.*entry 'rastrigin' is not one of ackley, beale"),
-        ({"sizes": [20, 0]}, r"sizes\[\]=0: must be a positive integer"),
-        ({"lrs": [1e-3, -1.0]}, r"lrs\[\]=-1.0: must be a positive finite number"),
-        ({"steps": 1.5}, r"steps=1.5: must be a positive integer"),
-        ({"seeds": True}, r"seeds=True: must be a positive integer"),
-        ({"normalisations": ["raw", "zscore"]}, r"entry 'zscore' is not one of raw, standard"),
-        ({"sweep_sizes": [50]}, r"sweep_sizes=\[50\]: entry 50 must be one of sizes"),
-        ({"sweep_weights": [1.0]}, r"must not contain 1.0"),
-        ({"device": "tpu"}, r"device='tpu'"),
-        ({"lrs": []}, r"lrs=\[\]: must be a non-empty list"),
-        ({"sizes": [20, 20]}, r"must not repeat an entry"),
-    ],
-)
-def test_invalid_values_name_parameter_value_and_allowed(override, message):
-    with pytest.raises(ParamError, match=message):
-        RegressionConfig(**override)
-
-
-def test_unknown_key_is_rejected():
-    with pytest.raises(ParamError, match=r"unknown parameter\(s\) regression.learning_rate; allowed: batch_size"):
-        RegressionConfig.from_dict({"learning_rate": 0.1})
-
-
-def write_params(tmp_path, section, scale="default"):
+def write(tmp_path: Path, params: dict) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"scale": scale, "regression": section}))
+    path.write_text(yaml.safe_dump(params))
     return path
 
 
-def test_scale_switch_applies_paper_overrides(tmp_path):
-    section = {"steps": 10, "paper": {"steps": 99, "lrs": [3e-5]}}
-    assert load_config(write_params(tmp_path, section), "regression").steps == 10
-    cfg = load_config(write_params(tmp_path, section, "paper"), "regression")
-    assert (cfg.steps, cfg.lrs) == (99, [3e-5])
+def with_regression(tmp_path: Path, scale: str = "default", **changes) -> Path:
+    section = {**PARAMS["regression"], **changes}
+    return write(tmp_path, {**PARAMS, "scale": scale, "regression": section})
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"functions": ["ackley", "rastrigin"]}, r"regression.functions\[1\]='rastrigin': must be one of ackley"),
+        ({"sizes": [20, 0]}, r"regression.sizes\[1\]=0: must be an integer in \[1, "),
+        ({"lrs": [1e-3, -1.0]}, r"regression.lrs\[1\]=-1.0: must be a finite number in \(0, 1e\+06\]"),
+        ({"steps": 1.5}, r"regression.steps=1.5: must be an integer"),
+        ({"seeds": True}, r"regression.seeds=True: must be an integer"),
+        ({"normalisations": ["raw", "zscore"]}, r"'zscore': must be one of raw, standard"),
+        ({"sweep_sizes": [50]}, r"regression.sweep_sizes=\[50\]: entry 50 must be one of sizes"),
+        ({"sweep_weights": [1.0]}, r"must not contain 1.0"),
+        ({"device": "tpu"}, r"regression.device='tpu'"),
+        ({"lrs": []}, r"regression.lrs=\[\]: must be a non-empty list"),
+        ({"sizes": [20, 20]}, r"must not repeat an entry"),
+        ({"steps": 10**12}, r"regression.steps=1000000000000: must be an integer in \[1, 10,000,000\]"),
+        ({"threads": 10**6}, r"regression.threads=1000000"),
+        ({"lrs": [float("nan")]}, r"regression.lrs\[0\]=nan: must be a finite number"),
+        ({"long_steps": 10}, r"regression.long_steps=10: must be 0 \(skip\) or more than steps"),
+    ],
+)
+def test_invalid_values_name_key_value_and_allowed(tmp_path, change, message):
+    with pytest.raises(ParamError, match=message):
+        RegressionConfig.load(path=with_regression(tmp_path, **change))
+
+
+def test_errors_inside_a_scale_block_name_that_block(tmp_path):
+    paper = {**PARAMS["regression"]["paper"], "steps": 0}
+    with pytest.raises(ParamError, match=r"invalid parameter regression.paper.steps=0"):
+        RegressionConfig.load(path=with_regression(tmp_path, paper=paper))  # the default scale is being loaded
+    with pytest.raises(ParamError, match=r"regression.ci.lrs=\[\]"):
+        RegressionConfig.load(path=with_regression(tmp_path, ci={"lrs": []}))
+    with pytest.raises(ParamError, match=r"unknown parameter\(s\) regression.paper.learning_rate"):
+        RegressionConfig.load(path=with_regression(tmp_path, paper={"learning_rate": 1}))
+
+
+@pytest.mark.parametrize("block", [[1, 2], "fast", 3])
+def test_a_scale_block_that_is_not_a_mapping_is_a_clear_error(tmp_path, block):
+    with pytest.raises(ParamError, match=r"invalid parameter regression.paper=.*must be a mapping of overrides"):
+        RegressionConfig.load(path=with_regression(tmp_path, paper=block))
+
+
+def test_malformed_files_are_clear_errors(tmp_path):
+    with pytest.raises(ParamError, match="needs a mapping named 'regression', got list"):
+        RegressionConfig.load(path=write(tmp_path, {**PARAMS, "regression": [1, 2]}))
+    tabbed = tmp_path / "tab.yaml"
+    tabbed.write_text("scale: default\nregression:\n\tsteps: 3\n")
+    with pytest.raises(ParamError, match="not valid YAML"):
+        RegressionConfig.load(path=tabbed)
+    with pytest.raises(ParamError, match="must be a mapping of sections"):
+        RegressionConfig.load(path=write(tmp_path, [1, 2]))
+    with pytest.raises(ParamError, match="no params file"):
+        RegressionConfig.load(path=tmp_path / "none.yaml")
+
+
+def test_a_deleted_key_is_an_error_not_a_hidden_default(tmp_path):
+    section = {k: v for k, v in PARAMS["regression"].items() if k != "steps"}
+    path = write(tmp_path, {**PARAMS, "regression": section})
+    with pytest.raises(ParamError, match=r"missing parameter\(s\) regression.steps"):
+        RegressionConfig.load(path=path)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_config_dataclasses_have_no_defaults(section):
+    """No value can come from anywhere but params.yaml: no field has a default."""
+    fields = dataclasses.fields(config_class(section))
+    assert fields and all(
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in fields
+    ), [f.name for f in fields if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_committed_params_hold_every_field_at_every_scale(section, scale):
+    cfg = load_config(config_class(section), scale, ROOT / "params.yaml")
+    base = {k: v for k, v in PARAMS[section].items() if k not in ("ci", "paper")}
+    override = PARAMS[section].get(scale, {}) if scale != "default" else {}
+    assert cfg.to_dict() == {**base, **override}  # every value, exactly as written (1 == 1.0)
+
+
+def test_scale_switch_applies_the_block(tmp_path):
+    for scale in ("paper", "ci"):
+        cfg = RegressionConfig.load(path=with_regression(tmp_path, scale))
+        assert cfg.steps == PARAMS["regression"][scale]["steps"]
     with pytest.raises(ParamError, match="invalid parameter scale='huge'"):
-        load_config(write_params(tmp_path, section, "huge"), "regression")
-    # A typo in the paper block fails at the default scale too, before any GPU time is spent.
-    with pytest.raises(ParamError, match=r"steps=0"):
-        load_config(write_params(tmp_path, {"paper": {"steps": 0}}), "regression")
+        RegressionConfig.load(path=with_regression(tmp_path, "huge"))
 
 
-def test_committed_params_are_valid_at_both_scales(tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for scale in ("default", "paper"):
-        path = tmp_path / f"{scale}.yaml"
-        path.write_text(yaml.safe_dump({**params, "scale": scale}))
-        cfg = load_config(path, "regression")
-        assert cfg.functions == sorted(cfg.functions) and len(cfg.functions) == 7
-        assert 10000 in cfg.sizes
+def test_a_gpu_device_on_a_machine_without_one_is_rejected(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParamError, match=r"regression.device='cuda': no CUDA device is available here"):
+        RegressionConfig.load(path=with_regression(tmp_path, device="cuda"))
 
 
-def test_unknown_stage_is_rejected():
-    from sobolev.stage import main
-
-    assert main(["no_such_stage", "--defaults"]) == 2
-    assert main(["no_such_stage"]) == 2
-
-
-def test_stage_rejects_bad_params_before_starting_a_kernel(tmp_path):
-    path = write_params(tmp_path, {"lrs": [0.0]})
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "sobolev.stage", "regression", "--params", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 2
-    assert "invalid parameter lrs[]=0.0: must be a positive finite number" in proc.stderr
-    assert time.perf_counter() - start < 30
-    assert not (ROOT / "results" / ".regression.staged").exists()
+def test_distillation_games_cannot_change_with_the_scale(tmp_path):
+    section = {**PARAMS["distillation"], "paper": {**PARAMS["distillation"]["paper"], "games": ["pong"]}}
+    with pytest.raises(ParamError, match=r"distillation.paper.games: games is read from distillation.games by DVC"):
+        check_params(write(tmp_path, {**PARAMS, "distillation": section}))
 
 
-def test_stage_stops_at_once_when_cifar_is_missing(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {"scale": "default", "synthetic": {"dataset": "cifar10", "cifar_path": str(tmp_path / "none.tar.gz")}}
-        )
-    )
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "sobolev.stage", "synthetic", "--params", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 2
-    assert "CIFAR-10 archive not found" in proc.stderr and "dvc update data.dvc" in proc.stderr
-    assert time.perf_counter() - start < 30
+def test_unknown_top_level_section_is_rejected(tmp_path):
+    from sobolev.pipeline import StageError
+
+    with pytest.raises(StageError, match=r"unknown top-level key\(s\) \['regresion'\]"):
+        check_params(write(tmp_path, {**PARAMS, "regresion": {}}))
+
+
+def test_check_command_validates_the_committed_params():
+    proc = subprocess.run([sys.executable, "-m", "sobolev.pipeline", "check"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "params.yaml is valid" in proc.stdout
+
+
+def test_params_fuzz_gives_a_clear_message_naming_the_key_for_every_invalid_value(tmp_path):
+    """About 1 500 invalid values, one at a time (tests/params_fuzz.py): no traceback, none accepted."""
+    from params_fuzz import run
+
+    counts = run(tmp_path)
+    assert counts["tried"] > 1000
+    assert counts["traceback"] == counts["accepted invalid"] == counts["wrong key named"] == 0, counts

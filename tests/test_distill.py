@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from sobolev.distill import (
+from sobolev.distillation.distill import (
     Recording,
     StudentNet,
     distill,
@@ -49,8 +49,8 @@ def test_loss_terms_are_the_kl_and_the_projected_gradient_gap():
     g = torch.Generator().manual_seed(5)
     out = distillation_loss(student, teacher, s, target, alpha=2.0, generator=g)
     # By hand: the same v (same generator stream), full Jacobians by autograd.
-    v = torch.randn(4, 3, generator=torch.Generator().manual_seed(5)).double()
-    v = v / v.norm(dim=1, keepdim=True)  # normalised in float64, as the loss does for float64 nets
+    v = torch.randn(4, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    v = v / v.norm(dim=1, keepdim=True)  # drawn in the nets' dtype, as sobolev.core.derivatives.random_unit_vectors
     jt = torch.autograd.functional.jacobian(lambda x: teacher(x), s).sum(2)  # (B, A, 2, 5, 5)
     js = torch.autograd.functional.jacobian(lambda x: student(x), s).sum(2)
     gap = torch.einsum("ba,ba...->b...", v, js - jt).flatten(1).norm(dim=1).mean()
@@ -200,7 +200,7 @@ def test_equal_tuning_budget():
 def test_report_tables_and_claims_from_known_curves():
     import pandas as pd
 
-    from sobolev import distill_report as report
+    from sobolev.distillation import report
 
     rows = []
     # regular: test KL 1.0 -> 0.5 -> 0.6 (overfits, best at 10); Sobolev: 1.0 -> 0.4 -> 0.3.
@@ -219,5 +219,5 @@ def test_report_tables_and_claims_from_known_curves():
     assert over.loc[("pong", 0.1, "regular"), "rise above best %"] == pytest.approx(20.0)
     assert over.loc[("pong", 0.1, "regular"), "best at iteration"] == 10
     assert over.loc[("pong", 0.1, "sobolev"), "test / train kl"] == pytest.approx(1.2)
-    verdicts = [c["holds"] for c in report.claims(final, over)]
+    verdicts = [c.holds for c in report.claims(final, over)]
     assert verdicts == [True, True, False, True, True]  # one fraction: "largest at low data" cannot hold

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sobolev.functions import FUNCTIONS, get_function
+from sobolev.core.functions import FUNCTIONS, get_function
 
 NAMES = sorted(FUNCTIONS)
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from sobolev.imagenet_sg import DEFAULTS, ImageNetCritic, load_config, require_torchvision, resnet_blocks
-from sobolev.synthetic import DecoupledTrainer
+from sobolev.common.params import ParamError
+from sobolev.synthetic.decoupled import DecoupledTrainer
+from sobolev.synthetic.imagenet import ImageNetCritic, load_config, require_torchvision, resnet_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,12 +78,14 @@ def test_config_is_checked_before_any_work(tmp_path):
         load_config(str(ROOT / "configs/imagenet_resnet50.yaml"), {"data": str(tmp_path)})
     (tmp_path / "train").mkdir()
     cfg = load_config(str(ROOT / "configs/imagenet_resnet50.yaml"), {"data": str(tmp_path), "modules": 1})
-    assert cfg["modules"] == 1 and cfg["milestones"] == DEFAULTS["milestones"]
-    with pytest.raises(ValueError, match="variant must be one of"):
-        load_config(None, {"data": str(tmp_path), "variant": "hogwild"})
+    assert cfg.modules == 1 and cfg.milestones == [100_000, 150_000, 175_000]  # from the YAML file
+    with pytest.raises(ParamError, match=r"command line.variant='hogwild': must be one of backprop"):
+        load_config(str(ROOT / "configs/imagenet_resnet50.yaml"), {"data": str(tmp_path), "variant": "hogwild"})
+    with pytest.raises(ParamError, match=r"missing parameter\(s\) imagenet.variant"):
+        load_config(None, {"data": str(tmp_path)})  # every value comes from the config file
     bad = tmp_path / "bad.yaml"
-    bad.write_text("learning_rate: 0.1\n")
-    with pytest.raises(ValueError, match=r"unknown config keys \['learning_rate'\]"):
+    bad.write_text((ROOT / "configs/imagenet_resnet50.yaml").read_text() + "learning_rate: 0.1\n")
+    with pytest.raises(ParamError, match=r"unknown parameter\(s\) imagenet.learning_rate"):
         load_config(str(bad), {"data": str(tmp_path)})
 
 

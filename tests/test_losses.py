@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from sobolev.derivatives import derivatives, input_gradient, jvp_projection, random_unit_vectors, vjp_projection
-from sobolev.losses import distance, sobolev_loss, stochastic_sobolev_loss
-from sobolev.models import MLP
+from sobolev.core.derivatives import derivatives, input_gradient, jvp_projection, random_unit_vectors, vjp_projection
+from sobolev.core.losses import distance, sobolev_loss, stochastic_sobolev_loss
+from sobolev.core.models import MLP
 
 
 def scalar(t: torch.Tensor) -> float:
@@ -143,3 +143,29 @@ def test_bad_input_is_rejected():
         stochastic_sobolev_loss(net, x, torch.zeros(3))
     with pytest.raises(ValueError, match="shape mismatch"):
         sobolev_loss(net, x, [torch.zeros(3), torch.zeros(3, 3)])
+
+
+def test_stochastic_loss_on_images_with_the_norm_distance_equals_a_hand_computation():
+    """Eq. (2) on image-shaped inputs (output direction, Euclidean norm): the distillation objective."""
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 3 * 3, 4)).double()
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 3 * 3, 4)).double()
+    x = torch.randn(5, 2, 3, 3, dtype=torch.float64)
+    target = teacher(x).detach()
+    terms = stochastic_sobolev_loss(student, x, target, target_fn=teacher, n_projections=2, weight=3.0,
+                                    distance_kind="norm", direction="output", return_terms=True,
+                                    generator=torch.Generator().manual_seed(1))  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    gaps = []
+    for _ in range(2):
+        v = random_unit_vectors(5, 4, g, dtype=torch.float64)
+        js = torch.autograd.functional.jacobian(student, x).sum(2)  # (B, A, 2, 3, 3)
+        jt = torch.autograd.functional.jacobian(teacher, x).sum(2)
+        gaps.append(torch.einsum("ba,ba...->b...", v, js - jt).flatten(1).norm(dim=1).mean())
+    expected = torch.stack(gaps).mean()
+    assert terms["projection"].item() == pytest.approx(expected.item(), rel=1e-12)
+    value = distance(student(x), target, "norm")  # the value term uses the same distance
+    assert terms["loss"].item() == pytest.approx((value + 3 * expected).item(), rel=1e-12)
+    # The input direction takes images too: a perfect student has zero loss.
+    zero = stochastic_sobolev_loss(teacher, x, target, target_fn=teacher, direction="input")
+    assert zero.item() == pytest.approx(0, abs=1e-20)

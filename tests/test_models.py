@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from sobolev.derivatives import input_gradient
-from sobolev.models import BatchedAdam, BatchedMLP
-from sobolev.training import train_ensemble
+from sobolev.core.derivatives import input_gradient
+from sobolev.core.models import BatchedAdam, BatchedMLP
+from sobolev.core.training import train_ensemble
 
 
 def make(M=3, H=16, seed=0):

@@ -4,10 +4,13 @@ import pandas as pd
 import pytest
 import torch
 
-from sobolev import regression as R
-from sobolev.config import RegressionConfig
-from sobolev.data import Normaliser, make_sample
-from sobolev.functions import get_function
+from sobolev.common import compare
+from sobolev.common.params import read_params
+from sobolev.core.data import Normaliser, make_sample
+from sobolev.core.functions import get_function
+from sobolev.regression import grid as R
+from sobolev.regression import report
+from sobolev.regression.config import RegressionConfig
 
 TINY = dict(
     functions=["booth", "styblinski_tang"],
@@ -25,13 +28,19 @@ TINY = dict(
 )
 
 
+def tiny_config(**changes) -> RegressionConfig:
+    """The committed params with ``TINY`` (and ``changes``) on top, checked like params.yaml."""
+    section = {k: v for k, v in read_params()["regression"].items() if k not in ("ci", "paper")}
+    return RegressionConfig.from_values({**section, **TINY, **changes})
+
+
 @pytest.fixture(scope="module")
 def tiny():
-    return R.run_grid(RegressionConfig(**TINY), progress=False)
+    return R.run_grid(tiny_config(), progress=False)
 
 
 def test_grid_counts_and_pairing():
-    grid = R.build_grid(RegressionConfig(**TINY))
+    grid = R.build_grid(tiny_config())
     # per function: sizes × norms × lrs × seeds regular (2·2·2·2 = 16), Sobolev the same + sweep at n=40 (8)
     assert len(grid) == 2 * (16 + 16 + 8)
     assert set(grid[grid.method == "regular"].weight) == {0.0}
@@ -40,7 +49,7 @@ def test_grid_counts_and_pairing():
 
 
 def test_same_seed_same_numbers(tiny):
-    again = R.run_grid(RegressionConfig(**TINY), progress=False)
+    again = R.run_grid(tiny_config(), progress=False)
     pd.testing.assert_frame_equal(tiny.runs, again.runs)
     assert tiny.runs[["val_mse", "test_mse", "test_grad_mse"]].notna().all().all()
 
@@ -80,9 +89,12 @@ def test_select_lr_picks_lowest_mean_validation_error():
             "test_grad_mse": 0.0,
         }
     )
-    assert set(R.select_lr(runs).lr) == {0.01}  # mean 2.25 beats mean 3.0
+    assert set(compare.select_lr(runs).lr) == {0.01}  # mean 2.25 beats mean 3.0
+    runs.loc[2, "val_mse"] = float("nan")  # one seed of lr 0.01 diverged: it loses on its surviving seed too
+    assert set(compare.select_lr(runs).lr) == {0.1}
+    assert list(compare.diverged(runs).index) == [2]
     runs.loc[:, "val_mse"] = float("nan")  # all diverged: ties go to the smaller rate
-    assert set(R.select_lr(runs).lr) == {0.01}
+    assert set(compare.select_lr(runs).lr) == {0.01}
 
 
 def test_faithful_and_tuned_settings(tiny):
@@ -122,14 +134,14 @@ def test_summaries_claims_and_metrics():
             "seeds": 3,
         }
     )
-    assert R.wins(summary) == {10: 1, 100: 2}
-    claims = {c.text.split(" (")[0]: c for c in R.claims(summary)}
-    assert claims["Sobolev lowers test MSE on 1 of 2 functions"].reproduced
-    assert claims["Ackley is the exception at low data"].reproduced
-    assert not claims["often by orders of magnitude"].reproduced  # 1 of 3 wins is ≥10×
-    assert not claims["the effect is stronger with less data"].reproduced  # median ratio 1.005 vs 0.5
-    assert claims["the gap persists at the largest size"].reproduced
-    metrics = R.metrics_dict({"faithful": summary})
+    assert compare.wins(summary) == {10: 1, 100: 2}
+    claims = {c.text.split(" (")[0]: c for c in report.claims(summary)}
+    assert claims["Sobolev lowers test MSE on 1 of 2 functions"].holds
+    assert claims["Ackley is the exception at low data"].holds
+    assert not claims["often by orders of magnitude"].holds  # 1 of 3 wins is ≥10×
+    assert not claims["the effect is stronger with less data"].holds  # median ratio 1.005 vs 0.5
+    assert claims["the gap persists at the largest size"].holds
+    metrics = report.metrics_dict({"faithful": summary})
     assert metrics["faithful"]["booth"]["n10"]["sobolev"]["test_mse"] == 0.1
     assert metrics["faithful"]["sobolev_wins"] == {"n10": 1, "n100": 2}
     json.dumps(metrics)
@@ -152,3 +164,19 @@ def test_normaliser_chain_rule():
     assert torch.equal(raw.x(train.x), train.x)
     with pytest.raises(ValueError, match="normalisation must be one of"):
         Normaliser.fit("minmax", fn, train)
+
+
+def test_a_huge_learning_rate_stops_the_grid_with_a_message():
+    from sobolev.core.training import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match=r"regression: .* at step \d+ of 30 .*likely cause: a learning rate in "
+                       r"regression.lrs = \[1000000.0\] too large.*Nothing was written"):
+        R.run_grid(tiny_config(lrs=[1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[]), progress=False)
+
+
+def test_a_diverging_model_in_an_ensemble_loses_without_stopping_the_others():
+    result = R.run_grid(tiny_config(lrs=[1e-3, 1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[]),
+                        progress=False)  # fmt: skip
+    runs = result.runs
+    assert runs[runs.lr == 1e6].val_mse.isna().all() and runs[runs.lr == 1e-3].val_mse.notna().all()
+    assert set(R.faithful(runs).lr) == {1e-3}

@@ -1,8 +1,15 @@
 import pytest
 import torch
 
-from sobolev.sg_experiment import SM_CIFAR_LAYERS, accuracy, augment, cifar_blocks, load_digits_split, train_variant
-from sobolev.synthetic import VARIANTS
+from sobolev.synthetic.decoupled import VARIANTS
+from sobolev.synthetic.experiment import (
+    SM_CIFAR_LAYERS,
+    accuracy,
+    augment,
+    cifar_blocks,
+    load_digits_split,
+    train_variant,
+)
 
 
 def test_the_sm_network_and_its_cuts():
@@ -95,7 +102,7 @@ def test_table_ordering_and_metrics_from_known_results():
 
     import pandas as pd
 
-    from sobolev import sg_experiment as sg
+    from sobolev.synthetic import report as sg
 
     acc = {"no_backprop": 0.5, "direct": 0.6, "small_model": 0.7, "critic": 0.9, "sobolev": 0.85, "backprop": 0.95}
     results = pd.DataFrame(

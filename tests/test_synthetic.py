@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sobolev.synthetic import CRITIC_VARIANTS, VARIANTS, CriticSG, DecoupledTrainer, DirectSG
+from sobolev.synthetic.decoupled import CRITIC_VARIANTS, VARIANTS, CriticSG, DecoupledTrainer, DirectSG
 
 
 def tiny_blocks(seed: int = 0) -> nn.ModuleList:

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from sobolev import theory as T
-from sobolev.derivatives import input_gradient
+from sobolev.core.derivatives import input_gradient
+from sobolev.theory import compute as T
 
 
 def test_pl_family_values_leave_a_line_values_and_slopes_leave_one():

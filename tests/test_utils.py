@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sobolev.utils import atomic_path, atomic_save, atomic_write_json, atomic_write_text
+from sobolev.common.utils import atomic_path, atomic_save, atomic_write_json, atomic_write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sobolev.atari import FRAME_STACK, as_model_input, make_env
-from sobolev.utils import progress_bar
+from sobolev.common.utils import progress_bar
+from sobolev.core.losses import stochastic_sobolev_loss
+from sobolev.core.training import NonFiniteLossError, train_loop
+from sobolev.distillation.atari import FRAME_STACK, as_model_input, make_env
 
 
 @dataclass
@@ -80,7 +83,7 @@ class Recording:
         return self.stacks(idx).float() / 255.0
 
     def save(self, path: str | Path) -> None:
-        from sobolev.utils import atomic_save
+        from sobolev.common.utils import atomic_save
 
         atomic_save(
             {"frames": self.frames.cpu(), "episode": self.episode.cpu(), "log_probs": self.log_probs.cpu(),
@@ -171,13 +174,6 @@ def reverse_kl(student_log_probs: Tensor, teacher_log_probs: Tensor) -> Tensor:
     return (student_log_probs.exp() * (student_log_probs - teacher_log_probs)).sum(-1)
 
 
-def random_unit_vectors(batch: int, dim: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """(batch, dim) vectors uniform on the unit sphere of R^dim, on ``like``'s device and dtype
-    (drawn on the CPU, so a seed gives the same vectors on every device)."""
-    v = torch.randn(batch, dim, generator=generator).to(like)
-    return v / v.norm(dim=1, keepdim=True)
-
-
 def distillation_loss(
     student: nn.Module,
     teacher: nn.Module,
@@ -189,7 +185,8 @@ def distillation_loss(
 ) -> dict[str, Tensor]:
     """The paper's objective on a batch of states ``s`` (B, 4, 84, 84).
 
-    ``alpha = 0`` is regular distillation (the KL alone). Otherwise, per state and per random
+    ``alpha = 0`` is regular distillation (the KL alone). Otherwise eq. (2) in the output
+    direction (:func:`sobolev.core.losses.stochastic_sobolev_loss`): per state and per random
     unit ``v`` in action space, the L2 norm of the difference of the input gradients of
     ``⟨log π*(s), v⟩`` and ``⟨log π(s|θ), v⟩``, averaged over states and ``n_projections``.
 
@@ -204,19 +201,12 @@ def distillation_loss(
     if alpha == 0:
         kl = reverse_kl(student(s), teacher_log_probs).mean()
         return {"loss": kl, "kl": kl, "sobolev": torch.zeros((), device=s.device)}
-    s = s.detach().requires_grad_(True)
-    log_probs = student(s)
-    kl = reverse_kl(log_probs, teacher_log_probs).mean()
-    teacher_out = teacher(s)
-    terms = []
-    for k in range(n_projections):
-        v = random_unit_vectors(len(s), log_probs.shape[1], generator, log_probs)
-        retain = k < n_projections - 1
-        (g_teacher,) = torch.autograd.grad((teacher_out * v).sum(), s, retain_graph=retain)
-        (g_student,) = torch.autograd.grad((log_probs * v).sum(), s, create_graph=True)
-        terms.append((g_student - g_teacher).flatten(1).norm(dim=1).mean())
-    sob = torch.stack(terms).mean()
-    return {"loss": kl + alpha * sob, "kl": kl, "sobolev": sob}
+    terms = stochastic_sobolev_loss(
+        student, s, teacher_log_probs, target_fn=teacher, n_projections=n_projections, weight=alpha,
+        distance_kind="norm", direction="output", generator=generator,
+        value_loss=lambda log_probs, target: reverse_kl(log_probs, target).mean(), return_terms=True,
+    )  # fmt: skip
+    return {"loss": terms["loss"], "kl": terms["value"], "sobolev": terms["projection"]}
 
 
 @torch.no_grad()
@@ -264,16 +254,19 @@ def distill(
             curve.append({"iteration": it, "set": name, **evaluate(student, rec, idx.to(device))})
         student.train()
 
-    log(0)
-    for it in progress_bar(range(1, iterations + 1), desc, progress):
+    def step(_: int) -> Tensor:
         pick = torch.randint(len(train_idx), (batch_size,), generator=generator).to(device)
         idx = train_idx[pick]
         out = distillation_loss(student, teacher, rec.inputs(idx), rec.log_probs[idx], alpha, n_projections, generator)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
-        if it % eval_every == 0 or it == iterations:
-            log(it)
+        return out["loss"]
+
+    log(0)
+    hint = f"learning rate {lr:g} (distillation.lrs) or α = {alpha:g} (distillation.alphas) too large"
+    train_loop(step, iterations, desc=f"distillation: {desc}", hint=hint, log_every=eval_every,
+               on_log=lambda it, _: log(it), progress=progress)  # fmt: skip
     return student, curve
 
 
@@ -285,6 +278,16 @@ def regular_lr_grid(lrs: Sequence[float], n_extra: int) -> list[float]:
     if n_extra > len(mids):
         raise ValueError(f"{n_extra} extra learning rates requested but only {len(mids)} midpoints exist")
     return sorted(ordered + mids[:n_extra], reverse=True)
+
+
+def best(scores: dict) -> Any:
+    """The key with the lowest score; a NaN score (a diverged run) counts as infinity and loses.
+    Raises when every run diverged."""
+    finite = {k: v for k, v in scores.items() if math.isfinite(v)}
+    if not finite:
+        values = list(scores.values())
+        raise NonFiniteLossError(f"every tuning run diverged (validation KL {values}): lower distillation.lrs")
+    return min(finite, key=finite.get)
 
 
 def tune(
@@ -310,21 +313,25 @@ def tune(
     rows: list[dict] = []
 
     def run(method: str, lr: float, alpha: float) -> float:
-        _, curve = distill(
-            rec, teacher, train_idx, {"val": val_idx}, lr, alpha, iterations, seed, batch_size, n_projections,
-            eval_every=iterations, progress=progress, desc=f"tune {method} lr={lr:.0e} α={alpha:g}",
-        )  # fmt: skip
-        final = curve[-1]
+        try:
+            _, curve = distill(
+                rec, teacher, train_idx, {"val": val_idx}, lr, alpha, iterations, seed, batch_size, n_projections,
+                eval_every=iterations, progress=progress, desc=f"tune {method} lr={lr:.0e} α={alpha:g}",
+            )  # fmt: skip
+            final = curve[-1]
+        except NonFiniteLossError as err:  # a diverged tuning run loses (NaN in tuning.csv), and says so
+            print(f"{err} This tuning run loses.", file=sys.stderr)
+            final = {"kl": float("nan"), "action_error": float("nan")}
         rows.append({"method": method, "lr": lr, "alpha": alpha, "val_kl": final["kl"],
                      "val_action_error": final["action_error"]})  # fmt: skip
         return final["kl"]
 
     chosen: dict[str, dict[str, float]] = {}
     scores = {lr: run("regular", lr, 0.0) for lr in regular_lr_grid(lrs, len(alphas) - 1)}
-    chosen["regular"] = {"lr": min(scores, key=scores.get), "alpha": 0.0}
+    chosen["regular"] = {"lr": best(scores), "alpha": 0.0}
     scores = {(lr, alphas[0]): run("sobolev", lr, alphas[0]) for lr in lrs}
-    best_lr = min(scores, key=scores.get)[0]
+    best_lr = best(scores)[0]
     scores.update({(best_lr, a): run("sobolev", best_lr, a) for a in alphas[1:]})
-    lr, alpha = min(scores, key=scores.get)
+    lr, alpha = best(scores)
     chosen["sobolev"] = {"lr": lr, "alpha": alpha}
     return chosen, rows

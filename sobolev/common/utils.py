@@ -44,9 +44,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp creates 0600 files; results are meant to be read by everyone (the umask applies).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -61,5 +69,7 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` via a temporary file and a rename: never half-written."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file object: torch names the archive's inner folder after a *path*'s stem,
+    # which would put the random temporary name into the bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from sobolev.derivatives import (
+from sobolev.core.derivatives import (
     Model,
     derivatives,
     jvp_projection,
     random_unit_vectors,
-    vjp_projection,
 )
 
-Distance = Literal["l2", "l1"]
-DISTANCES: tuple[str, ...] = ("l2", "l1")
+Distance = Literal["l2", "l1", "norm"]
+DISTANCES: tuple[str, ...] = ("l2", "l1", "norm")
 
 
 def distance(pred: Tensor, target: Tensor, kind: Distance = "l2") -> Tensor:
     """Per-sample distance summed over all non-batch axes, averaged over the batch.
 
     ``l2`` is the squared Euclidean (Frobenius) norm, as in the paper's regression loss;
-    ``l1`` the sum of absolute values.
+    ``l1`` the sum of absolute values; ``norm`` the Euclidean norm itself (not squared), as in
+    the paper's policy-distillation objective.
     """
     if pred.shape != target.shape:
         raise ValueError(f"shape mismatch: prediction {tuple(pred.shape)} vs target {tuple(target.shape)}")
@@ -33,6 +33,8 @@ def distance(pred: Tensor, target: Tensor, kind: Distance = "l2") -> Tensor:
         return diff.pow(2).sum(dim=1).mean()
     if kind == "l1":
         return diff.abs().sum(dim=1).mean()
+    if kind == "norm":
+        return diff.norm(dim=1).mean()
     raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
 
 
@@ -90,28 +92,37 @@ def stochastic_sobolev_loss(
     distance_kind: Distance = "l2",
     direction: Literal["input", "output"] = "input",
     generator: torch.Generator | None = None,
-) -> Tensor:
+    value_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    return_terms: bool = False,
+) -> Tensor | dict[str, Tensor]:
     """Eq. (2) at first order: match Jacobian projections on random unit vectors.
 
     ``direction="input"`` matches ``J v`` for ``v`` uniform on the unit sphere of the input
     space, computed as forward-mode JVPs (no Jacobian is formed for the model);
     ``direction="output"`` matches ``vᵀ J`` for ``v`` on the sphere of the output space
-    (reverse-mode VJPs, as in policy distillation). For ``v`` uniform on the unit sphere
-    of ``R^n``, ``E[(g·v)²] = ‖g‖²/n``, so the l2 term is an unbiased estimate of the full
-    Jacobian term divided by ``n`` (tested).
+    (reverse-mode VJPs, as in policy distillation: one forward pass of each network serves
+    the value term and every projection). For ``v`` uniform on the unit sphere of ``R^n``,
+    ``E[(g·v)²] = ‖g‖²/n``, so the ``l2`` term is an unbiased estimate of the full Jacobian
+    term divided by ``n`` (tested).
 
     Args:
-        model: maps ``(B, d_in)`` to ``(B, d_out)`` (or ``(B,)``).
-        x: inputs ``(B, d_in)``.
+        model: maps ``(B, *in_shape)`` (vectors, images, ...) to ``(B, d_out)`` or ``(B,)``.
+        x: inputs ``(B, *in_shape)``.
         target_value: ``f(x)``, shaped like ``model(x)``.
         target_fn: the differentiable target ``f``; its projections are computed the same
             way (on the fly, e.g. a teacher network). Give this or ``target_jacobian``.
-        target_jacobian: ``(B, d_out, d_in)`` (or ``(B, d_in)`` for scalar outputs).
+        target_jacobian: ``(B, d_out, *in_shape)`` (or ``(B, *in_shape)`` for scalar outputs).
         n_projections: Monte-Carlo samples of ``v`` per input.
+        weight: weight of the projection term.
+        distance_kind: ``"l2"`` (squared norm), ``"l1"`` or ``"norm"`` (Euclidean norm, the
+            distillation objective's) for the projection term, and for the value term unless
+            ``value_loss`` is given.
         generator: random source for ``v``.
+        value_loss: ``(model(x), target_value) -> scalar`` replacing the value distance (e.g. a KL).
+        return_terms: return ``{"loss", "value", "projection"}`` instead of the total.
 
     Returns:
-        A scalar: value loss + ``weight`` × mean over projections of the projection loss.
+        value term + ``weight`` × mean over projections of the projection term (a scalar).
     """
     if (target_fn is None) == (target_jacobian is None):
         raise ValueError("give exactly one of target_fn and target_jacobian")
@@ -119,29 +130,37 @@ def stochastic_sobolev_loss(
         raise ValueError(f"n_projections must be an integer >= 1, got {n_projections!r}")
     if direction not in ("input", "output"):
         raise ValueError(f"direction must be 'input' or 'output', got {direction!r}")
-    out = model(x)
-    loss = distance(out, target_value, distance_kind)
-    batch, d_in = x.shape
-    d_out = 1 if out.ndim == 1 else out.shape[1]
-    jac = None
-    if target_jacobian is not None:
-        jac = target_jacobian.reshape(batch, d_out, d_in)
-    proj_loss = x.new_zeros(())
-    for _ in range(n_projections):
-        if direction == "input":
-            v = random_unit_vectors(batch, d_in, generator, x.device, x.dtype)
-            pred = jvp_projection(model, x, v).reshape(batch, d_out)
-            if jac is not None:
-                target = torch.einsum("boi,bi->bo", jac, v)
+    if distance_kind not in DISTANCES:
+        raise ValueError(f"distance_kind must be one of {DISTANCES}, got {distance_kind!r}")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected a batch (B, ...) of inputs, got shape {tuple(x.shape)}")
+    batch, d_in = x.shape[0], x[0].numel()
+    if direction == "output":
+        x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = model(x)
+        value = value_loss(out, target_value) if value_loss else distance(out, target_value, distance_kind)
+        target_out = target_fn(x) if (target_fn is not None and direction == "output") else None
+        d_out = 1 if out.ndim == 1 else out.shape[1]
+        jac = None if target_jacobian is None else target_jacobian.reshape(batch, d_out, d_in)
+        terms = []
+        for k in range(n_projections):
+            if direction == "input":
+                v = random_unit_vectors(batch, d_in, generator, x.device, x.dtype)
+                pred = jvp_projection(model, x, v.reshape(x.shape)).reshape(batch, d_out)
+                if jac is not None:
+                    target = torch.einsum("boi,bi->bo", jac, v)
+                else:
+                    target = jvp_projection(target_fn, x, v.reshape(x.shape)).reshape(batch, d_out).detach()
             else:
-                target = jvp_projection(target_fn, x, v).reshape(batch, d_out).detach()
-        else:
-            v = random_unit_vectors(batch, d_out, generator, x.device, x.dtype)
-            u = v if out.ndim == 2 else v[:, 0]
-            pred = vjp_projection(model, x, u)
-            if jac is not None:
-                target = torch.einsum("bo,boi->bi", v, jac)
-            else:
-                target = vjp_projection(target_fn, x, u, create_graph=False).detach()
-        proj_loss = proj_loss + distance(pred, target, distance_kind)
-    return loss + weight * proj_loss / n_projections
+                v = random_unit_vectors(batch, d_out, generator, x.device, x.dtype)
+                u = v if out.ndim == 2 else v[:, 0]
+                if jac is not None:
+                    target = torch.einsum("bo,boi->bi", v, jac).reshape(x.shape)
+                else:  # the target's VJP first: its graph is freed after the last projection
+                    (target,) = torch.autograd.grad((target_out * u).sum(), x, retain_graph=k < n_projections - 1)
+                (pred,) = torch.autograd.grad((out * u).sum(), x, create_graph=True)
+            terms.append(distance(pred, target.detach(), distance_kind))
+    projection = torch.stack(terms).mean()
+    loss = value + weight * projection
+    return {"loss": loss, "value": value, "projection": projection} if return_terms else loss

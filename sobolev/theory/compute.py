@@ -443,13 +443,13 @@ def pl_network_grid(
 
     For every mesh (dimension d), size, method, learning rate and seed, one
     ``d -> hidden -> hidden -> 1`` network is trained full-batch with Adam; the target is
-    drawn per seed. Returns a DataFrame in :mod:`sobolev.regression`'s layout (``function``
+    drawn per seed. Returns a DataFrame in :mod:`sobolev.regression.grid`'s layout (``function``
     is ``"d=<d>"``), so its learning-rate choice on validation data and summaries apply.
     """
     import pandas as pd
 
-    from sobolev.models import BatchedMLP
-    from sobolev.training import train_ensemble
+    from sobolev.core.models import BatchedMLP
+    from sobolev.core.training import train_ensemble
 
     rows = []
     for mesh in meshes:
@@ -475,7 +475,8 @@ def pl_network_grid(
                     G=G if sob else None,
                     weight=torch.ones(len(runs), device=device) if sob else None,
                     progress=progress,
-                    desc=f"d={mesh.d} n={n} {method}",
+                    desc=f"theory: PL networks d={mesh.d} n={n} {method}",
+                    hint="a learning rate in theory.net_lrs too large",
                 )
                 for split, offset in (("val", 20_000), ("test", 30_000)):
                     evals = [
@@ -522,9 +523,10 @@ def fit_sobolev_1d(
     (the quantity :func:`sobolev_floor` bounds from below), and its sup errors on values
     and derivatives.
     """
-    from sobolev.derivatives import input_gradient
-    from sobolev.losses import sobolev_loss
-    from sobolev.models import MLP
+    from sobolev.core.derivatives import input_gradient
+    from sobolev.core.losses import sobolev_loss
+    from sobolev.core.models import MLP
+    from sobolev.core.training import train_loop
 
     torch.manual_seed(seed)
     net = MLP(1, (hidden, hidden), 1, activation="tanh").to(DTYPE)
@@ -532,11 +534,16 @@ def fit_sobolev_1d(
     targets = [f(x[:, 0]), g(x[:, 0]).unsqueeze(1)]
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
+
+    def step(_: int) -> Tensor:
         opt.zero_grad()
-        sobolev_loss(net, x, targets).backward()
+        loss = sobolev_loss(net, x, targets)
+        loss.backward()
         opt.step()
         sched.step()
+        return loss
+
+    train_loop(step, steps, desc="theory: Theorem 2 network", hint=f"learning rate lr={lr} too large", progress=False)
     dense = torch.linspace(a, b, 4 * points, dtype=DTYPE).unsqueeze(1)
     with torch.no_grad():
         value_err = net(dense) - f(dense[:, 0])

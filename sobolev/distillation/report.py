@@ -1,7 +1,7 @@
 """Section 4.2's results from the chain's outputs: tables, Figure 4, the paper's claims checked.
 
 Reads ``<results>/<game>/{teacher.json, summary.json, curves.csv, tuning.csv}`` written by
-:mod:`sobolev.distill_stage`; nothing here trains.
+:mod:`sobolev.distillation.chain`; nothing here trains.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from sobolev.plotting import METHOD_COLORS, style
+from sobolev.common.claims import Claim, format_claims
+from sobolev.common.plotting import METHOD_COLORS, style
 
 METRICS = {"action_error": "test action-prediction error", "kl": "test KL(π ‖ π*)"}
 
@@ -81,7 +82,7 @@ def overfitting_table(curves: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(["game", "fraction", "method"]).mean(numeric_only=True).drop(columns="seed")
 
 
-def claims(final: pd.DataFrame, overfit: pd.DataFrame, long_overfit: pd.DataFrame | None = None) -> list[dict]:
+def claims(final: pd.DataFrame, overfit: pd.DataFrame, long_overfit: pd.DataFrame | None = None) -> list[Claim]:
     """The paper's Section 4.2 claims, checked on our runs (means over seeds).
 
     * in all scenarios Sobolev-distilled students are closer to the teacher (test KL and
@@ -100,41 +101,45 @@ def claims(final: pd.DataFrame, overfit: pd.DataFrame, long_overfit: pd.DataFram
         wins_kl += sob["kl mean"] < reg["kl mean"]
         wins_err += sob["action_error mean"] < reg["action_error mean"]
         gains.setdefault(game, {})[fraction] = 1 - sob["kl mean"] / reg["kl mean"]
-    out.append({
-        "claim": "Sobolev students are closer to the teacher in every game and fraction (test KL)",
-        "holds": bool(wins_kl == len(cells)), "detail": f"lower test KL in {wins_kl}/{len(cells)} cells",
-    })  # fmt: skip
-    out.append({
-        "claim": "... and agree more often on the most probable action",
-        "holds": bool(wins_err == len(cells)), "detail": f"lower action error in {wins_err}/{len(cells)} cells",
-    })  # fmt: skip
+    out.append(Claim(
+        "Sobolev students are closer to the teacher in every game and fraction (test KL)",
+        bool(wins_kl == len(cells)),
+        f"lower test KL in {wins_kl}/{len(cells)} cells",
+    ))
+    out.append(Claim(
+        "... and agree more often on the most probable action",
+        bool(wins_err == len(cells)),
+        f"lower action error in {wins_err}/{len(cells)} cells",
+    ))
     # A gain that is largest at the smallest fraction, and a gain there at all.
     low = [g[min(g)] > max(0.0, g[max(g)]) for g in gains.values() if len(g) > 1]
     detail = "; ".join(
         f"{game}: " + ", ".join(f"{f:g}: {100 * v:.0f}%" for f, v in sorted(g.items())) for game, g in gains.items()
     )
-    out.append({
-        "claim": "the gain is largest in the low-data regime (relative test-KL gain at the smallest fraction)",
-        "holds": bool(low and all(low)), "detail": f"KL reduction by fraction: {detail}",
-    })  # fmt: skip
+    out.append(Claim(
+        "the gain is largest in the low-data regime (relative test-KL gain at the smallest fraction)",
+        bool(low and all(low)),
+        f"KL reduction by fraction: {detail}",
+    ))
     ratio = overfit["test / train kl"].unstack("method")
     smaller = int((ratio["sobolev"] < ratio["regular"]).sum())
-    out.append({
-        "claim": "Sobolev students generalise better (smaller test / train KL ratio at the end)",
-        "holds": bool(smaller == len(ratio)),
-        "detail": "; ".join(f"{g} {f:g}: regular {r['regular']:.2f}, Sobolev {r['sobolev']:.2f}"
-                            for (g, f), r in ratio.iterrows()),
-    })  # fmt: skip
+    out.append(Claim(
+        "Sobolev students generalise better (smaller test / train KL ratio at the end)",
+        bool(smaller == len(ratio)),
+        "; ".join(
+            f"{g} {f:g}: regular {r['regular']:.2f}, Sobolev {r['sobolev']:.2f}" for (g, f), r in ratio.iterrows()
+        ),
+    ))
     longer = long_overfit is not None and len(long_overfit) > 0
     rise = (long_overfit if longer else overfit)["rise above best %"].unstack("method")
     more = int((rise["regular"] > rise["sobolev"]).sum())
-    out.append({
-        "claim": "regular distillation overfits with more iterations, Sobolev little or not at all"
+    out.append(Claim(
+        "regular distillation overfits with more iterations, Sobolev little or not at all"
         + (" (longer runs)" if longer else ""),
-        "holds": bool(more == len(rise)),
-        "detail": f"final test KL above its best: regular {rise['regular'].mean():.1f}%, "
+        bool(more == len(rise)),
+        f"final test KL above its best: regular {rise['regular'].mean():.1f}%, "
         f"Sobolev {rise['sobolev'].mean():.1f}% (mean over cells); regular rises more in {more}/{len(rise)} cells",
-    })  # fmt: skip
+    ))
     return out
 
 
@@ -191,5 +196,58 @@ def metrics(data: dict) -> dict:
         "final": records(final),
         "overfitting": records(overfit),
         "overfitting_long": records(long_overfit) if long_overfit is not None else [],
-        "claims": claims(final, overfit, long_overfit),
+        "claims": [c.to_dict() for c in claims(final, overfit, long_overfit)],
     }
+
+
+def readme_block(m: dict) -> str:
+    """Markdown: the teachers, the chosen hyper-parameters, the final test metrics, the
+    overfitting check and the claims, from ``results/distillation/report/metrics.json``."""
+
+    def pm(mean, std):
+        return f"{mean:.3g}" if std is None else f"{mean:.3g} ± {std:.2g}"
+
+    lines = [
+        "| game | actions | games finished | mean return | entropy / log\\|A\\| (T = 1) | "
+        "entropy / log\\|A\\| (teacher, T) | T |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in m["teachers"]:
+        ret = "n/a" if t["mean_return"] is None else pm(t["mean_return"], t["std_return"])
+        lines.append(
+            f"| {t['game']} | {t['n_actions']} | {t['episodes_finished']} | {ret} | "
+            f"{t['entropy_ratio_at_temperature_1']:.2f} | {t['entropy_ratio_mean']:.2f} | {t['temperature']:g} |"
+        )
+    lines += ["", "| game | method | lr | α | tuning runs |", "| --- | --- | ---: | ---: | ---: |"]
+    for c in m["chosen"]:
+        lines.append(f"| {c['game']} | {c['method']} | {c['lr']:g} | {c['alpha']:g} | {c['tuning runs']} |")
+    over = {(o["game"], o["fraction"], o["method"]): o for o in m["overfitting"]}
+    lines += [
+        "",
+        "| game | train fraction | method | test action error | test KL | final KL above its best |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in m["final"]:
+        o = over[(r["game"], r["fraction"], r["method"])]
+        lines.append(
+            f"| {r['game']} | {r['fraction']:g} | {r['method']} | {pm(r['action_error mean'], r['action_error std'])} "
+            f"| {pm(r['kl mean'], r['kl std'])} | {o['rise above best %']:.0f}% |"
+        )
+    if m.get("overfitting_long"):
+        lines += [
+            "",
+            "Longer runs (one seed per method):",
+            "",
+            "| game | train fraction | method | best test KL | at iteration | final test KL | final above best "
+            "| final test / train KL |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for o in m["overfitting_long"]:
+            lines.append(
+                f"| {o['game']} | {o['fraction']:g} | {o['method']} | {o['best test kl']:.3g} | "
+                f"{o['best at iteration']:.0f} | {o['final test kl']:.3g} | {o['rise above best %']:.0f}% | "
+                f"{o['test / train kl']:.2f} |"
+            )
+    lines.append("")
+    lines.append(format_claims((Claim.from_dict(c) for c in m["claims"]), bullet="* "))
+    return "\n".join(lines)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sobolev.synthetic import DecoupledTrainer
-from sobolev.utils import progress_bar
+from sobolev.common.paths import resolve
+from sobolev.common.utils import pick_device, set_threads
+from sobolev.core.training import train_loop
+from sobolev.synthetic.config import SyntheticConfig
+from sobolev.synthetic.decoupled import DecoupledTrainer
 
 # (output channels, stride) per convolution, as listed in SM §4.2.
 SM_CIFAR_LAYERS: tuple[tuple[int, int], ...] = (
@@ -85,7 +88,7 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> dict[str, t
 def load_cifar10_split(path: str) -> dict[str, tuple[Tensor, Tensor]]:
     """The official CIFAR-10 archive (checksum verified; a clear error says how to fetch it),
     as float images standardised per channel with the training set's statistics."""
-    from sobolev.cifar import load_cifar10
+    from sobolev.synthetic.cifar import load_cifar10
 
     raw = load_cifar10(path)
     x_train = raw["train"][0].float() / 255
@@ -159,54 +162,36 @@ def train_variant(
         m.to(device)
     g = torch.Generator().manual_seed(10_000 + seed)
     curve = []
-    for step in progress_bar(range(1, steps + 1), variant, progress):
+
+    def step(i: int) -> float:
         idx = torch.randint(len(y), (batch_size,), generator=g).to(device)
         xb = x[idx]
         if augment_pad or augment_flip:
             xb = augment(xb, g, augment_pad, augment_flip)
-        log = step % log_every == 0 or step == steps
+        log = i % log_every == 0 or i == steps
         out = trainer.step(xb, y[idx], diagnostics=log)
         sched.step()
         if log:
             cos = out.get("cosine") or [float("nan")]
-            curve += [{"step": step, "loss": out["loss"], "cut": k, "cosine": c} for k, c in enumerate(cos)]
+            curve.extend({"step": i, "loss": out["loss"], "cut": k, "cosine": c} for k, c in enumerate(cos))
+        return out["loss"]
+
+    hint = "synthetic.lr, synthetic.sg_lr or synthetic.weight_decay too large (or not a number)"
+    train_loop(step, steps, desc=f"synthetic: {variant} seed {seed}", hint=hint, progress=progress)
     x_test, y_test = (t.to(device) for t in data["test"])
     return {"test_accuracy": accuracy(blocks, x_test, y_test), "curve": curve}
-
-
-# Table 1 of the paper, CIFAR-10 with 3 SG modules: test accuracy (%), mean and std.
-PAPER_CIFAR10 = {
-    "backprop": (94.3, None),
-    "no_backprop": (54.5, 1.15),
-    "direct": (79.2, 0.01),
-    "small_model": (88.5, 2.70),
-    "critic": (93.2, 0.02),
-    "sobolev": (93.5, 0.01),
-}
-# The paper's ordering: no backprop < direct SG < small-model SG < critic ≤ Sobolev < backprop.
-PAPER_ORDER = ("no_backprop", "direct", "small_model", "critic", "sobolev", "backprop")
-
-
-def resolve_data_path(path: str) -> Path:
-    """``path`` as given, or relative to the repository root (notebooks run in ``notebooks/``)."""
-    p = Path(path)
-    return p if p.is_absolute() or p.exists() else Path(__file__).resolve().parent.parent / p
 
 
 def load_dataset(name: str, cifar_path: str) -> dict[str, tuple[Tensor, Tensor]]:
     if name == "digits":
         return load_digits_split()
     if name == "cifar10":
-        return load_cifar10_split(str(resolve_data_path(cifar_path)))
+        return load_cifar10_split(str(resolve(cifar_path)))
     raise ValueError(f"dataset must be 'digits' or 'cifar10', got {name!r}")
 
 
-def run_table(cfg, progress: bool | TextIO = False):  # cfg: sobolev.config.SyntheticConfig
+def run_table(cfg: SyntheticConfig, progress: bool | TextIO = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every variant × seed of ``cfg``; returns (results, curves) DataFrames."""
-    import pandas as pd
-
-    from sobolev.utils import pick_device, set_threads
-
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.cifar_path)
@@ -223,53 +208,3 @@ def run_table(cfg, progress: bool | TextIO = False):  # cfg: sobolev.config.Synt
                          "test_images": len(data["test"][1])})  # fmt: skip
             curves += [{"variant": variant, "seed": seed, **c} for c in out["curve"]]
     return pd.DataFrame(rows), pd.DataFrame(curves)
-
-
-def table1(results):
-    """Table 1's layout: accuracy (%) mean ± std over seeds per variant, beside the paper's."""
-    import pandas as pd
-
-    agg = results.groupby("variant").test_accuracy.agg(["mean", "std", "count"]) * [100, 100, 1]
-    agg = agg.reindex([v for v in PAPER_ORDER if v in agg.index])
-    paper = pd.DataFrame(PAPER_CIFAR10, index=["paper mean", "paper std"]).T
-    return agg.rename(columns={"mean": "ours mean", "std": "ours std", "count": "seeds"}).join(paper)
-
-
-def ordering(table) -> list[tuple[str, str, bool]]:
-    """Each consecutive pair of the paper's ordering with whether our means respect it
-    (``critic ≤ Sobolev`` allows equality; the others are strict)."""
-    means = table["ours mean"]
-    present = [v for v in PAPER_ORDER if v in means.index]
-    out = []
-    for a, b in itertools.pairwise(present):
-        holds = means[a] <= means[b] if (a, b) == ("critic", "sobolev") else means[a] < means[b]
-        out.append((a, b, bool(holds)))
-    return out
-
-
-def _finite_or_none(x):
-    """JSON has no NaN: the paper gives no std for backprop."""
-    return None if x is None or x != x else float(x)
-
-
-def metrics(dataset: str, results, table, order, curves) -> dict:
-    """What the stage writes to ``metrics.json``: Table 1's rows, every run's accuracy, the
-    ordering check and the last logged cosine similarity per variant and cut (mean over seeds).
-    Valid JSON (no NaN), so ``dvc metrics`` can read it."""
-    out = {
-        "dataset": dataset,
-        "test_images": int(results.test_images.iloc[0]) if "test_images" in results else None,
-        "table": [{k: (v if isinstance(v, str) else _finite_or_none(v)) for k, v in row.items()}
-                  for row in table.reset_index().to_dict("records")],
-        "runs": [{"variant": r.variant, "seed": int(r.seed), "test_accuracy": float(r.test_accuracy)}
-                 for r in results.itertuples()],
-        "ordering": [{"lower": a, "higher": b, "holds": h} for a, b, h in order],
-        "ordering_pairs_holding": f"{sum(h for *_, h in order)}/{len(order)}",
-    }  # fmt: skip
-    sg_curves = curves.dropna(subset=["cosine"]) if len(curves) else curves
-    if len(sg_curves):
-        last = sg_curves[sg_curves.step == sg_curves.step.max()]
-        out["final_cosine"] = {
-            f"{v}/cut{c}": float(x) for (v, c), x in last.groupby(["variant", "cut"]).cosine.mean().items()
-        }
-    return out

@@ -1,45 +1,40 @@
-"""Section 4.2's chain per game, one DVC stage each: ``python -m sobolev.distill_stage STEP GAME``.
+"""Section 4.2's chain per game, one DVC stage each (``python -m sobolev.pipeline run STEP GAME``).
 
 * ``teacher``: train an SB3 agent here (``teacher_source: train``) or take the RL Zoo's
-  (``hub``) -> ``teacher.zip``;
+  (``hub``) -> ``teacher.zip``, ``teacher_training.json``;
 * ``record``:  play ``states`` states with it -> ``recording.pt`` (single frames, episode
   boundaries, the teacher's log-probabilities) and ``teacher.json`` (return, entropy);
 * ``distill``: tune each method with an equal budget, then train students for every fraction
   and seed -> ``curves.csv``, ``tuning.csv``, ``summary.json``; with ``long_iterations``, one
   longer run per method -> ``long_curves.csv`` (empty otherwise).
 
-Everything goes to ``results/distillation/games/<game>/``; every file is written atomically, and each
-step checks its parameters and inputs before any work. The notebook reads these outputs.
+Each step reads its inputs from ``src`` (the game's folder, ``results/distillation/games/<game>``)
+and writes its outputs into ``dst``; the pipeline stages ``dst`` and moves the outputs into the
+game's folder only when the step succeeded. :func:`run_chain` runs all three in one folder
+(the notebook's ``ci`` scale).
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
 import torch
 
-from sobolev.config import DistillationConfig, ParamError, load_config
-from sobolev.utils import atomic_path, atomic_write_json, atomic_write_text, pick_device, set_threads
+from sobolev.common.params import ParamError
+from sobolev.common.paths import RESULTS
+from sobolev.common.utils import atomic_path, atomic_write_json, atomic_write_text, pick_device, set_threads
+from sobolev.distillation.config import DistillationConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "results/distillation/games"
-STEPS = ("teacher", "record", "distill")
+GAMES_DIR = RESULTS / "distillation" / "games"
+def make_teacher(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
+    """Write ``dst/teacher.zip`` (an SB3 agent) and ``dst/teacher_training.json``."""
+    from sobolev.distillation import atari
 
-
-def game_dir(out: Path, game: str) -> Path:
-    return Path(out) / game
-
-
-def make_teacher(cfg: DistillationConfig, game: str, out: Path, progress: bool | TextIO = False) -> Path:
-    """Write ``<out>/<game>/teacher.zip`` (an SB3 agent) and ``teacher_training.json``."""
-    from sobolev import atari
-
-    dst = game_dir(out, game) / "teacher.zip"
+    out = Path(dst) / "teacher.zip"
+    dst = Path(dst)
     start = time.perf_counter()
     if cfg.teacher_source == "train":
         set_threads(cfg.threads)
@@ -47,26 +42,27 @@ def make_teacher(cfg: DistillationConfig, game: str, out: Path, progress: bool |
             game, cfg.teacher_algo, cfg.teacher_steps, seed=0, n_envs=cfg.teacher_envs,
             ent_coef=cfg.teacher_ent_coef, device=str(pick_device(cfg.device)), progress=bool(progress),
         )  # fmt: skip
-        with atomic_path(dst) as tmp, open(tmp, "wb") as f:
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
             model.save(f)  # a file object: SB3 would append ".zip" to a path without it
     else:
         local = Path(cfg.teacher_dir) / atari.hub_zip_name(game, cfg.teacher_algo) if cfg.teacher_dir else None
-        src = local if local is not None else atari.download_hub_agent(game, cfg.teacher_algo)
-        atari.check_action_space(atari.load_agent(src, cfg.teacher_algo), game)
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
+        agent_zip = local if local is not None else atari.download_hub_agent(game, cfg.teacher_algo)
+        atari.check_action_space(atari.load_agent(agent_zip, cfg.teacher_algo), game)
+        with atomic_path(out) as tmp:
+            shutil.copyfile(agent_zip, tmp)
     info = {"source": cfg.teacher_source, "algo": cfg.teacher_algo, "seconds": time.perf_counter() - start}
     if cfg.teacher_source == "train":
         info |= {"env_steps": cfg.teacher_steps, "ent_coef": cfg.teacher_ent_coef}
-    atomic_write_json(game_dir(out, game) / "teacher_training.json", info)
-    return dst
+    atomic_write_json(dst / "teacher_training.json", info)
+    return out
 
 
-def load_teacher(cfg: DistillationConfig, game: str, out: Path, device: torch.device | str = "cpu"):
-    """The recorded teacher as a :class:`sobolev.atari.PolicyNet` (frozen, eval mode)."""
-    from sobolev import atari
+def load_teacher(cfg: DistillationConfig, game: str, src: Path, device: torch.device | str = "cpu"):
+    """The teacher in ``src/teacher.zip`` as a :class:`~sobolev.distillation.atari.PolicyNet`
+    (frozen, eval mode)."""
+    from sobolev.distillation import atari
 
-    agent = atari.load_agent(game_dir(out, game) / "teacher.zip", cfg.teacher_algo, device=str(device))
+    agent = atari.load_agent(Path(src) / "teacher.zip", cfg.teacher_algo, device=str(device))
     atari.check_action_space(agent, game)
     teacher = atari.PolicyNet(agent.policy, cfg.teacher_temperature).to(device).eval()
     for p in teacher.parameters():
@@ -74,16 +70,16 @@ def load_teacher(cfg: DistillationConfig, game: str, out: Path, device: torch.de
     return teacher
 
 
-def record(cfg: DistillationConfig, game: str, out: Path, progress: bool | TextIO = False) -> Path:
-    """Write ``recording.pt`` and ``teacher.json`` (mean return, entropy ratio) for ``game``."""
-    from sobolev.atari import policy_entropy_ratio
-    from sobolev.distill import run_policy
+def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
+    """Write ``dst/recording.pt`` and ``dst/teacher.json`` (mean return, entropy ratio) for ``game``."""
+    from sobolev.distillation.atari import policy_entropy_ratio
+    from sobolev.distillation.distill import run_policy
 
     set_threads(cfg.threads)
-    teacher = load_teacher(cfg, game, out)
+    teacher = load_teacher(cfg, game, src)
     rec = run_policy(teacher, game, cfg.states, seed=cfg.record_seed, progress=progress)
-    dst = game_dir(out, game) / "recording.pt"
-    rec.save(dst)
+    out = Path(dst) / "recording.pt"
+    rec.save(out)
     ratio = policy_entropy_ratio(rec.log_probs)
     # log_softmax(τ · log π_τ) recovers the agent's own policy from the sharpened one.
     raw_ratio = policy_entropy_ratio(torch.log_softmax(cfg.teacher_temperature * rec.log_probs, -1))
@@ -103,20 +99,20 @@ def record(cfg: DistillationConfig, game: str, out: Path, progress: bool | TextI
         "max_prob_mean": float(rec.log_probs.exp().max(1).values.mean()),
         "peaked": bool(ratio.mean() <= 0.7),
     }
-    atomic_write_json(game_dir(out, game) / "teacher.json", stats)
-    return dst
+    atomic_write_json(Path(dst) / "teacher.json", stats)
+    return out
 
 
-def distill_game(cfg: DistillationConfig, game: str, out: Path, progress: bool | TextIO = False) -> dict:
-    """Tune, then distill every fraction × method × seed; writes curves, tuning and summary."""
+def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
+    """Tune, then distill every fraction × method × seed; writes curves, tuning and summary to ``dst``."""
     import pandas as pd
 
-    from sobolev.distill import Recording, distill, split_by_episode, tune
+    from sobolev.distillation.distill import Recording, distill, split_by_episode, tune
 
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
-    rec = Recording.load(game_dir(out, game) / "recording.pt").to(device)
-    teacher = load_teacher(cfg, game, out, device)
+    rec = Recording.load(Path(src) / "recording.pt").to(device)
+    teacher = load_teacher(cfg, game, src, device)
     splits = {f: split_by_episode(rec.episode.cpu(), f) for f in cfg.fractions}
 
     # Tuning never sees test states: the tuning fraction's training episodes are split again.
@@ -168,50 +164,24 @@ def distill_game(cfg: DistillationConfig, game: str, out: Path, progress: bool |
         "splits": {str(f): {"train": len(s[0]), "test": len(s[1])} for f, s in splits.items()},
         "seconds_final_runs": seconds,
     }
-    gdir = game_dir(out, game)
+    gdir = Path(dst)
     atomic_write_text(gdir / "curves.csv", curves_df.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(gdir / "tuning.csv", pd.DataFrame(tuning_rows).to_csv(index=False, float_format="%.6g"))
     long_df = pd.DataFrame(long_curves, columns=curves_df.columns)
     atomic_write_text(gdir / "long_curves.csv", long_df.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(gdir / "summary.json", summary)
-    return summary
+    return gdir
 
 
-def run(step: str, game: str, params: Path, out: Path = OUT, progress: bool | TextIO = True) -> Path:
-    """Validate the parameters and inputs of ``step`` for ``game``, then run it."""
-    if step not in STEPS:
-        raise ParamError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
-    cfg = load_config(params, "distillation")  # its games are valid game names
-    if game not in cfg.games:
-        raise ParamError(f"game {game!r} is not in distillation.games {cfg.games}")
-    cfg.check_inputs()
-    needs = {"record": ["teacher.zip"], "distill": ["teacher.zip", "recording.pt"]}.get(step, [])
-    for name in needs:
-        if not (game_dir(out, game) / name).exists():
-            raise FileNotFoundError(f"{game_dir(out, game) / name} is missing: run the earlier stage first (dvc repro)")
-    if step == "teacher":
-        return make_teacher(cfg, game, out, progress)
-    if step == "record":
-        return record(cfg, game, out, progress)
-    distill_game(cfg, game, out, progress)
-    return game_dir(out, game)
+STEPS = {"teacher": make_teacher, "record": record, "distill": distill_game}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", help=f"one of: {', '.join(STEPS)}")
-    parser.add_argument("game", help="a game in distillation.games")
-    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    parser.add_argument("--out", type=Path, default=OUT, help="results folder (default: results/distillation/games)")
-    args = parser.parse_args(argv)
-    try:
-        path = run(args.step, args.game, args.params, args.out, progress=sys.__stderr__)
-    except (ParamError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.step} {args.game}: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run_chain(cfg: DistillationConfig, folder: str | Path, progress: bool | TextIO = False) -> Path:
+    """Every step for every game in ``folder/<game>`` (inputs and outputs together): the
+    notebook's ``ci`` scale, where the chain runs inside the notebook."""
+    for game in cfg.games:
+        where = Path(folder) / game
+        where.mkdir(parents=True, exist_ok=True)
+        for step in STEPS.values():
+            step(cfg, game, where, where, progress)
+    return Path(folder)

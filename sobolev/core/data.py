@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sobolev.functions import BenchmarkFunction
+from sobolev.core.functions import BenchmarkFunction
 
 Normalisation = Literal["raw", "standard"]
 NORMALISATIONS: tuple[str, ...] = ("raw", "standard")

@@ -19,10 +19,11 @@ from torch.func import jacfwd, jacrev, jvp, vmap
 Model = Callable[[Tensor], Tensor]
 
 
-def _check_batch(x: Tensor) -> None:
-    if not isinstance(x, Tensor) or x.ndim != 2:
+def _check_batch(x: Tensor, any_shape: bool = False) -> None:
+    """``x`` must be a batch ``(B, d_in)``, or ``(B, *in_shape)`` with ``any_shape``."""
+    if not isinstance(x, Tensor) or (x.ndim < 2 if any_shape else x.ndim != 2):
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x: expected a batch of shape (B, d_in), got {shape}")
+        raise ValueError(f"x: expected a batch of shape {'(B, ...)' if any_shape else '(B, d_in)'}, got {shape}")
 
 
 def input_gradient(model: Model, x: Tensor, create_graph: bool = True) -> Tensor:
@@ -95,13 +96,13 @@ def jvp_projection(model: Model, x: Tensor, v: Tensor) -> Tensor:
     """Jacobian-vector products ``J(x_b) v_b`` by forward mode.
 
     Args:
-        x: inputs ``(B, d_in)``.
-        v: input-space directions ``(B, d_in)``.
+        x: inputs ``(B, *in_shape)``.
+        v: input-space directions, shaped like ``x``.
 
     Returns:
         ``(B, d_out)`` (or ``(B,)`` for a scalar-output model).
     """
-    _check_batch(x)
+    _check_batch(x, any_shape=True)
     if v.shape != x.shape:
         raise ValueError(f"v: expected shape {tuple(x.shape)} (like x), got {tuple(v.shape)}")
     _, tangent = jvp(model, (x,), (v,))
@@ -112,13 +113,13 @@ def vjp_projection(model: Model, x: Tensor, u: Tensor, create_graph: bool = True
     """Vector-Jacobian products ``u_bᵀ J(x_b)`` by reverse mode.
 
     Args:
-        x: inputs ``(B, d_in)``.
+        x: inputs ``(B, *in_shape)``.
         u: output-space directions ``(B, d_out)``.
 
     Returns:
-        ``(B, d_in)``: the input gradient of ``⟨m(x_b), u_b⟩``.
+        Shaped like ``x``: the input gradient of ``⟨m(x_b), u_b⟩``.
     """
-    _check_batch(x)
+    _check_batch(x, any_shape=True)
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         out = model(x)

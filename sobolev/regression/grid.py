@@ -1,10 +1,10 @@
-"""Section 4.1: the regression grid, trained as batched ensembles, and its summaries.
+"""Section 4.1's computation: the regression grid, trained as batched ensembles.
 
-Pipeline: :func:`build_grid` lists one row per model; :func:`run_grid` trains every
-``(size, method)`` group as one :class:`~sobolev.models.BatchedMLP` and evaluates it;
-:func:`select_lr` picks each configuration's learning rate on a validation set (never on
-the test set); :func:`faithful` and :func:`tuned` give the paper's setting and the best
-equally-tuned setting; :func:`summarise` reduces seeds to mean and standard deviation.
+:func:`build_grid` lists one row per model; :func:`run_grid` trains every ``(size, method)``
+group as one :class:`~sobolev.core.models.BatchedMLP` and evaluates it; the learning rate of
+each configuration is chosen on validation data (:func:`sobolev.common.compare.select_lr`,
+never on the test set); :func:`faithful` and :func:`tuned` give the paper's setting and the
+best equally-tuned setting.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.config import RegressionConfig
-from sobolev.data import Normaliser, Sample, make_sample
-from sobolev.functions import get_function
-from sobolev.models import BatchedMLP
-from sobolev.training import train_ensemble
-from sobolev.utils import pick_device, set_threads
-
-METHODS = ("regular", "sobolev")
-CONFIG_KEYS = ["function", "n_train", "method", "normalisation", "weight"]
+from sobolev.common.compare import CONFIG_KEYS, select_lr
+from sobolev.common.utils import pick_device, set_threads
+from sobolev.core.data import Normaliser, Sample, make_sample
+from sobolev.core.functions import get_function
+from sobolev.core.models import BatchedMLP
+from sobolev.core.training import train_ensemble
+from sobolev.regression.config import RegressionConfig
 
 
 def build_grid(cfg: RegressionConfig) -> pd.DataFrame:
@@ -111,17 +109,10 @@ def longer_training(cfg: RegressionConfig) -> RegressionConfig:
     """
     if cfg.long_steps <= 0:
         raise ValueError(f"long_steps must be positive for a longer run, got {cfg.long_steps}")
-    return RegressionConfig(
-        **{
-            **cfg.to_dict(),
-            "sizes": [max(cfg.sizes)],
-            "steps": cfg.long_steps,
-            "normalisations": ["raw"],
-            "sweep_weights": [],
-            "sweep_sizes": [],
-            "long_steps": 0,
-        }
-    )
+    return cfg.replace(
+        sizes=[max(cfg.sizes)], steps=cfg.long_steps, normalisations=["raw"], sweep_weights=[], sweep_sizes=[],
+        long_steps=0,
+    )  # fmt: skip
 
 
 def _ensembles(grid: pd.DataFrame, size: int) -> list[tuple[int, str, pd.DataFrame]]:
@@ -175,7 +166,11 @@ def run_grid(cfg: RegressionConfig, progress: bool | TextIO = True) -> GridResul
             weight=torch.tensor(group.weight.values, dtype=torch.float32, device=device) if sobolev else None,
             generator=torch.Generator().manual_seed(n),
             log_every=cfg.log_every,
-            desc=f"{method} n={n} ({len(ids)} models)",
+            desc=f"regression: {method} n={n} ({len(ids)} models)",
+            hint=f"a learning rate in {cfg.key_name('lrs')} = {cfg.lrs} too large for these targets",
+            describe=lambda bad, g=group: "; ".join(
+                f"{r.function} lr={r.lr:g} seed {r.seed}" for r in g.iloc[bad[:5]].itertuples()
+            ) + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""),
             progress=progress,
         )
         steps = [min(cfg.steps, (i + 1) * cfg.log_every) for i in range(history.shape[0])]
@@ -208,17 +203,6 @@ def run_grid(cfg: RegressionConfig, progress: bool | TextIO = True) -> GridResul
     return GridResult(runs, pd.concat(curves, ignore_index=True), stacked, [normalisers[i] for i in range(len(grid))])
 
 
-def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
-    """Keep, for each configuration, the learning rate with the lowest mean validation MSE.
-
-    Ties (e.g. two learning rates that both diverge to ``nan``) go to the smaller rate.
-    """
-    score = runs.groupby([*CONFIG_KEYS, "lr"], sort=False)["val_mse"].mean().fillna(float("inf")).reset_index()
-    score = score.sort_values([*CONFIG_KEYS, "val_mse", "lr"])
-    best = score.drop_duplicates(CONFIG_KEYS)[[*CONFIG_KEYS, "lr"]]
-    return runs.merge(best, on=[*CONFIG_KEYS, "lr"])
-
-
 def faithful(runs: pd.DataFrame) -> pd.DataFrame:
     """The paper's setting: raw targets, derivative weight 1; learning rate from the grid."""
     chosen = select_lr(runs)
@@ -232,153 +216,9 @@ def tuned(runs: pd.DataFrame) -> pd.DataFrame:
     a larger budget than the baseline)."""
     chosen = select_lr(runs[runs.weight.isin([0.0, 1.0])])
     keys = ["function", "n_train", "method"]
-    score = chosen.groupby([*keys, "normalisation"])["val_mse"].mean().fillna(float("inf")).reset_index()
+    scored = chosen.assign(val_mse=chosen.val_mse.astype(float).fillna(float("inf")))  # a diverged seed loses
+    score = scored.groupby([*keys, "normalisation"])["val_mse"].mean().reset_index()
     best = score.sort_values([*keys, "val_mse"]).drop_duplicates(keys)[[*keys, "normalisation"]]
     return chosen.merge(best, on=[*keys, "normalisation"]).reset_index(drop=True)
 
 
-def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of the test errors, per configuration."""
-    keys = [*CONFIG_KEYS, "lr"]
-    agg = runs.groupby(keys, sort=True).agg(
-        test_mse=("test_mse", "mean"),
-        test_mse_std=("test_mse", "std"),
-        test_grad_mse=("test_grad_mse", "mean"),
-        test_grad_mse_std=("test_grad_mse", "std"),
-        seeds=("seed", "count"),
-    )
-    return agg.reset_index()
-
-
-def comparison(summary: pd.DataFrame) -> pd.DataFrame:
-    """Regular vs Sobolev side by side: one row per function and size, with the ratio."""
-    table = summary.pivot_table(index=["function", "n_train"], columns="method", values="test_mse")
-    table = table.reindex(columns=list(METHODS))
-    table["ratio"] = table["sobolev"] / table["regular"]
-    table["sobolev_lower"] = table["sobolev"] < table["regular"]
-    return table
-
-
-def wins(summary: pd.DataFrame) -> dict[int, int]:
-    """Number of functions on which Sobolev's mean test MSE is lower, per training size."""
-    table = comparison(summary)
-    return {int(n): int(v) for n, v in table.groupby(level="n_train")["sobolev_lower"].sum().items()}
-
-
-def metrics_dict(summaries: dict[str, pd.DataFrame]) -> dict:
-    """Nested metrics for ``dvc metrics``: setting → function → size → method → numbers."""
-    out: dict = {}
-    for setting, summary in summaries.items():
-        block: dict = {}
-        for row in summary.itertuples():
-            block.setdefault(row.function, {}).setdefault(f"n{row.n_train}", {})[row.method] = {
-                "test_mse": float(row.test_mse),
-                "test_mse_std": float(row.test_mse_std),
-                "test_grad_mse": float(row.test_grad_mse),
-                "test_grad_mse_std": float(row.test_grad_mse_std),
-                "lr": float(row.lr),
-                "normalisation": row.normalisation,
-            }
-        block["sobolev_wins"] = {f"n{n}": w for n, w in wins(summary).items()}
-        block["n_functions"] = int(summary.function.nunique())
-        out[setting] = block
-    return out
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One of the paper's claims, checked against our numbers."""
-
-    text: str
-    reproduced: bool
-    evidence: str
-
-    def __str__(self) -> str:
-        return f"[{'REPRODUCED' if self.reproduced else 'NOT reproduced'}] {self.text}: {self.evidence}"
-
-
-def claims(summary: pd.DataFrame) -> list[Claim]:
-    """Check Section 4.1's claims on one setting's summary (computed, never typed in).
-
-    "6 of 7" is read as: Sobolev's mean test MSE is lower on all functions but at most one.
-    """
-    table = comparison(summary)
-    n_fn = summary.function.nunique()
-    sizes = sorted(summary.n_train.unique())
-    w = wins(summary)
-    need = max(n_fn - 1, 1)
-    out = [
-        Claim(
-            f"Sobolev lowers test MSE on {need} of {n_fn} functions",
-            all(v >= need for v in w.values()),
-            ", ".join(f"n={n}: {w[n]}/{n_fn}" for n in sizes),
-        )
-    ]
-    lower = table[table.sobolev_lower]
-    big = int((lower.ratio <= 0.1).sum())
-    out.append(
-        Claim(
-            "often by orders of magnitude (≥10× lower on at least half of its wins)",
-            len(lower) > 0 and big >= len(lower) / 2,
-            f"{big} of {len(lower)} wins are ≥10×; median ratio Sobolev/regular {table.ratio.median():.2g}",
-        )
-    )
-    if "ackley" in table.index.get_level_values("function") and len(sizes) > 1:
-        r = float(table.loc[("ackley", sizes[0]), "ratio"])
-        out.append(
-            Claim(f"Ackley is the exception at low data (regular better at n={sizes[0]})", r > 1, f"ratio {r:.2g}")
-        )
-    if len(sizes) > 1:
-        out.append(
-            Claim(
-                f"the gap persists at the largest size (n={sizes[-1]})",
-                w[sizes[-1]] >= need,
-                f"Sobolev lower on {w[sizes[-1]]}/{n_fn}",
-            )
-        )
-        med = table.ratio.groupby(level="n_train").median()
-        out.append(
-            Claim(
-                "the effect is stronger with less data (median ratio smaller at the smallest size)",
-                float(med.loc[sizes[0]]) < float(med.loc[sizes[-1]]),
-                ", ".join(f"n={n}: {med.loc[n]:.2g}" for n in sizes),
-            )
-        )
-    return out
-
-
-def training_curves(result: GridResult, chosen: pd.DataFrame) -> pd.DataFrame:
-    """Median over the chosen runs of the training loss relative to its first logged value,
-    per method and step (one column per method), for ``dvc plots``."""
-    curves = result.curves[result.curves.run.isin(chosen.run)]
-    first = curves.groupby("run").train_loss.transform("first")
-    curves = curves.assign(relative=curves.train_loss / first)
-    method = result.runs.method
-    curves = curves.assign(method=method.loc[curves.run].to_numpy())
-    return curves.pivot_table(index="step", columns="method", values="relative", aggfunc="median").reset_index()
-
-
-def save_artifacts(
-    result: GridResult, summaries: dict[str, pd.DataFrame], chosen: pd.DataFrame, output_dir: str
-) -> None:
-    """Write ``metrics.json``, ``runs.csv``, ``train_curves.csv`` and ``checkpoints.pt``
-    (the weights and normalisers of the ``chosen`` runs) into ``output_dir``."""
-    from pathlib import Path
-
-    from sobolev.utils import atomic_write_json, atomic_write_text
-
-    out = Path(output_dir)
-    atomic_write_json(out / "metrics.json", metrics_dict(summaries))
-    atomic_write_text(out / "runs.csv", result.runs.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(
-        out / "train_curves.csv", training_curves(result, chosen).to_csv(index=False, float_format="%.6g")
-    )
-    ids = torch.tensor(sorted(set(chosen.run)))
-    torch.save(
-        {
-            "runs": result.runs.loc[ids.tolist()].to_dict("list"),
-            "params": {n: v[ids].clone() for n, v in result.params.items()},
-            "normalisers": [vars(result.normalisers[i]) for i in ids.tolist()],
-        },
-        out / "checkpoints.pt",
-    )

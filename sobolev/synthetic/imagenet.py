@@ -1,6 +1,6 @@
 """Scale-out path of Section 4.3: ResNet-50 on ImageNet with 1 or 3 SG modules (SM §4.3).
 
-    torchrun --nproc_per_node=8 -m sobolev.imagenet_sg --config configs/imagenet_resnet50.yaml \\
+    torchrun --nproc_per_node=8 -m sobolev.synthetic.imagenet --config configs/imagenet_resnet50.yaml \\
         --data /path/to/imagenet --variant sobolev --modules 3
 
 Needs a torchvision build matching the installed torch and an ImageNet folder in ImageFolder
@@ -15,30 +15,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import yaml
 from torch import nn
 
-from sobolev.synthetic import CRITIC_VARIANTS, VARIANTS, CriticSG, DecoupledTrainer
+from sobolev.common.params import MAX_LR, ParamError, SectionConfig, choice, integer, items, number, param, text
+from sobolev.synthetic.decoupled import CRITIC_VARIANTS, VARIANTS, CriticSG, DecoupledTrainer
 
-DEFAULTS: dict[str, Any] = {
-    "variant": "sobolev",
-    "modules": 3,
-    "batch_size": 32,  # per worker, as SM §4.3
-    "lr": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "milestones": [100_000, 150_000, 175_000],
-    "steps": 200_000,
-    "sg_lr": 1e-4,
-    "workers": 8,
-    "log_every": 1000,
-    "eval_every": 10_000,
-}
 CUTS = {1: ("layer2",), 3: ("layer1", "layer2", "layer3")}  # SM §4.3: one module after the second block
 
 
@@ -90,23 +78,47 @@ def resnet_blocks(resnet: nn.Module, modules: int) -> nn.ModuleList:
     return nn.ModuleList(blocks)
 
 
-def load_config(path: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then the YAML file, then command-line overrides; checked before any work."""
-    cfg = dict(DEFAULTS)
-    if path:
-        cfg.update(yaml.safe_load(Path(path).read_text()) or {})
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = set(cfg) - set(DEFAULTS) - {"data"}
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
-    if cfg["variant"] not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {cfg['variant']!r}")
-    if cfg["modules"] not in CUTS:
-        raise ValueError(f"modules must be one of {sorted(CUTS)}, got {cfg['modules']}")
-    if not cfg.get("data") or not (Path(cfg["data"]) / "train").is_dir():
-        raise FileNotFoundError(
-            f"--data must be an ImageNet folder with train/ and val/ (ImageFolder layout), got {cfg.get('data')!r}"
-        )
+@dataclass(frozen=True)
+class ImageNetConfig(SectionConfig):
+    """SM §4.3's ImageNet run (``configs/imagenet_resnet50.yaml`` plus command-line overrides),
+    checked by the same machinery as ``params.yaml`` before any work."""
+
+    SECTION: ClassVar[str] = "imagenet"
+
+    variant: str = param(choice(VARIANTS))
+    modules: int = param(integer(1, 3))
+    batch_size: int = param(integer(1, 100_000))  # per worker, as SM §4.3
+    lr: float = param(number(0, MAX_LR, open_low=True))
+    momentum: float = param(number(0, 1))
+    weight_decay: float = param(number(0, 1))
+    milestones: list[int] = param(items(integer(1, 100_000_000), allow_empty=True, increasing=True))
+    steps: int = param(integer(1, 100_000_000))
+    sg_lr: float = param(number(0, MAX_LR, open_low=True))
+    workers: int = param(integer(0, 1024))
+    log_every: int = param(integer(1, 100_000_000))
+    eval_every: int = param(integer(1, 100_000_000))
+    data: str = param(text)
+
+    def check(self) -> None:
+        if self.modules not in CUTS:
+            self.fail("modules", f"must be one of {sorted(CUTS)} (SM §4.3)")
+
+    def check_inputs(self) -> None:
+        if not self.data or not (Path(self.data) / "train").is_dir():
+            raise FileNotFoundError(
+                f"--data must be an ImageNet folder with train/ and val/ (ImageFolder layout), got {self.data!r}"
+            )
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> ImageNetConfig:
+    """The YAML file, then command-line overrides; checked (values and the data folder) before any work."""
+    values = yaml.safe_load(Path(path).read_text()) if path else {}
+    if not isinstance(values, dict):
+        raise ParamError(f"{path} must be a mapping of settings, got {type(values).__name__}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    sources = {k: "imagenet" for k in values} | {k: "command line" for k in given}
+    cfg = ImageNetConfig.from_values({"data": "", **values, **given}, sources)
+    cfg.check_inputs()
     return cfg
 
 
@@ -131,46 +143,46 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - needs GPU
     t = tv.transforms
     norm = t.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     train = tv.datasets.ImageFolder(
-        Path(cfg["data"]) / "train", t.Compose([t.RandomResizedCrop(224), t.RandomHorizontalFlip(), t.ToTensor(), norm])
+        Path(cfg.data) / "train", t.Compose([t.RandomResizedCrop(224), t.RandomHorizontalFlip(), t.ToTensor(), norm])
     )
     val = tv.datasets.ImageFolder(
-        Path(cfg["data"]) / "val", t.Compose([t.Resize(256), t.CenterCrop(224), t.ToTensor(), norm])
+        Path(cfg.data) / "val", t.Compose([t.Resize(256), t.CenterCrop(224), t.ToTensor(), norm])
     )
     sampler = DistributedSampler(train)
     loader = DataLoader(
-        train, cfg["batch_size"], sampler=sampler, num_workers=cfg["workers"], pin_memory=True, drop_last=True
+        train, cfg.batch_size, sampler=sampler, num_workers=cfg.workers, pin_memory=True, drop_last=True
     )
-    blocks = resnet_blocks(tv.models.resnet50(), cfg["modules"]).to(device)
+    blocks = resnet_blocks(tv.models.resnet50(), cfg.modules).to(device)
     blocks = nn.ModuleList(DistributedDataParallel(b, device_ids=[local]) for b in blocks)
-    opt = torch.optim.SGD(blocks.parameters(), cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg["milestones"], 0.1)
+    opt = torch.optim.SGD(blocks.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.milestones, 0.1)
     example = next(iter(loader))[0][:2].to(device)
-    critic = cfg["variant"] in CRITIC_VARIANTS
+    critic = cfg.variant in CRITIC_VARIANTS
     factory = ImageNetCritic if critic else None  # direct SG keeps the default module
-    trainer = DecoupledTrainer(blocks, cfg["variant"], 1000, example, opt, sg_lr=cfg["sg_lr"], module_factory=factory)
+    trainer = DecoupledTrainer(blocks, cfg.variant, 1000, example, opt, sg_lr=cfg.sg_lr, module_factory=factory)
     trainer.sg_modules = nn.ModuleList(
         DistributedDataParallel(m.to(device), device_ids=[local]) for m in trainer.sg_modules
     )
     step = 0
-    while step < cfg["steps"]:
+    while step < cfg.steps:
         sampler.set_epoch(step)
         for x, y in loader:
             out = trainer.step(
                 x.to(device, non_blocking=True),
                 y.to(device, non_blocking=True),
-                diagnostics=step % cfg["log_every"] == 0,
+                diagnostics=step % cfg.log_every == 0,
             )
             sched.step()
             step += 1
-            if rank == 0 and step % cfg["log_every"] == 0:
+            if rank == 0 and step % cfg.log_every == 0:
                 print(f"step {step} loss {out['loss']:.4f} cosine {out.get('cosine')}", flush=True)
-            if step >= cfg["steps"]:
+            if step >= cfg.steps:
                 break
     if rank == 0:  # top-1 / top-5 on the validation set (single process for simplicity)
         blocks.eval()
         top1 = top5 = n = 0
         with torch.no_grad():
-            for x, y in DataLoader(val, 256, num_workers=cfg["workers"]):
+            for x, y in DataLoader(val, 256, num_workers=cfg.workers):
                 logits = x.to(device)
                 for b in blocks:
                     logits = b(logits)

@@ -1,0 +1,251 @@
+"""Validated parameters from ``params.yaml``: one source of every value, three scales.
+
+Each section of ``params.yaml`` holds the default scale's values plus a ``ci:`` block (the tiny
+scale nbval re-runs) and a ``paper:`` block (meant for a GPU), each overriding some keys. The
+top-level ``scale`` switch picks one. A section's config is a frozen dataclass whose fields have
+*no defaults* (a key missing from ``params.yaml`` is an error, never a silent fallback) and carry
+their own check; cross-field checks live in :meth:`SectionConfig.check`. Every scale is
+validated on every load, so a typo in ``paper:`` fails on the laptop, not on the GPU later, and
+every message names the key as written (``regression.paper.steps``), its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import yaml
+
+from sobolev.common.paths import PARAMS
+
+SCALES = ("ci", "default", "paper")
+OVERRIDE_BLOCKS = ("ci", "paper")
+Check = Callable[[str, Any], Any]
+
+
+class ParamError(ValueError):
+    """An invalid parameter; the message names the parameter, its value and what is allowed."""
+
+
+def fail(name: str, value: Any, allowed: str) -> None:
+    raise ParamError(f"invalid parameter {name}={value!r}: {allowed}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# --- field checks: (name, value) -> value, raising ParamError -------------------------------
+def integer(lo: int, hi: int) -> Check:
+    def check(name: str, v: Any) -> int:
+        if not _is_int(v) or not lo <= v <= hi:
+            fail(name, v, f"must be an integer in [{lo}, {hi:,}]")
+        return v
+
+    return check
+
+
+def number(lo: float, hi: float, *, open_low: bool = False) -> Check:
+    """A finite number in ``[lo, hi]`` (``(lo, hi]`` with ``open_low``)."""
+
+    def check(name: str, v: Any) -> float:
+        ok = _is_number(v) and math.isfinite(v) and (v > lo if open_low else v >= lo) and v <= hi
+        if not ok:
+            fail(name, v, f"must be a finite number in {'(' if open_low else '['}{lo:g}, {hi:g}]")
+        return float(v)
+
+    return check
+
+
+def text(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        fail(name, v, "must be a string")
+    return v
+
+
+def choice(options: tuple[str, ...]) -> Check:
+    def check(name: str, v: Any) -> str:
+        if not isinstance(v, str) or v not in options:
+            fail(name, v, f"must be one of {', '.join(options)}")
+        return v
+
+    return check
+
+
+def items(item: Check, *, allow_empty: bool = False, increasing: bool = False) -> Check:
+    """A list whose entries pass ``item``; no repeats; optionally strictly increasing."""
+
+    def check(name: str, v: Any) -> list:
+        if not isinstance(v, list) or (not v and not allow_empty):
+            fail(name, v, "must be a list" if allow_empty else "must be a non-empty list")
+        out = [item(f"{name}[{i}]", x) for i, x in enumerate(v)]
+        if len({repr(x) for x in out}) != len(out):
+            fail(name, v, "must not repeat an entry")
+        if increasing and out != sorted(out):
+            fail(name, v, "must be in increasing order")
+        return out
+
+    return check
+
+
+def device(name: str, v: Any) -> str:
+    if not isinstance(v, str) or not (v in ("auto", "cpu", "mps") or v == "cuda" or v.startswith("cuda:")):
+        fail(name, v, "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return v
+
+
+def check_device_available(name: str, v: str) -> None:
+    """A device named explicitly must exist on this machine (checked for the scale being run)."""
+    import torch
+
+    if v.startswith("cuda") and not torch.cuda.is_available():
+        fail(name, v, "no CUDA device is available here; use 'auto' (CUDA when present, else CPU) or 'cpu'")
+    if v.startswith("cuda:") and int(v.split(":")[1] or -1) >= torch.cuda.device_count():
+        fail(name, v, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if v == "mps" and not torch.backends.mps.is_available():
+        fail(name, v, "MPS is not available here; use 'auto' or 'cpu'")
+
+
+threads = integer(0, 1024)  # 0 keeps torch's default
+# Learning rates: any finite positive value up to this (a diverging one is caught by the training
+# loop's NaN/inf check, with a message; what cannot be a number at all is caught here).
+MAX_LR = 1e6
+
+
+def param(check: Check, doc: str = "") -> Any:
+    """A config field with its check and no default: its value must come from ``params.yaml``."""
+    return field(metadata={"check": check, "doc": doc})
+
+
+@dataclass(frozen=True)
+class SectionConfig:
+    """Base of every section's config: built from one section of ``params.yaml`` at one scale."""
+
+    SECTION: ClassVar[str] = ""
+    # Keys the ci/paper blocks may not override (e.g. what DVC's foreach reads).
+    FIXED: ClassVar[tuple[str, ...]] = ()
+
+    def check(self) -> None:
+        """Cross-field checks (override); raise through :meth:`fail`."""
+
+    def check_inputs(self) -> None:
+        """External inputs (data files) checked before any work; none by default."""
+
+    def fail(self, key: str, allowed: str) -> None:
+        """Raise a :class:`ParamError` for ``key``, named as written in ``params.yaml``."""
+        fail(self.key_name(key), getattr(self, key), allowed)
+
+    def key_name(self, key: str) -> str:
+        sources = getattr(self, "_sources", {})
+        return f"{sources.get(key, self.SECTION)}.{key}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], sources: dict[str, str] | None = None) -> Self:
+        """Check every value (naming it by ``sources[key]``, the block it came from), then build."""
+        sources = sources or {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            names = ", ".join(f"{sources.get(k, cls.SECTION)}.{k}" for k in unknown)
+            raise ParamError(f"unknown parameter(s) {names}; allowed: {', '.join(fields)}")
+        missing = [k for k in fields if k not in values]
+        if missing:
+            raise ParamError(
+                f"missing parameter(s) {', '.join(f'{cls.SECTION}.{k}' for k in missing)} in params.yaml "
+                "(every value lives there; there are no hidden defaults)"
+            )
+        checked = {k: f.metadata["check"](f"{sources.get(k, cls.SECTION)}.{k}", values[k]) for k, f in fields.items()}
+        cfg = cls(**checked)
+        object.__setattr__(cfg, "_sources", dict(sources))
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def load(cls, scale: str | None = None, path: str | Path = PARAMS) -> Self:
+        """This section of ``params.yaml`` at ``scale`` (default: the file's ``scale`` switch)."""
+        return load_config(cls, scale, path)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, checked again (e.g. a longer run derived from this one)."""
+        return type(self).from_values({**self.to_dict(), **changes}, getattr(self, "_sources", {}))
+
+
+def read_params(path: str | Path = PARAMS) -> dict[str, Any]:
+    """``params.yaml`` as a mapping; unreadable or malformed files raise :class:`ParamError`."""
+    path = Path(path)
+    try:
+        # libyaml's loader when present: the same result, many times faster than the pure-Python one.
+        params = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError as err:
+        raise ParamError(f"no params file at {path}") from err
+    except yaml.YAMLError as err:
+        raise ParamError(f"{path} is not valid YAML (tabs are not allowed for indentation): {err}") from err
+    if not isinstance(params, dict):
+        raise ParamError(f"{path} must be a mapping of sections, got {type(params).__name__}")
+    return params
+
+
+def active_scale(params: dict[str, Any], scale: str | None = None) -> str:
+    scale = params.get("scale", "default") if scale is None else scale
+    if not isinstance(scale, str) or scale not in SCALES:
+        fail("scale", scale, f"must be one of {', '.join(SCALES)}")
+    return scale
+
+
+def section_values(params: dict[str, Any], section: str, scale: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values of ``section`` at ``scale`` and, per key, the block that supplied it."""
+    block = params.get(section)
+    if not isinstance(block, dict):
+        raise ParamError(f"params.yaml needs a mapping named {section!r}, got {type(block).__name__}")
+    base = {k: v for k, v in block.items() if k not in OVERRIDE_BLOCKS}
+    values, sources = dict(base), dict.fromkeys(base, section)
+    for name in OVERRIDE_BLOCKS:
+        over = block.get(name, {})
+        if not isinstance(over, dict):
+            raise ParamError(f"invalid parameter {section}.{name}={over!r}: must be a mapping of overrides")
+        if name == scale:
+            values.update(over)
+            sources.update(dict.fromkeys(over, f"{section}.{name}"))
+    return values, sources
+
+
+def load_config(cls: type[SectionConfig], scale: str | None = None, path: str | Path = PARAMS) -> Any:
+    """``cls``'s section of ``path`` at ``scale`` (default: the file's ``scale`` switch), validated.
+
+    The other scales are validated too, so an error anywhere in the section surfaces now.
+    """
+    return config_from(cls, read_params(path), scale)
+
+
+def config_from(cls: type[SectionConfig], params: dict[str, Any], scale: str | None = None) -> Any:
+    """As :func:`load_config`, from the already-read mapping ``params``."""
+    scale = active_scale(params, scale)
+    configs = {}
+    for s in SCALES:
+        values, sources = section_values(params, cls.SECTION, s)
+        raw = params[cls.SECTION].get(s, {}) if s in OVERRIDE_BLOCKS else {}
+        for key in cls.FIXED:
+            if key in raw:
+                raise ParamError(
+                    f"invalid parameter {cls.SECTION}.{s}.{key}: {key} is read from {cls.SECTION}.{key} by DVC "
+                    f"and cannot change with the scale; set it there (dvc exp run -S '{cls.SECTION}.{key}=...')"
+                )
+        configs[s] = cls.from_values(values, sources)
+    cfg = configs[scale]
+    if "device" in cfg.to_dict():
+        check_device_available(cfg.key_name("device"), cfg.device)
+    if "threads" in cfg.to_dict() and cfg.threads > (os.cpu_count() or 1) * 4:
+        cfg.fail("threads", f"more than 4× this machine's {os.cpu_count()} cores would only slow training down")
+    return cfg

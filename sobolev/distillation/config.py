@@ -1,0 +1,80 @@
+"""Section 4.2's parameters (``params.yaml: distillation``), validated before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from sobolev.common.params import MAX_LR, SectionConfig, choice, device, integer, items, number, param, text, threads
+from sobolev.distillation.atari import ALGOS, GAMES
+
+
+@dataclass(frozen=True)
+class DistillationConfig(SectionConfig):
+    """Section 4.2: Sobolev distillation of Atari policies (Figure 4).
+
+    The chain per game is teacher -> record -> distill (``python -m sobolev.pipeline run STEP GAME``),
+    then the notebook reads every game's outputs. ``games`` drives DVC's ``foreach`` and is read
+    from the top of the section, so the ``ci:`` and ``paper:`` blocks may not change it.
+    """
+
+    SECTION: ClassVar[str] = "distillation"
+    FIXED: ClassVar[tuple[str, ...]] = ("games",)
+
+    games: list[str] = param(items(choice(tuple(GAMES))))
+    teacher_source: str = param(choice(("train", "hub")), "train: SB3 here; hub: the RL Zoo's A2C agents")
+    teacher_algo: str = param(choice(ALGOS))
+    teacher_steps: int = param(integer(1, 1_000_000_000))
+    teacher_envs: int = param(integer(1, 256))
+    teacher_ent_coef: float = param(number(0, 10))
+    teacher_temperature: float = param(number(0, 100, open_low=True))
+    teacher_dir: str = param(text)
+    states: int = param(integer(2, 10_000_000))
+    record_seed: int = param(integer(0, 2**31 - 1))
+    fractions: list[float] = param(items(number(0, 1, open_low=True)))
+    tune_fraction: float = param(number(0, 1, open_low=True))
+    seeds: int = param(integer(1, 10_000))
+    iterations: int = param(integer(1, 10_000_000))
+    long_iterations: int = param(integer(0, 10_000_000))
+    batch_size: int = param(integer(1, 1_000_000))
+    lrs: list[float] = param(items(number(0, MAX_LR, open_low=True)))
+    alphas: list[float] = param(items(number(0, 1e6, open_low=True)))
+    n_projections: int = param(integer(1, 1000))
+    eval_every: int = param(integer(1, 10_000_000))
+    eval_train_states: int = param(integer(1, 10_000_000))
+    device: str = param(device)
+    threads: int = param(threads)
+
+    def check(self) -> None:
+        if self.teacher_source == "hub" and self.teacher_algo != "a2c":
+            self.fail("teacher_algo", "the hub teachers are the RL Zoo's A2C agents: use 'a2c'")
+        for f in self.fractions:
+            if not f < 1:
+                self.fail("fractions", f"entry {f!r} must be a fraction in (0, 1): some states must stay for testing")
+        if self.tune_fraction not in self.fractions:
+            self.fail("tune_fraction", f"must be one of fractions {self.fractions}")
+        if self.long_iterations and self.long_iterations <= self.iterations:
+            self.fail("long_iterations", f"must be 0 (skip) or an integer > iterations ({self.iterations})")
+        if self.batch_size > self.states:
+            self.fail("batch_size", f"must be at most states ({self.states})")
+        if self.eval_train_states > self.states:
+            self.fail("eval_train_states", f"must be at most states ({self.states})")
+        if len(self.alphas) > len(self.lrs):
+            self.fail(
+                "alphas", f"at most len(lrs) = {len(self.lrs)} values: regular distillation gets one extra learning "
+                "rate (a geometric midpoint of lrs) per extra alpha, for an equal budget",
+            )  # fmt: skip
+
+    def check_inputs(self) -> None:
+        """Hub teachers given as local zips must all be there."""
+        if self.teacher_source == "hub" and self.teacher_dir:
+            from sobolev.distillation.atari import hub_zip_name
+
+            for game in self.games:
+                path = Path(self.teacher_dir) / hub_zip_name(game, self.teacher_algo)
+                if not path.exists():
+                    raise FileNotFoundError(
+                        f"teacher_dir has no {path.name} for {game}: download it from "
+                        f"https://huggingface.co/sb3/{path.stem} or leave teacher_dir empty to fetch it"
+                    )
