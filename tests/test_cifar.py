@@ -26,6 +26,10 @@ def test_loads_the_official_layout(tmp_path):
     path = fake_archive(tmp_path / "c.tar.gz")
     data = load_cifar10(path, md5=md5sum(path))
     x, y = data["train"]
+    with tarfile.open(path) as tar:  # the second training batch's first image, channel-major rows of 32
+        raw = pickle.loads(tar.extractfile("cifar-10-batches-py/data_batch_2").read())
+    assert torch.equal(x[4], torch.from_numpy(raw[b"data"][0].reshape(3, 32, 32)))
+    assert int(y[4]) == int(raw[b"labels"][0])
     assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8
     assert y.shape == (20,) and y.dtype == torch.int64 and int(y.max()) < 10
     assert data["test"][0].shape == (4, 3, 32, 32)

@@ -173,12 +173,15 @@ def test_distill_fits_a_student_teacher_and_evaluates():
     with torch.no_grad():
         rec.log_probs = teacher(rec.inputs(torch.arange(len(rec))))
     train, test = split_by_episode(rec.episode, 0.67)
-    before = evaluate(StudentNet(4), rec, test)
+    untrained = StudentNet(4)
+    before = evaluate(untrained, rec, test)
     _, curve = distill(rec, teacher, train, {"test": test}, lr=1e-3, alpha=1.0, iterations=30, seed=0,
                        batch_size=16, eval_every=10)  # fmt: skip
     assert [r["iteration"] for r in curve] == [0, 10, 20, 30]
     assert curve[-1]["kl"] < 0.5 * curve[0]["kl"]
-    assert 0 <= before["action_error"] <= 1
+    with torch.no_grad():
+        disagree = untrained(rec.inputs(test)).argmax(1) != rec.log_probs[test].argmax(1)
+    assert before["action_error"] == pytest.approx(float(disagree.float().mean()))
 
 
 def test_equal_tuning_budget():

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -55,11 +56,17 @@ def test_same_seed_same_numbers(tiny):
 
 
 def test_paired_runs_share_initial_data(tiny):
-    # Regular and Sobolev runs of the same (function, size, seed) train on identical points.
-    a = make_sample(get_function("booth"), 20, 1)
-    b = make_sample(get_function("booth"), 20, 1)
-    assert torch.equal(a.x, b.x)
-    assert not torch.equal(a.x, make_sample(get_function("booth"), 20, 0).x)
+    """Regular and Sobolev runs of one (function, size, seed) train on the same points from the same
+    initial weights: their standardising statistics (computed from the training values) agree."""
+    runs = tiny.runs
+    standard = runs[runs.normalisation == "standard"]
+    stats = {r.run: (tiny.normalisers[r.run].y_mean, tiny.normalisers[r.run].y_std) for r in standard.itertuples()}
+    for _, group in standard.groupby(["function", "n_train", "seed"]):
+        assert len(set(group.method)) == 2 and len({stats[r] for r in group.run}) == 1
+    by_seed = standard[(standard.function == "booth") & (standard.n_train == 20)].groupby("seed").run.first()
+    assert stats[by_seed[0]] != stats[by_seed[1]]  # and different seeds draw different points
+    a, b = R.BatchedMLP.init([0, 1, 0], hidden=16), R.BatchedMLP.init([0], hidden=16)
+    assert torch.equal(a.params["W2"][2], b.params["W2"][0]) and not torch.equal(a.params["W2"][1], b.params["W2"][0])
 
 
 def test_predict_reproduces_recorded_test_error(tiny):
@@ -178,5 +185,7 @@ def test_a_diverging_model_in_an_ensemble_loses_without_stopping_the_others():
     result = R.run_grid(tiny_config(lrs=[1e-3, 1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[]),
                         progress=False)  # fmt: skip
     runs = result.runs
-    assert runs[runs.lr == 1e6].val_mse.isna().all() and runs[runs.lr == 1e-3].val_mse.notna().all()
+    diverged = runs[runs.lr == 1e6].val_mse.map(math.isfinite)
+    assert not diverged.any() and runs[runs.lr == 1e-3].val_mse.map(math.isfinite).all()
+    assert set(compare.diverged(runs).lr) == {1e6}
     assert set(R.faithful(runs).lr) == {1e-3}
