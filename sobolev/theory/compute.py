@@ -443,7 +443,7 @@ def pl_network_grid(
 
     For every mesh (dimension d), size, method, learning rate and seed, one
     ``d -> hidden -> hidden -> 1`` network is trained full-batch with Adam; the target is
-    drawn per seed. Returns a DataFrame in :mod:`sobolev.regression.grid`'s layout (``function``
+    drawn per seed. Returns a DataFrame in :mod:`sobolev.common.compare`'s run layout (``function``
     is ``"d=<d>"``), so its learning-rate choice on validation data and summaries apply.
     """
     import pandas as pd
