@@ -169,7 +169,7 @@ def run_grid(cfg: RegressionConfig, progress: bool | TextIO = True) -> GridResul
             desc=f"regression: {method} n={n} ({len(ids)} models)",
             hint=f"a learning rate in {cfg.key_name('lrs')} = {cfg.lrs} too large for these targets",
             describe=lambda bad, g=group: "; ".join(
-                f"{r.function} lr={r.lr:g} seed {r.seed}" for r in g.iloc[bad[:5]].itertuples()
+                f"{r.function} {r.normalisation} lr={r.lr:g} seed {r.seed}" for r in g.iloc[bad[:5]].itertuples()
             ) + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""),
             progress=progress,
         )
