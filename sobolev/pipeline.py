@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sobolev.common.params import PARAMS, SectionConfig, active_scale, config_from, load_config, read_params
+from sobolev.common.params import PARAMS, SectionConfig, active_scale, config_from, read_params
 from sobolev.common.paths import ROOT, STAGING
 
 
@@ -151,7 +151,8 @@ def run_stage(
     if name not in STAGES:
         raise StageError(f"unknown stage {name!r}; allowed: {', '.join(STAGES)}")
     stage = STAGES[name]
-    cfg = load_config(config_class(stage.section), path=params)
+    values = read_params(params)  # read once: the config and the notebook's scale come from it
+    cfg = config_from(config_class(stage.section), values)
     if stage.foreach:
         items = getattr(cfg, stage.foreach)
         if item not in items:
@@ -172,7 +173,7 @@ def run_stage(
             notebook = root / stage.notebook
             executed = staged / notebook.name
             try:
-                execute(notebook, executed, {"scale": active_scale(read_params(params)), "output_dir": str(staged)})
+                execute(notebook, executed, {"scale": active_scale(values), "output_dir": str(staged)})
             except BaseException:
                 if executed.exists():
                     failed = staging / f"{stage_key(name, item)}-failed.ipynb"

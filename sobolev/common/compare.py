@@ -19,6 +19,13 @@ def diverged(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[~pd.Series(runs.val_mse.astype(float)).apply(lambda v: v == v and abs(v) != float("inf"))]
 
 
+def mean_validation_error(runs: pd.DataFrame, keys: list[str], sort: bool = True) -> pd.DataFrame:
+    """Mean validation MSE per ``keys`` group, a non-finite seed making its group infinite: a
+    choice made on it never goes to a setting where a seed diverged."""
+    scored = runs.assign(val_mse=runs.val_mse.astype(float).fillna(float("inf")))
+    return scored.groupby(keys, sort=sort)["val_mse"].mean().reset_index()
+
+
 def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
     """Keep, for each configuration, the learning rate with the lowest mean validation MSE.
 
@@ -26,8 +33,7 @@ def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
     infinity, so it never wins on its surviving seeds; ties (e.g. every rate diverged) go to
     the smaller rate.
     """
-    scored = runs.assign(val_mse=runs.val_mse.astype(float).fillna(float("inf")))
-    score = scored.groupby([*CONFIG_KEYS, "lr"], sort=False)["val_mse"].mean().reset_index()
+    score = mean_validation_error(runs, [*CONFIG_KEYS, "lr"], sort=False)
     score = score.sort_values([*CONFIG_KEYS, "val_mse", "lr"])
     best = score.drop_duplicates(CONFIG_KEYS)[[*CONFIG_KEYS, "lr"]]
     return runs.merge(best, on=[*CONFIG_KEYS, "lr"])

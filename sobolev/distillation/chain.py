@@ -33,8 +33,8 @@ def make_teacher(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     """Write ``dst/teacher.zip`` (an SB3 agent) and ``dst/teacher_training.json``."""
     from sobolev.distillation import atari
 
-    out = Path(dst) / "teacher.zip"
     dst = Path(dst)
+    out = dst / "teacher.zip"
     start = time.perf_counter()
     if cfg.teacher_source == "train":
         set_threads(cfg.threads)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.compare import CONFIG_KEYS, select_lr
+from sobolev.common.compare import CONFIG_KEYS, mean_validation_error, select_lr
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import Normaliser, Sample, make_sample
 from sobolev.core.functions import get_function
@@ -216,8 +216,7 @@ def tuned(runs: pd.DataFrame) -> pd.DataFrame:
     a larger budget than the baseline)."""
     chosen = select_lr(runs[runs.weight.isin([0.0, 1.0])])
     keys = ["function", "n_train", "method"]
-    scored = chosen.assign(val_mse=chosen.val_mse.astype(float).fillna(float("inf")))  # a diverged seed loses
-    score = scored.groupby([*keys, "normalisation"])["val_mse"].mean().reset_index()
+    score = mean_validation_error(chosen, [*keys, "normalisation"])
     best = score.sort_values([*keys, "val_mse"]).drop_duplicates(keys)[[*keys, "normalisation"]]
     return chosen.merge(best, on=[*keys, "normalisation"]).reset_index(drop=True)
 
