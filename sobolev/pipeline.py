@@ -67,7 +67,8 @@ STAGES: dict[str, Stage] = {
     ),
     "regression": Stage(
         "regression", "results/regression",
-        ("s41_regression.ipynb", "figures", "runs.csv", "checkpoints.pt", "train_curves.csv", "metrics.json"),
+        ("s41_regression.ipynb", "figures", "runs.csv", "cells.csv", "checkpoints.pt", "train_curves.csv",
+         "metrics.json"),
         notebook="notebooks/s41_regression.ipynb",
     ),
     "synthetic": Stage(

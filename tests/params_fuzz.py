@@ -19,8 +19,9 @@ from sobolev.common.params import ParamError
 from sobolev.pipeline import StageError, check_params
 
 ROOT = Path(__file__).resolve().parent.parent
-ZERO_OK = {"threads", "long_steps", "long_iterations", "teacher_ent_coef", "weight_decay", "record_seed"}
-EMPTY_OK = {"sweep_weights", "sweep_sizes", "milestones"}
+ZERO_OK = {"threads", "long_steps", "long_iterations", "teacher_ent_coef", "weight_decay", "record_seed", "warmup"}
+EMPTY_OK = {"sweep_weights", "sweep_sizes", "sweep_arms", "milestones"}
+REPEATS_OK = {"seeds"}  # one seed count per size: sizes may share a count
 FREE_TEXT = {"teacher_dir", "cifar_path"}
 BAD_ANY = [None, True, {"a": 1}]
 
@@ -43,7 +44,8 @@ def mutations(key: str, value: object) -> list[object]:
             out.append([])
         if value:
             first = value[0]
-            out.append([first, first])  # a repeat
+            if key not in REPEATS_OK:
+                out.append([first, first])  # a repeat
             if isinstance(first, int | float) and not isinstance(first, bool):
                 out += [[-1], [math.nan], [1e300], ["x"]]
             if isinstance(first, str):
@@ -112,7 +114,9 @@ def run(tmp: Path) -> Counter:
             counts["accepted invalid"] += 1
             print(f"accepted: {where}")
     tab = tmp / "tab.yaml"
-    tab.write_text((ROOT / "params.yaml").read_text().replace("  steps: 1500", "\tsteps: 1500"))
+    text = (ROOT / "params.yaml").read_text()
+    assert "\n  functions:" in text
+    tab.write_text(text.replace("\n  functions:", "\n\tfunctions:", 1))
     counts["tried"] += 1
     try:
         check_params(tab)

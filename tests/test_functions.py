@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sobolev.core.functions import FUNCTIONS, get_function
+from sobolev.core.functions import FUNCTIONS, BenchmarkFunction, check_gradient, get_function
 
 NAMES = sorted(FUNCTIONS)
 
@@ -86,3 +86,21 @@ def test_bad_input_is_rejected():
         get_function("booth")(torch.zeros(4, 3))
     with pytest.raises(ValueError, match="positive integer"):
         get_function("booth").sample(0)
+
+
+@pytest.mark.parametrize("name", ["beale", "booth", "mccormick", "rosenbrock", "styblinski_tang"])
+def test_public_gradient_check_passes_on_smooth_benchmarks(name):
+    result = check_gradient(get_function(name))
+    assert result.passed and result.autograd_error < 1e-10
+
+
+def test_public_gradient_check_catches_a_wrong_gradient_in_any_dimension():
+    good = BenchmarkFunction("cubic", lambda x: (x**3).sum(-1), lambda x: 3 * x**2, ((-2.0, 2.0),) * 5)
+    assert check_gradient(good).passed and good.dim == 5 and good.sample(7).shape == (7, 5)
+    bad = BenchmarkFunction("cubic", lambda x: (x**3).sum(-1), lambda x: 2 * x**2, ((-2.0, 2.0),) * 5)
+    with pytest.raises(ValueError, match=r"cubic: gradient does not match .* at x = \["):
+        check_gradient(bad)
+    with pytest.raises(ValueError, match=r"cubic: expected points of shape \(\.\.\., 5\), got \(3, 2\)"):
+        good(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="domain must be a non-empty list of"):
+        BenchmarkFunction("empty", good.value, good.gradient, ((1.0, 0.0),))

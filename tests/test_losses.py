@@ -169,3 +169,22 @@ def test_stochastic_loss_on_images_with_the_norm_distance_equals_a_hand_computat
     # The input direction takes images too: a perfect student has zero loss.
     zero = stochastic_sobolev_loss(teacher, x, target, target_fn=teacher, direction="input")
     assert zero.item() == pytest.approx(0, abs=1e-20)
+
+
+def test_balanced_weights_give_each_input_unit_scale_and_the_dml_split():
+    from sobolev.core.losses import balanced_weights
+
+    g = torch.randn(500, 3, dtype=torch.float64) * torch.tensor([0.1, 1.0, 30.0], dtype=torch.float64)
+    alpha, w = balanced_weights(g, lam=1.0)
+    assert alpha == pytest.approx(1 / 4)
+    # Each input's weighted target energy is β/d: the three derivative terms weigh the same.
+    energy = (w * g.pow(2).mean(0)).tolist()
+    assert energy == pytest.approx([0.75 / 3] * 3)
+    # Rescaling one input of the data (and so its derivative targets) leaves the weighted errors unchanged.
+    pred = g + 0.1 * torch.randn_like(g)
+    scaled = torch.tensor([1.0, 7.0, 1.0], dtype=torch.float64)
+    _, w2 = balanced_weights(g * scaled, 1.0)
+    torch.testing.assert_close(((pred - g) ** 2 * w).sum(1), ((pred * scaled - g * scaled) ** 2 * w2).sum(1))
+    assert balanced_weights(torch.zeros(4, 2))[1].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="lam must be positive"):
+        balanced_weights(g, 0.0)

@@ -1,9 +1,11 @@
+import itertools
+
 import pytest
 import torch
 
 from sobolev.core.derivatives import input_gradient
 from sobolev.core.models import BatchedAdam, BatchedMLP
-from sobolev.core.training import train_ensemble
+from sobolev.core.training import lr_factor, train_ensemble
 
 
 def make(M=3, H=16, seed=0):
@@ -45,7 +47,7 @@ def test_hand_written_backward_equals_autograd(sobolev):
     y, g = model.predict(x)
     torch.testing.assert_close(res.value_loss, (y - t).pow(2).mean(1))
     if sobolev:
-        torch.testing.assert_close(res.grad_loss, (g - G).pow(2).sum(2).mean(1))
+        torch.testing.assert_close(res.grad_loss, (g - G).pow(2).sum(2).mean(1) * w)
 
 
 def test_predict_matches_module_and_its_input_gradient():
@@ -105,9 +107,9 @@ def test_training_reduces_loss_and_is_deterministic():
             log_every=10,
             progress=False,
         )
-        runs.append(hist)
-    assert hist.shape == (20, 2)
-    assert bool((hist[-1] < 0.1 * hist[0]).all())
+        runs.append(hist.loss)
+    assert hist.loss.shape == (20, 2) and hist.steps == list(range(10, 201, 10))
+    assert bool((hist.loss[-1] < 0.1 * hist.loss[0]).all())
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
 
 
@@ -123,3 +125,47 @@ def test_bad_shapes_are_rejected():
         BatchedAdam(model.params, torch.tensor([1e-3, 0.0]))
     with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
         train_ensemble(model, torch.zeros(2, 4, 2), torch.zeros(2, 4), torch.ones(2), 0, 4)
+
+
+def test_per_input_and_value_weights_equal_autograd():
+    """The balanced loss's form α·mean (m-t)² + mean Σ_j w_j (∂ⱼm - Gⱼ)², by hand and by autograd."""
+    model = make()
+    x = torch.randn(3, 9, 2, dtype=torch.float64)
+    t = torch.randn(3, 9, dtype=torch.float64)
+    G = torch.randn(3, 9, 2, dtype=torch.float64)
+    w = torch.tensor([[0.2, 3.0], [1.0, 1.0], [0.0, 5.0]], dtype=torch.float64)
+    alpha = torch.tensor([0.5, 1.0, 0.1], dtype=torch.float64)
+    res = model.loss_and_grads(x, t, G, w, alpha)
+    params = {n: v.clone().requires_grad_(True) for n, v in model.params.items()}
+    batched = BatchedMLP(params)
+    xg = x.clone().requires_grad_(True)
+    _, _, _, _, y = batched._forward(xg)
+    (g,) = torch.autograd.grad(y.sum(), xg, create_graph=True)
+    loss = (alpha * (y - t).pow(2).mean(1)).sum() + ((g - G).pow(2) * w.unsqueeze(1)).sum(2).mean(1).sum()
+    ref = torch.autograd.grad(loss, [params[n] for n in BatchedMLP.NAMES])
+    for name, r in zip(BatchedMLP.NAMES, ref, strict=True):
+        torch.testing.assert_close(res.grads[name], r, rtol=1e-10, atol=1e-12)
+    # The whole-set objective agrees with the step's terms.
+    torch.testing.assert_close(model.losses(x, t, G, w, alpha), alpha * res.value_loss + res.grad_loss)
+
+
+def test_learning_rate_schedule():
+    f = [lr_factor(i, 100, "cosine", 0.1) for i in range(1, 101)]
+    assert f[:10] == pytest.approx([i / 10 for i in range(1, 11)])  # linear warm-up to the peak
+    assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in itertools.pairwise(f[9:]))  # then monotone down
+    assert lr_factor(50, 100, "constant") == 1.0
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        lr_factor(1, 10, "step")
+    with pytest.raises(ValueError, match="warmup must be a fraction"):
+        lr_factor(1, 10, "cosine", 1.5)
+
+
+def test_scalars_are_accepted_per_model_and_schedule_reaches_adam():
+    model = BatchedMLP.init([0, 1], hidden=8)
+    x = torch.rand(2, 10, 2)
+    hist = train_ensemble(model, x, x.sum(2), 1e-2, 20, 100, G=torch.ones(2, 10, 2), weight=0.5, value_weight=2.0,
+                          schedule="cosine", warmup=0.1, full_loss_at=(18, 20), progress=False)  # fmt: skip
+    assert set(hist.full_loss) == {18, 20} and hist.full_loss[20].shape == (2,)
+    with pytest.raises(ValueError, match=r"weight: expected one number or 2 per-model values"):
+        train_ensemble(model, x, x.sum(2), 1e-2, 2, 100, G=torch.ones(2, 10, 2), weight=torch.ones(3), progress=False)

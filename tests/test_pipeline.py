@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -73,14 +74,17 @@ def test_staging_is_ignored_by_git_and_dvc():
 def test_committed_results_match_committed_params():
     cfg = RegressionConfig.load(path=PARAMS)
     metrics = json.loads((ROOT / "results/regression/metrics.json").read_text())
-    for setting in ("faithful", "tuned"):
-        block = metrics[setting]
-        assert set(block["sobolev_wins"]) == {f"n{n}" for n in cfg.sizes}
-        assert block["n_functions"] == len(cfg.functions)
+    derivative_arms = [a for a in cfg.arms if not a.startswith("regular")]
+    assert set(metrics) == {*derivative_arms, "convergence"}
+    for arm in derivative_arms:
+        block = metrics[arm]
+        assert set(block["decided"]) == {f"n{n}" for n in cfg.sizes}
         for fn in cfg.functions:
-            for n in cfg.sizes:
+            for n, seeds in zip(cfg.sizes, cfg.seeds, strict=True):
                 entry = block[fn][f"n{n}"]
-                assert entry["sobolev"]["lr"] in cfg.lrs and entry["regular"]["lr"] in cfg.lrs
+                assert entry["seeds"] == seeds and entry["ratio_low"] <= entry["ratio"] <= entry["ratio_high"]
+    cells = pd.read_csv(ROOT / "results/regression/cells.csv")
+    assert len(cells) == len(derivative_arms) * len(cfg.functions) * len(cfg.sizes)
     executed = json.loads((ROOT / "results/regression/s41_regression.ipynb").read_text())
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and 'scale = "default"' in "".join(injected[0]["source"])
@@ -107,8 +111,9 @@ def test_committed_theory_results_match_committed_params():
     assert sorted({r["d"] for r in m["proposition1"]}) == sorted(cfg.prop1_dims)
     assert len(m["polynomials"]) == cfg.poly_max_degree
     assert {r["d"] for r in m["identification"]} == {d for d, _ in cfg.meshes}
-    assert m["pl_networks"]["n_dimensions"] == len(cfg.meshes)
-    assert set(m["pl_networks"]["sobolev_wins"]) == {f"n{n}" for n in cfg.net_sizes}
+    nets = m["pl_networks"]
+    assert nets["cells"] == len(cfg.meshes) * len(cfg.net_sizes) and 0 <= nets["sobolev_grad_share"] <= 1
+    assert {r["n_train"] for r in nets["ratios"]} == set(cfg.net_sizes)
 
 
 def test_committed_synthetic_results_match_committed_params():

@@ -1,14 +1,18 @@
 import json
 import math
+import runpy
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from sobolev.common import compare
 from sobolev.common.params import read_params
+from sobolev.common.paths import ROOT
 from sobolev.core.data import Normaliser, make_sample
-from sobolev.core.functions import get_function
+from sobolev.core.functions import BenchmarkFunction, check_gradient, get_function
+from sobolev.core.training import train_ensemble
 from sobolev.regression import grid as R
 from sobolev.regression import report
 from sobolev.regression.config import RegressionConfig
@@ -16,14 +20,16 @@ from sobolev.regression.config import RegressionConfig
 TINY = dict(
     functions=["booth", "styblinski_tang"],
     sizes=[20, 40],
-    seeds=2,
+    seeds=[3, 2],
     lrs=[1e-3, 1e-2],
     steps=30,
     hidden=16,
     sweep_weights=[0.1],
     sweep_sizes=[40],
+    sweep_seeds=2,
     n_test=300,
     n_val=100,
+    n_boot=500,
     threads=2,
     log_every=10,
 )
@@ -41,32 +47,99 @@ def tiny():
 
 
 def test_grid_counts_and_pairing():
-    grid = R.build_grid(tiny_config())
-    # per function: sizes × norms × lrs × seeds regular (2·2·2·2 = 16), Sobolev the same + sweep at n=40 (8)
-    assert len(grid) == 2 * (16 + 16 + 8)
+    cfg = tiny_config()
+    grid = R.build_grid(cfg)
+    arms = len(cfg.arms)
+    # per function: arms × lrs × seeds (3 at n=20, 2 at n=40), plus the λ sweep of sobolev-raw at n=40 (lrs × 2 seeds)
+    assert len(grid) == 2 * (arms * 2 * 3 + arms * 2 * 2 + 2 * 2)
     assert set(grid[grid.method == "regular"].weight) == {0.0}
-    assert set(grid[(grid.method == "sobolev") & (grid.n_train == 20)].weight) == {1.0}
-    assert set(grid[(grid.method == "sobolev") & (grid.n_train == 40)].weight) == {1.0, 0.1}
+    assert set(grid[(grid.arm == "sobolev-raw") & (grid.n_train == 40)].weight) == {1.0, 0.1}
+    assert set(grid[grid.arm == "balanced-standard"].weight) == {1.0}
+    assert grid.groupby("n_train").seed.nunique().to_dict() == {20: 3, 40: 2}
+    assert (grid.arm == grid.method + "-" + grid.normalisation).all()
 
 
 def test_same_seed_same_numbers(tiny):
     again = R.run_grid(tiny_config(), progress=False)
     pd.testing.assert_frame_equal(tiny.runs, again.runs)
-    assert tiny.runs[["val_mse", "test_mse", "test_grad_mse"]].notna().all().all()
+    assert tiny.runs[["val_mse", "test_mse", "test_grad_mse", "train_loss"]].notna().all().all()
+
+
+def test_recorded_training_loss_is_the_objective_on_the_training_set(tiny):
+    """``train_loss`` is the arm's own objective (model units) on the whole set; for raw regular runs it
+    equals the training value MSE on the function's scale, recomputed here from the prediction."""
+    row = tiny.runs[(tiny.runs.arm == "regular-raw") & (tiny.runs.n_train == 20)].iloc[0]
+    train = tiny.training_set(int(row.run))
+    y, _ = tiny.predict(int(row.run), train.x)
+    assert float((y - train.y).pow(2).mean()) == pytest.approx(row.train_loss, rel=1e-4)
+    assert row.train_mse == pytest.approx(row.train_loss, rel=1e-4)
+    # test_nmse divides by the function's variance on its domain (from the test sample)
+    test = make_sample(get_function(row.function), 300, 0, "test")
+    assert row.test_nmse == pytest.approx(row.test_mse / float(test.y.double().var()), rel=1e-6)
+
+
+def test_convergence_criterion():
+    loss_90 = pd.Series([1.0, 1.0, 1e-12, 1.0, float("nan")])
+    loss_end = pd.Series([0.97, 0.9, 5e-13, 1.2, float("nan")])
+    assert R.converged(loss_90, loss_end, 0.05).tolist() == [True, False, True, False, False]
 
 
 def test_paired_runs_share_initial_data(tiny):
-    """Regular and Sobolev runs of one (function, size, seed) train on the same points from the same
-    initial weights: their standardising statistics (computed from the training values) agree."""
+    """Every arm of one (function, size, seed) trains on the same points from the same initial weights:
+    the standardising statistics (computed from the training values) agree across arms."""
     runs = tiny.runs
     standard = runs[runs.normalisation == "standard"]
     stats = {r.run: (tiny.normalisers[r.run].y_mean, tiny.normalisers[r.run].y_std) for r in standard.itertuples()}
     for _, group in standard.groupby(["function", "n_train", "seed"]):
-        assert len(set(group.method)) == 2 and len({stats[r] for r in group.run}) == 1
+        assert len(set(group.arm)) == 2 and len({stats[r] for r in group.run}) == 1
     by_seed = standard[(standard.function == "booth") & (standard.n_train == 20)].groupby("seed").run.first()
     assert stats[by_seed[0]] != stats[by_seed[1]]  # and different seeds draw different points
     a, b = R.BatchedMLP.init([0, 1, 0], hidden=16), R.BatchedMLP.init([0], hidden=16)
     assert torch.equal(a.params["W2"][2], b.params["W2"][0]) and not torch.equal(a.params["W2"][1], b.params["W2"][0])
+
+
+def test_paired_cells_compare_each_arm_with_its_baseline(tiny):
+    chosen = R.chosen_runs(tiny.runs)
+    cells = R.paired_cells(chosen, 500)
+    assert set(zip(cells.arm, cells.baseline, strict=True)) == {
+        ("sobolev-raw", "regular-raw"), ("balanced-standard", "regular-standard")
+    }  # fmt: skip
+    assert len(cells) == 2 * 2 * 2 and set(cells.seeds) == {3, 2}
+    # The ratio is the geometric mean of the per-seed ratios, recomputed by hand for one cell.
+    c = cells[(cells.arm == "sobolev-raw") & (cells.function == "booth") & (cells.n_train == 20)].iloc[0]
+    a = chosen[(chosen.arm == "sobolev-raw") & (chosen.function == "booth") & (chosen.n_train == 20)
+               & (chosen.weight == 1.0)].sort_values("seed")  # fmt: skip
+    b = chosen[(chosen.arm == "regular-raw") & (chosen.function == "booth") & (chosen.n_train == 20)].sort_values(
+        "seed"
+    )
+    gm = float(np.exp(np.mean(np.log(a.test_mse.to_numpy() / b.test_mse.to_numpy()))))
+    assert c.ratio == pytest.approx(gm, rel=1e-9) and c.low <= c.ratio <= c.high
+    assert c.verdict == ("win" if c.high < 1 else "loss" if c.low > 1 else "undecided")
+
+
+def test_user_function_in_five_dimensions_through_the_public_api():
+    fn = BenchmarkFunction("quadratic5", lambda x: (x**2).sum(-1), lambda x: 2 * x, ((-1.0, 1.0),) * 5)
+    assert check_gradient(fn).passed
+    cfg = tiny_config(sizes=[30], seeds=[2], sweep_sizes=[], sweep_weights=[], lrs=[1e-2])
+    result = R.run_grid(cfg, functions=[fn], progress=False)
+    assert set(result.runs.function) == {"quadratic5"} and result.params["W1"].shape[2] == 5
+    y, g = result.predict(0, torch.zeros(4, 5))
+    assert y.shape == (4,) and g.shape == (4, 5)
+    cells = R.paired_cells(R.chosen_runs(result.runs), 200)
+    assert set(cells.function) == {"quadratic5"}
+
+
+def test_float64_training_is_stable_across_ensemble_sizes():
+    """The same model and seed trained alone or beside others: float64 keeps them together."""
+    x = torch.rand(3, 40, 2, dtype=torch.float64) * 2 - 1
+    t, G = (x**2).sum(2), 2 * x
+    finals = []
+    for seeds in ([0], [0, 1, 2]):
+        model = R.BatchedMLP.init(seeds, hidden=32, dtype=torch.float64)
+        train_ensemble(model, x[: len(seeds)], t[: len(seeds)], 1e-2, 300, 100, G=G[: len(seeds)], weight=1.0,
+                       schedule="cosine", warmup=0.05, progress=False)  # fmt: skip
+        finals.append(model.params["W2"][0])
+    torch.testing.assert_close(finals[0], finals[1], rtol=0, atol=1e-9)
 
 
 def test_predict_reproduces_recorded_test_error(tiny):
@@ -104,56 +177,6 @@ def test_select_lr_picks_lowest_mean_validation_error():
     assert set(compare.select_lr(runs).lr) == {0.01}
 
 
-def test_faithful_and_tuned_settings(tiny):
-    f, t = R.faithful(tiny.runs), R.tuned(tiny.runs)
-    assert set(f.normalisation) == {"raw"} and set(f.weight) <= {0.0, 1.0}
-    assert set(t.weight) <= {0.0, 1.0}
-    # One learning rate and one normalisation per (function, size, method), all seeds kept.
-    assert (
-        (
-            t.groupby(["function", "n_train", "method"]).agg(
-                lr=("lr", "nunique"), nm=("normalisation", "nunique"), s=("seed", "count")
-            )
-            == [1, 1, 2]
-        )
-        .all()
-        .all()
-    )
-    # The tuned choice is never worse on validation than the faithful one.
-    key = ["function", "n_train", "method"]
-    fv, tv = f.groupby(key).val_mse.mean(), t.groupby(key).val_mse.mean()
-    assert bool((tv <= fv + 1e-12).all())
-
-
-def test_summaries_claims_and_metrics():
-    summary = pd.DataFrame(
-        {
-            "function": ["ackley", "ackley", "booth", "booth"] * 2,
-            "n_train": [10, 100] * 4,
-            "method": ["regular"] * 4 + ["sobolev"] * 4,
-            "normalisation": "raw",
-            "weight": [0.0] * 4 + [1.0] * 4,
-            "lr": 1e-3,
-            "test_mse": [1.0, 1.0, 10.0, 10.0, 2.0, 0.5, 0.1, 5.0],
-            "test_mse_std": 0.1,
-            "test_grad_mse": 1.0,
-            "test_grad_mse_std": 0.0,
-            "seeds": 3,
-        }
-    )
-    assert compare.wins(summary) == {10: 1, 100: 2}
-    claims = {c.text.split(" (")[0]: c for c in report.claims(summary)}
-    assert claims["Sobolev lowers test MSE on 1 of 2 functions"].holds
-    assert claims["Ackley is the exception at low data"].holds
-    assert not claims["often by orders of magnitude"].holds  # 1 of 3 wins is ≥10×
-    assert not claims["the effect is stronger with less data"].holds  # median ratio 1.005 vs 0.5
-    assert claims["the gap persists at the largest size"].holds
-    metrics = report.metrics_dict({"faithful": summary})
-    assert metrics["faithful"]["booth"]["n10"]["sobolev"]["test_mse"] == 0.1
-    assert metrics["faithful"]["sobolev_wins"] == {"n10": 1, "n100": 2}
-    json.dumps(metrics)
-
-
 def test_normaliser_chain_rule():
     fn = get_function("beale")
     train = make_sample(fn, 50, 0)
@@ -176,16 +199,94 @@ def test_normaliser_chain_rule():
 def test_a_huge_learning_rate_stops_the_grid_with_a_message():
     from sobolev.core.training import NonFiniteLossError
 
-    with pytest.raises(NonFiniteLossError, match=r"regression: .* at step \d+ of 30 .*likely cause: a learning rate in "
-                       r"regression.lrs = \[1000000.0\] too large.*Nothing was written"):
-        R.run_grid(tiny_config(lrs=[1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[]), progress=False)
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"regression: .* at step \d+ of 30 .*likely cause: a learning rate in "
+        r"regression.lrs = \[1000000.0\] too large.*Nothing was written",
+    ):
+        R.run_grid(tiny_config(lrs=[1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[], sweep_arms=[]),
+                   progress=False)  # fmt: skip
 
 
 def test_a_diverging_model_in_an_ensemble_loses_without_stopping_the_others():
-    result = R.run_grid(tiny_config(lrs=[1e-3, 1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[]),
-                        progress=False)  # fmt: skip
+    result = R.run_grid(tiny_config(lrs=[1e-3, 1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[],
+                                    sweep_arms=[]), progress=False)  # fmt: skip
     runs = result.runs
-    diverged = runs[runs.lr == 1e6].val_mse.map(math.isfinite)
-    assert not diverged.any() and runs[runs.lr == 1e-3].val_mse.map(math.isfinite).all()
+    finite = runs.val_mse.map(math.isfinite)
+    assert not finite[runs.lr == 1e6].all() and finite[runs.lr == 1e-3].all()  # some diverged, the others trained
     assert set(compare.diverged(runs).lr) == {1e6}
-    assert set(R.faithful(runs).lr) == {1e-3}
+    chosen = R.chosen_runs(runs)
+    assert chosen.val_mse.map(math.isfinite).all()  # a setting with a diverged seed never wins
+    assert set(chosen[chosen.arm == "sobolev-raw"].lr) == {1e-3}
+
+
+def _runs_with_ratios(ratios: dict[tuple[str, int], float], seeds: int = 8, noise: float = 0.05) -> pd.DataFrame:
+    """Chosen runs of regular-raw and sobolev-raw whose per-seed ratio is ``ratio`` × (1 ± noise)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for (fn, n), ratio in ratios.items():
+        for seed in range(seeds):
+            base = float(rng.uniform(1, 2))
+            for arm, value in (
+                ("regular-raw", base),
+                ("sobolev-raw", base * ratio * (1 + noise * rng.standard_normal())),
+            ):
+                method = arm.split("-")[0]
+                rows.append({"function": fn, "n_train": n, "arm": arm, "method": method, "normalisation": "raw",
+                             "weight": 0.0 if method == "regular" else 1.0, "lr": 1e-3, "seed": seed,
+                             "test_mse": value, "test_nmse": value, "test_grad_mse": value,
+                             "converged": True})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_claims_are_decided_by_paired_intervals():
+    chosen = _runs_with_ratios({("ackley", 10): 3.0, ("ackley", 100): 1.0, ("booth", 10): 0.01, ("booth", 100): 0.01})
+    cells = R.paired_cells(chosen, 2000)
+    verdicts = cells.set_index(["function", "n_train"]).verdict.to_dict()
+    assert verdicts == {
+        ("ackley", 10): "loss",
+        ("ackley", 100): "undecided",
+        ("booth", 10): "win",
+        ("booth", 100): "win",
+    }
+    claims = {c.text: c.holds for c in report.claims(cells, chosen, "sobolev-raw", 2000)}
+    assert claims["Sobolev lowers test MSE on 1 of 2 functions at n=10"] is True
+    assert claims["Ackley is a loss at low data (n ≤ 100)"] is None  # lost at 10, undecided at 100
+    assert claims["Ackley is the only function where regular training is better"] is True
+    # Ackley's low-data loss makes the mean log ratio *fall* from n=10 to n=100: weaker with less data.
+    assert claims["the effect is stronger with less data (the mean log ratio rises at every step in size)"] is False
+    assert claims[next(k for k in claims if k.startswith("often by orders"))] is True  # both wins ≥ 10×
+    trend = _runs_with_ratios({("booth", 10): 0.01, ("booth", 100): 0.3})
+    tc = R.paired_cells(trend, 2000)
+    tclaims = {c.text.split(" (")[0]: c.holds for c in report.claims(tc, trend, "sobolev-raw", 2000)}
+    assert tclaims["the effect is stronger with less data"] is True
+    # A trend that reverses is not "stronger with less data".
+    reverse = _runs_with_ratios({("booth", 10): 1.0, ("booth", 100): 0.1})
+    rc = R.paired_cells(reverse, 2000)
+    rclaims = {c.text.split(" (")[0]: c.holds for c in report.claims(rc, reverse, "sobolev-raw", 2000)}
+    assert rclaims["the effect is stronger with less data"] is False
+    metrics = report.metrics_dict(cells, chosen, 2000)
+    json.dumps(metrics)
+    assert metrics["sobolev-raw"]["decided"]["n10"] == {"win": 1, "loss": 1, "undecided": 0}
+    assert metrics["convergence"]["sobolev-raw/n10"] == {"converged": 16, "runs": 16}  # 2 functions × 8 seeds
+    table = report.regression_table(metrics, "sobolev-raw")
+    assert "| ackley | 10 |" in table and "loss" in table
+
+
+def test_balanced_weights_are_used_for_the_balanced_arm():
+    g = torch.tensor([[1.0, 10.0], [3.0, -10.0]])
+    alpha, w = R.loss_weights("balanced", 1.0, g)
+    assert alpha == pytest.approx(1 / 3)
+    torch.testing.assert_close(w, torch.tensor([(2 / 3) / (2 * 5.0), (2 / 3) / (2 * 100.0)]))
+    alpha, w = R.loss_weights("sobolev", 0.1, g)
+    assert alpha == 1.0 and torch.equal(w, torch.full((2,), 0.1))
+    with pytest.raises(ValueError, match="method must be 'sobolev' or 'balanced'"):
+        R.loss_weights("regular", 1.0, g)
+
+
+def test_the_readme_example_on_a_five_input_function_runs_and_decides(capsys):
+    runpy.run_path(str(ROOT / "examples" / "own_function.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert out.startswith("GradientCheck(autograd_error=")
+    assert "balanced-standard" in out and "sobolev-raw" in out
+    assert any(v in out for v in ("win", "loss", "undecided"))

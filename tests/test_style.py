@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ruff_clean():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     proc = subprocess.run(
-        [ruff, "check", "sobolev", "tests", "benchmarks", "notebooks"], cwd=ROOT, capture_output=True, text=True
+        [ruff, "check", "sobolev", "tests", "benchmarks", "notebooks", "examples"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -81,10 +81,18 @@ def test_polynomial_point_counts(n):
 
 def test_sobolev_floor_is_zero_only_for_consistent_derivatives():
     f = torch.sin
-    exact, _, _ = T.sobolev_floor(f, torch.cos, 0.0, 2 * math.pi)
-    shifted, x, h = T.sobolev_floor(f, lambda x: torch.cos(x) + 0.5, 0.0, 2 * math.pi)
-    assert exact < 1e-5
-    assert shifted > 0.05
+    exact, _, _, _ = T.sobolev_floor(f, torch.cos, 0.0, 2 * math.pi)
+    shifted, x, h, err = T.sobolev_floor(f, lambda x: torch.cos(x) + 0.5, 0.0, 2 * math.pi)
+    assert exact < 1e-8
+    # Closed form for g = f' + c on [0, L]: h = sin + u, u - u'' = 0, u'(0) = u'(L) = c, so
+    # u = c sinh(x - L/2) / cosh(L/2) and J = (1/L) ∫ u² + (u' - c)² (integrated finely here).
+    L, c = 2 * math.pi, 0.5
+    xs = torch.linspace(0, L, 400_001, dtype=torch.float64)
+    u = c * torch.sinh(xs - L / 2) / math.cosh(L / 2)
+    du = c * torch.cosh(xs - L / 2) / math.cosh(L / 2)
+    truth = float(torch.trapezoid(u**2 + (du - c) ** 2, xs) / L)
+    assert abs(shifted - truth) < 1e-6 and err < 1e-6
+    torch.testing.assert_close(h, f(x) + c * torch.sinh(x - L / 2) / math.cosh(L / 2), rtol=0, atol=1e-6)
     # The optimum trades both errors: neither is zero.
     assert float((h - f(x)).abs().max()) > 0.1
 

@@ -81,14 +81,14 @@ def choice(options: tuple[str, ...]) -> Check:
     return check
 
 
-def items(item: Check, *, allow_empty: bool = False, increasing: bool = False) -> Check:
-    """A list whose entries pass ``item``; no repeats; optionally strictly increasing."""
+def items(item: Check, *, allow_empty: bool = False, increasing: bool = False, repeats: bool = False) -> Check:
+    """A list whose entries pass ``item``; no repeats unless ``repeats``; optionally strictly increasing."""
 
     def check(name: str, v: Any) -> list:
         if not isinstance(v, list) or (not v and not allow_empty):
             fail(name, v, "must be a list" if allow_empty else "must be a non-empty list")
         out = [item(f"{name}[{i}]", x) for i, x in enumerate(v)]
-        if len({repr(x) for x in out}) != len(out):
+        if not repeats and len({repr(x) for x in out}) != len(out):
             fail(name, v, "must not repeat an entry")
         if increasing and out != sorted(out):
             fail(name, v, "must be in increasing order")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-METHOD_COLORS = {"regular": "#4C72B0", "sobolev": "#DD8452"}
+METHOD_COLORS = {"regular": "#4C72B0", "sobolev": "#DD8452", "rescaled": "#55A868"}
 
 
 def style() -> None:
@@ -24,29 +24,36 @@ def save(fig: plt.Figure, path: str | Path | None) -> None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-def error_by_size(summary: pd.DataFrame, value: str = "test_mse", title: str = "") -> plt.Figure:
-    """Figure 2 (right): one panel per function, test error against training-set size.
+def error_by_size(
+    summary: pd.DataFrame, value: str = "test_mse", title: str = "", runs: pd.DataFrame | None = None
+) -> plt.Figure:
+    """Error against training-set size, one panel per function (Figure 2 right's layout).
 
-    Points are means over seeds, bars ± one standard deviation (clipped at the panel's
-    floor, since a log axis cannot show negative values); each panel has its own log
-    scale because the functions' ranges differ by many orders of magnitude.
+    With ``runs`` (one row per seed), every seed is a point and a bar marks the median;
+    without, the summary's means are points. Each panel has its own log scale.
     """
     style()
     functions = sorted(summary.function.unique())
     sizes = sorted(summary.n_train.unique())
+    methods = [m for m in METHOD_COLORS if m in set(summary.method)]
     ncol = min(4, len(functions))
     nrow = int(np.ceil(len(functions) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.8 * nrow), squeeze=False)
+    width = 0.8 / len(methods)
     for ax, fn in zip(axes.flat, functions, strict=False):
-        sub = summary[summary.function == fn]
-        for k, method in enumerate(("regular", "sobolev")):
-            m = sub[sub.method == method].set_index("n_train").reindex(sizes)
-            xs = np.arange(len(sizes)) + (k - 0.5) * 0.18
-            mean, std = m[value].to_numpy(float), np.nan_to_num(m[value + "_std"].to_numpy(float))
-            lower = np.minimum(std, mean * 0.999)  # keep the lower bar above zero on a log axis
-            ax.errorbar(
-                xs, mean, yerr=[lower, std], fmt="o", ms=5, capsize=3, color=METHOD_COLORS[method], label=method
-            )
+        for k, method in enumerate(methods):
+            for j, n in enumerate(sizes):
+                x0 = j - 0.4 + (k + 0.5) * width
+                if runs is not None:
+                    v = runs[(runs.function == fn) & (runs.method == method) & (runs.n_train == n)][value]
+                    v = v.to_numpy(float)
+                else:
+                    v = summary[(summary.function == fn) & (summary.method == method) & (summary.n_train == n)][value]
+                    v = v.to_numpy(float)
+                ax.scatter(np.full(len(v), x0), v, s=9, color=METHOD_COLORS[method], alpha=0.75,
+                           label=method if j == 0 else None)  # fmt: skip
+                if len(v) > 1:
+                    ax.hlines(np.median(v), x0 - width / 2.2, x0 + width / 2.2, color="black", lw=1.2)
         ax.set_yscale("log")
         ax.set_xticks(range(len(sizes)), [f"{s:,}" for s in sizes])
         ax.set_title(fn.replace("_", "-"))

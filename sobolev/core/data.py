@@ -22,7 +22,7 @@ def stable_seed(*parts: object) -> int:
 
 @dataclass(frozen=True)
 class Sample:
-    """Points ``x (N, 2)``, values ``y (N,)`` and gradients ``g (N, 2)`` of one function."""
+    """Points ``x (N, d)``, values ``y (N,)`` and gradients ``g (N, d)`` of one function."""
 
     x: Tensor
     y: Tensor
@@ -45,8 +45,9 @@ class Normaliser:
     """An affine change of variables ``x' = (x - c) / s``, ``y' = (y - μ) / σ``.
 
     The chain rule maps gradients as ``∇ₓ'y' = ∇ₓy · s / σ``. ``raw`` is the identity (the
-    paper's setting); ``standard`` maps the domain onto ``[-1, 1]²`` and standardises ``y``
-    with the training set's mean and standard deviation.
+    paper's setting); ``standard`` maps the domain onto ``[-1, 1]^d`` and standardises ``y``
+    with the training set's mean and standard deviation. (For uniform samples, the domain
+    map is the inputs' standardisation up to a factor √3 per input.)
     """
 
     x_center: Tensor
@@ -57,7 +58,7 @@ class Normaliser:
     @classmethod
     def fit(cls, kind: Normalisation, fn: BenchmarkFunction, train: Sample) -> Normaliser:
         if kind == "raw":
-            return cls(torch.zeros(2), torch.ones(2), 0.0, 1.0)
+            return cls(torch.zeros(fn.dim), torch.ones(fn.dim), 0.0, 1.0)
         if kind == "standard":
             low, high = fn.low, fn.high
             std = float(train.y.std()) if train.y.numel() > 1 else 1.0

@@ -38,6 +38,36 @@ def distance(pred: Tensor, target: Tensor, kind: Distance = "l2") -> Tensor:
     raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
 
 
+def balanced_weights(g: Tensor, lam: float = 1.0) -> tuple[float, Tensor]:
+    """The weights of differential machine learning's balanced loss (Huge & Savine 2020).
+
+    On standardised data (inputs and outputs, derivative targets rescaled by ``σx/σy``), the
+    loss is ``α mean_b (m - y)² + β mean_{b,j} (λ_j (∂ⱼm - gⱼ))²`` with ``λ_j = 1/rms(gⱼ)``,
+    ``α = 1/(1 + λd)`` and ``β = λd/(1 + λd)``: every input's derivative term has unit scale,
+    and the derivative terms together weigh ``λd`` times the value term. Written as per-input
+    weights of ``mean_b Σ_j w_j (∂ⱼm - gⱼ)²`` (the form :meth:`BatchedMLP.loss_and_grads`
+    takes), ``w_j = β / (d · mean_b gⱼ²)``.
+
+    Args:
+        g: standardised derivative targets of the training set ``(N, d)``.
+        lam: the balance ``λ`` (1 in the DML paper).
+
+    Returns:
+        ``α`` and the per-input weights ``w (d,)``. An input whose derivative targets are all
+        zero gets weight 0 (its term carries no information).
+    """
+    if g.ndim != 2:
+        raise ValueError(f"g: expected derivative targets of shape (N, d), got {tuple(g.shape)}")
+    if not lam > 0:
+        raise ValueError(f"lam must be positive, got {lam!r}")
+    d = g.shape[1]
+    alpha = 1.0 / (1.0 + lam * d)
+    beta = 1.0 - alpha
+    mean_sq = g.double().pow(2).mean(0)
+    w = torch.where(mean_sq > 0, beta / (d * mean_sq.clamp_min(1e-300)), torch.zeros_like(mean_sq))
+    return alpha, w.to(g.dtype)
+
+
 def _per_order(name: str, value: float | str | Sequence, order: int) -> list:
     items = list(value) if isinstance(value, list | tuple) else [value] * (order + 1)
     if len(items) != order + 1:

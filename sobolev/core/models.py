@@ -93,9 +93,15 @@ class BatchedMLP:
 
     @classmethod
     def init(
-        cls, seeds: list[int], in_dim: int = 2, hidden: int = 256, device: torch.device | str = "cpu"
+        cls,
+        seeds: list[int],
+        in_dim: int = 2,
+        hidden: int = 256,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> BatchedMLP:
-        """Fresh models, one per seed (initialised on the CPU, so results match across devices)."""
+        """Fresh models, one per seed (initialised on the CPU in float32, then cast, so the
+        initial weights match across devices and dtypes)."""
         if not seeds:
             raise ValueError("seeds: need at least one model")
         rows: dict[str, list[Tensor]] = {n: [] for n in cls.NAMES}
@@ -112,7 +118,7 @@ class BatchedMLP:
             rows["b2"].append(uni(hidden, fan_in=hidden))
             rows["w3"].append(uni(hidden, fan_in=hidden))
             rows["b3"].append(uni(1, fan_in=hidden)[0])
-        return cls({n: torch.stack(v).to(device) for n, v in rows.items()})
+        return cls({n: torch.stack(v).to(device=device, dtype=dtype) for n, v in rows.items()})
 
     @property
     def n_models(self) -> int:
@@ -159,19 +165,32 @@ class BatchedMLP:
         return torch.cat(ys, 1), torch.cat(gs, 1)
 
     @torch.no_grad()
-    def loss_and_grads(self, x: Tensor, t: Tensor, G: Tensor | None = None, weight: Tensor | None = None) -> StepResult:
-        """Per-model loss ``mean_b (m-t)² + weight · mean_b ‖∇ₓm - G‖²`` and its parameter gradients.
+    def loss_and_grads(
+        self,
+        x: Tensor,
+        t: Tensor,
+        G: Tensor | None = None,
+        weight: Tensor | None = None,
+        value_weight: Tensor | None = None,
+    ) -> StepResult:
+        """Per-model loss ``α mean_b (m-t)² + mean_b Σ_j w_j (∂ⱼm - Gⱼ)²`` and its parameter gradients.
+
+        With ``weight`` of shape ``(M,)`` every input shares ``w_j = weight`` (eq. 1 with the
+        paper's λ); shape ``(M, D)`` gives one weight per input (the balanced loss of
+        :func:`sobolev.core.losses.balanced_weights`).
 
         Args:
             x: inputs ``(M, B, D)``.
             t: target values ``(M, B)``.
             G: target input gradients ``(M, B, D)``; ``None`` gives regular training.
-            weight: derivative weight per model ``(M,)``; required with ``G``.
+            weight: derivative weights ``(M,)`` or ``(M, D)``; required with ``G``.
+            value_weight: ``α`` per model ``(M,)``; ``None`` means 1.
 
         Returns:
-            A :class:`StepResult`; ``grads[name]`` has the shape of ``params[name]`` and is the
-            gradient of the *sum over models* of the per-model losses (models are independent,
-            so each slice is that model's own gradient).
+            A :class:`StepResult` with the *unweighted* terms ``mean_b (m-t)²`` and
+            ``mean_b Σ_j w_j (∂ⱼm - Gⱼ)²`` (the latter already weighted); ``grads[name]`` has the
+            shape of ``params[name]`` and is the gradient of the *sum over models* of the
+            per-model losses (models are independent, so each slice is that model's own gradient).
         """
         self._check_x(x)
         M, B, _ = x.shape
@@ -180,16 +199,18 @@ class BatchedMLP:
         if G is not None:
             if G.shape != x.shape:
                 raise ValueError(f"G: expected shape {tuple(x.shape)} (like x), got {tuple(G.shape)}")
-            if weight is None or weight.shape != (M,):
+            if weight is None or tuple(weight.shape) not in ((M,), (M, x.shape[2])):
                 got = None if weight is None else tuple(weight.shape)
-                raise ValueError(f"weight: expected shape {(M,)} with G, got {got}")
+                raise ValueError(f"weight: expected shape {(M,)} or {(M, x.shape[2])} with G, got {got}")
+        if value_weight is not None and value_weight.shape != (M,):
+            raise ValueError(f"value_weight: expected shape {(M,)}, got {tuple(value_weight.shape)}")
         p = self.params
         z1, a1, z2, a2, y = self._forward(x)
         # The output is a scalar, so the value loss's backward needs no matmul of its own:
         # dL/dz2 = e_y u2 and dL/dz1 = e_y u1, with u1, u2 the units of the input gradient.
         u1, u2 = self._units(z1, z2)
         resid = y - t
-        ey = resid * (2.0 / B)  # dL/dy, (M, B)
+        ey = resid * (2.0 / B) if value_weight is None else resid * (value_weight * (2.0 / B)).unsqueeze(1)  # dL/dy
         eyv = ey.unsqueeze(2)
         grads = {
             "b3": ey.sum(1),
@@ -204,8 +225,9 @@ class BatchedMLP:
             # g = u1 W1 with u1 = 1[z1>0] ⊙ (u2 W2), u2 = 1[z2>0] ⊙ w3; the masks are locally
             # constant, so this term sends gradient to W1, W2 and w3 only.
             gres = self._input_grad(u1) - G
-            grad_loss = gres.pow(2).sum(2).mean(1)
-            eg = gres * (weight * (2.0 / B)).view(M, 1, 1)  # dL/dg
+            w = weight.view(M, 1, -1)  # (M, 1, 1) or (M, 1, D)
+            grad_loss = (gres.pow(2) * w).sum(2).mean(1)
+            eg = gres * (w * (2.0 / B))  # dL/dg
             ds1 = _relu_grad(torch.bmm(eg, p["W1"].transpose(1, 2)), z1, 0)
             grads["w3"] += _relu_grad(torch.bmm(ds1, p["W2"].transpose(1, 2)), z2, 0).sum(1)
             q2 = q2 + ds1
@@ -213,6 +235,29 @@ class BatchedMLP:
         grads["W2"] = torch.bmm(u2.transpose(1, 2), q2)
         grads["W1"] = torch.bmm(r1.transpose(1, 2), u1).transpose(1, 2).contiguous()
         return StepResult(resid.pow(2).mean(1), grad_loss, grads)
+
+    @torch.no_grad()
+    def losses(
+        self,
+        x: Tensor,
+        t: Tensor,
+        G: Tensor | None = None,
+        weight: Tensor | None = None,
+        value_weight: Tensor | None = None,
+        chunk: int = 4096,
+    ) -> Tensor:
+        """The training objective of :meth:`loss_and_grads` on a whole set, ``(M,)``, without
+        its gradients (evaluated in chunks of ``chunk`` points)."""
+        self._check_x(x)
+        total = torch.zeros(self.n_models, device=x.device, dtype=x.dtype)
+        for i in range(0, x.shape[1], chunk):
+            y, g = self.predict(x[:, i : i + chunk])
+            part = (y - t[:, i : i + chunk]).pow(2).sum(1)
+            total += part if value_weight is None else part * value_weight
+            if G is not None:
+                w = weight.view(self.n_models, 1, -1)
+                total += ((g - G[:, i : i + chunk]).pow(2) * w).sum((1, 2))
+        return total / x.shape[1]
 
     def to_module(self, i: int) -> MLP:
         """Model ``i`` as a standalone :class:`MLP` (for plotting, export, autograd checks)."""
@@ -254,6 +299,7 @@ class BatchedAdam:
         if lr.shape != (M,) or bool((lr <= 0).any()):
             raise ValueError(f"lr: expected {M} positive learning rates, got {lr.tolist()}")
         rates = lr.tolist()
+        self.base_rates = rates
         starts = [i for i in range(M) if i == 0 or rates[i] != rates[i - 1]]
         self.blocks = list(zip(starts, [*starts[1:], M], strict=True))
         device = next(iter(params.values())).device
@@ -265,6 +311,11 @@ class BatchedAdam:
             )
             for v, (a, _) in zip(self.views, self.blocks, strict=True)
         ]
+
+    def scale_lr(self, factor: float) -> None:
+        """Set every model's learning rate to ``factor`` × its base rate (a schedule's step)."""
+        for opt, (a, _) in zip(self.optimisers, self.blocks, strict=True):
+            opt.param_groups[0]["lr"] = self.base_rates[a] * factor
 
     @torch.no_grad()
     def step(self, grads: dict[str, Tensor]) -> None:

@@ -7,7 +7,9 @@ step and the likely parameter, before anything is written. Sections supply only 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 import torch
@@ -76,41 +78,101 @@ def train_loop(
     return diverged
 
 
+SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+
+def lr_factor(step: int, steps: int, schedule: str = "constant", warmup: float = 0.0) -> float:
+    """The learning rate of update ``step`` (1-based) of ``steps``, as a fraction of the peak.
+
+    ``constant``: 1 after the warm-up. ``cosine``: half a cosine from 1 down to 0 at the last
+    update, after the warm-up. The warm-up (the first ``warmup`` fraction of the updates) rises
+    linearly from ``1/n_warmup`` to 1.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if not 0.0 <= warmup < 1.0:
+        raise ValueError(f"warmup must be a fraction in [0, 1), got {warmup!r}")
+    n_warm = int(warmup * steps)
+    if step <= n_warm:
+        return step / n_warm
+    if schedule == "constant":
+        return 1.0
+    progress = (step - n_warm - 1) / max(steps - n_warm - 1, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def per_model(name: str, value: Tensor | float, M: int, like: Tensor) -> Tensor:
+    """``value`` as a tensor with a leading model axis of ``M`` (a number is repeated), on
+    ``like``'s device and dtype."""
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if t.ndim == 0:
+        return t.expand(M).clone()
+    if t.shape[0] != M:
+        raise ValueError(f"{name}: expected one number or {M} per-model values, got shape {tuple(t.shape)}")
+    return t
+
+
+@dataclass
+class EnsembleHistory:
+    """What :func:`train_ensemble` records.
+
+    Attributes:
+        steps: the logged update numbers.
+        loss: the training loss at those updates ``(n_logs, M)`` (a minibatch's, or the whole
+            set's when it fits in one batch), before the update.
+        full_loss: update number → the objective on the whole training set ``(M,)`` after
+            that update (at ``full_loss_at``).
+    """
+
+    steps: list[int]
+    loss: Tensor
+    full_loss: dict[int, Tensor]
+
+
 def train_ensemble(
     model: BatchedMLP,
     x: Tensor,
     t: Tensor,
-    lr: Tensor,
+    lr: Tensor | float,
     steps: int,
     batch_size: int,
     G: Tensor | None = None,
-    weight: Tensor | None = None,
+    weight: Tensor | float | None = None,
+    value_weight: Tensor | float | None = None,
+    schedule: str = "constant",
+    warmup: float = 0.0,
+    full_loss_at: tuple[int, ...] = (),
     generator: torch.Generator | None = None,
     log_every: int = 0,
     desc: str = "train",
     hint: str = "learning rate too large",
     describe: Callable[[list[int]], str] | None = None,
     progress: bool | TextIO = True,
-) -> Tensor:
+) -> EnsembleHistory:
     """Train ``model`` in place with Adam on regular (``G is None``) or Sobolev loss.
 
     Args:
         model: ``M`` models.
         x: training inputs ``(M, N, D)``, one training set per model.
         t: training values ``(M, N)``.
-        lr: learning rate per model ``(M,)``.
+        lr: peak learning rate per model ``(M,)``, or one number for all (likewise
+            ``weight`` and ``value_weight``).
         steps: Adam steps.
         batch_size: minibatch size; ``N <= batch_size`` trains on the full set every step,
             otherwise each model draws its own minibatch (uniform, with replacement).
         G: training input gradients ``(M, N, D)`` for Sobolev training.
-        weight: derivative weight per model ``(M,)`` (Sobolev only).
+        weight: derivative weights ``(M,)`` or ``(M, D)`` (Sobolev only), as in
+            :meth:`BatchedMLP.loss_and_grads`.
+        value_weight: weight of the value term per model ``(M,)`` (``None``: 1).
+        schedule, warmup: the learning-rate schedule (:func:`lr_factor`), the same for every model.
+        full_loss_at: update numbers after which to evaluate the objective on the whole set
+            (e.g. at 90% and 100% of training, for a convergence check).
         log_every: record the per-model training loss every this many steps (0: never).
         desc, hint, describe, progress: as in :func:`train_loop`; a model that diverges
             keeps training on NaN (models are independent) and its losses are NaN.
 
     Returns:
-        Logged training losses ``(n_logs, M)``: the value loss, plus ``weight`` × the
-        gradient loss for Sobolev models.
+        An :class:`EnsembleHistory`.
     """
     for name, value in (("steps", steps), ("batch_size", batch_size)):
         if not isinstance(value, int) or value <= 0:
@@ -118,24 +180,36 @@ def train_ensemble(
     M, N, _ = x.shape
     if t.shape != (M, N):
         raise ValueError(f"t: expected shape {(M, N)}, got {tuple(t.shape)}")
+    lr_factor(1, steps, schedule, warmup)  # validates the schedule before any work
+    lr = per_model("lr", lr, M, x)
+    weight = None if weight is None else per_model("weight", weight, M, x)
+    value_weight = None if value_weight is None else per_model("value_weight", value_weight, M, x)
     opt = BatchedAdam(model.params, lr)
     rows = torch.arange(M, device=x.device).unsqueeze(1)
     full = batch_size >= N
-    history: list[Tensor] = []
+    logged: list[Tensor] = []
+    full_loss: dict[int, Tensor] = {}
+    evaluate_at = set(full_loss_at)
 
-    def step(_: int) -> Tensor:
+    def step(i: int) -> Tensor:
         if full:
             xb, tb, Gb = x, t, G
         else:
             idx = torch.randint(N, (M, batch_size), generator=generator, device="cpu").to(x.device)
             xb, tb = x[rows, idx], t[rows, idx]
             Gb = None if G is None else G[rows, idx]
-        res = model.loss_and_grads(xb, tb, Gb, weight)
+        if schedule != "constant" or warmup:
+            opt.scale_lr(lr_factor(i, steps, schedule, warmup))
+        res = model.loss_and_grads(xb, tb, Gb, weight, value_weight)
         opt.step(res.grads)
-        return res.value_loss if res.grad_loss is None else res.value_loss + weight * res.grad_loss
+        if i in evaluate_at:
+            full_loss[i] = model.losses(x, t, G, weight, value_weight).cpu()
+        value = res.value_loss if value_weight is None else value_weight * res.value_loss
+        return value if res.grad_loss is None else value + res.grad_loss
 
     train_loop(
-        step, steps, desc=desc, hint=hint, log_every=log_every, on_log=lambda _, loss: history.append(loss.cpu()),
+        step, steps, desc=desc, hint=hint, log_every=log_every, on_log=lambda _, loss: logged.append(loss.cpu()),
         progress=progress, tolerate=True, describe=describe,
     )  # fmt: skip
-    return torch.stack(history) if history else torch.empty(0, M)
+    logged_steps = [i for i in range(1, steps + 1) if log_every and (i % log_every == 0 or i == steps)]
+    return EnsembleHistory(logged_steps, torch.stack(logged) if logged else torch.empty(0, M), full_loss)

@@ -6,49 +6,88 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sobolev.common.params import MAX_LR, SectionConfig, choice, device, integer, items, number, param, threads
-from sobolev.core.data import NORMALISATIONS
 from sobolev.core.functions import FUNCTIONS
+from sobolev.core.training import SCHEDULES
 
 MAX_POINTS = 10_000_000
+
+#: Training arms: ``method-normalisation``. ``regular``: values only; ``sobolev``: the paper's
+#: eq. (1), derivative weight λ on every input; ``balanced``: differential machine learning's
+#: balanced loss (:func:`sobolev.core.losses.balanced_weights`), on standardised data only.
+ARMS: tuple[str, ...] = ("regular-raw", "regular-standard", "sobolev-raw", "sobolev-standard", "balanced-standard")
+DTYPES: tuple[str, ...] = ("float32", "float64")
+
+
+def arm_parts(arm: str) -> tuple[str, str]:
+    """``"sobolev-raw"`` → ``("sobolev", "raw")``."""
+    method, normalisation = arm.split("-")
+    return method, normalisation
+
+
+def baseline_of(arm: str) -> str:
+    """The regular arm a derivative-matching arm is compared with: the same data scale."""
+    return f"regular-{arm_parts(arm)[1]}"
 
 
 @dataclass(frozen=True)
 class RegressionConfig(SectionConfig):
-    """Section 4.1: regression of the seven 2-D functions.
+    """Section 4.1: regression of the seven 2-D functions (or a user's functions).
 
-    The grid is ``functions × sizes × {regular, sobolev} × normalisations × lrs × seeds``
-    with derivative weight 1 (the paper's equal weights), plus, at ``sweep_sizes`` only,
-    Sobolev runs with each of ``sweep_weights``. Regular and Sobolev share the learning-rate
-    grid, the step count and the normalisations: the same tuning budget. Models train in
-    batched ensembles of at most ``ensemble_size``. ``long_steps > 0`` adds a second, longer
-    run of the faithful setting at the largest size only.
+    The grid is ``functions × sizes × arms × lrs × seeds`` (``seeds[i]`` paired seeds at
+    ``sizes[i]``), derivative weight λ = 1, plus, at ``sweep_sizes`` only, the arms of
+    ``sweep_arms`` with each of ``sweep_weights`` on the first ``sweep_seeds`` seeds. Every
+    arm shares the learning-rate grid, the schedule and the step count: the same tuning
+    budget. Within a seed, every arm sees the same training points and initial weights.
+    A run counts as converged when its whole-training-set loss changed by less than
+    ``converged_change`` (relative) over the last tenth of training.
     """
 
     SECTION: ClassVar[str] = "regression"
 
     functions: list[str] = param(items(choice(tuple(sorted(FUNCTIONS)))))
     sizes: list[int] = param(items(integer(1, MAX_POINTS)))
-    seeds: int = param(integer(1, 10_000))
+    seeds: list[int] = param(items(integer(1, 10_000), repeats=True))
+    arms: list[str] = param(items(choice(ARMS)))
     lrs: list[float] = param(items(number(0, MAX_LR, open_low=True)))
-    steps: int = param(integer(1, 10_000_000))
+    steps: int = param(integer(10, 10_000_000))
+    schedule: str = param(choice(SCHEDULES))
+    warmup: float = param(number(0, 0.5))
     batch_size: int = param(integer(1, MAX_POINTS))
     hidden: int = param(integer(1, 16_384))
-    normalisations: list[str] = param(items(choice(NORMALISATIONS)))
     sweep_weights: list[float] = param(items(number(0, 1e6, open_low=True), allow_empty=True))
     sweep_sizes: list[int] = param(items(integer(1, MAX_POINTS), allow_empty=True))
+    sweep_arms: list[str] = param(items(choice(ARMS), allow_empty=True))
+    sweep_seeds: int = param(integer(1, 10_000))
+    converged_change: float = param(number(0, 1, open_low=True))
     n_test: int = param(integer(1, MAX_POINTS))
     n_val: int = param(integer(1, MAX_POINTS))
+    n_boot: int = param(integer(100, 10_000_000))
     ensemble_size: int = param(integer(1, 100_000))
-    long_steps: int = param(integer(0, 10_000_000))
+    dtype: str = param(choice(DTYPES))
     device: str = param(device)
     threads: int = param(threads)
     log_every: int = param(integer(1, 10_000_000))
 
     def check(self) -> None:
+        if len(self.seeds) != len(self.sizes):
+            self.fail("seeds", f"must give one seed count per entry of sizes {self.sizes}")
+        if len(set(self.arms)) != len(self.arms):
+            self.fail("arms", "must not repeat an arm")
+        for arm in self.arms:
+            if not arm.startswith("regular") and baseline_of(arm) not in self.arms:
+                self.fail("arms", f"{arm!r} needs its baseline {baseline_of(arm)!r} in the list")
         if 1.0 in self.sweep_weights:
             self.fail("sweep_weights", "must not contain 1.0 (λ = 1 always runs)")
         for s in self.sweep_sizes:
             if s not in self.sizes:
                 self.fail("sweep_sizes", f"entry {s!r} must be one of sizes {self.sizes}")
-        if self.long_steps and self.long_steps <= self.steps:
-            self.fail("long_steps", f"must be 0 (skip) or more than steps ({self.steps})")
+        for arm in self.sweep_arms:
+            if arm not in self.arms or arm.startswith("regular"):
+                self.fail("sweep_arms", f"entry {arm!r} must be a derivative-matching arm of arms {self.arms}")
+        for s in self.sweep_sizes:
+            if self.sweep_seeds > self.seeds_at(s):
+                self.fail("sweep_seeds", f"must be at most the {self.seeds_at(s)} seeds at size {s}")
+
+    def seeds_at(self, size: int) -> int:
+        """The number of paired seeds at training size ``size``."""
+        return self.seeds[self.sizes.index(size)]

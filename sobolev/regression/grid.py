@@ -1,49 +1,66 @@
 """Section 4.1's computation: the regression grid, trained as batched ensembles.
 
-:func:`build_grid` lists one row per model; :func:`run_grid` trains every ``(size, method)``
-group as one :class:`~sobolev.core.models.BatchedMLP` and evaluates it; the learning rate of
-each configuration is chosen on validation data (:func:`sobolev.common.compare.select_lr`,
-never on the test set); :func:`faithful` and :func:`tuned` give the paper's setting and the
-best equally-tuned setting.
+:func:`build_grid` lists one row per model; :func:`run_grid` trains every group of models
+that share a training size (and whether they see derivatives) as one
+:class:`~sobolev.core.models.BatchedMLP`, with the same learning-rate schedule for all, and
+evaluates them; :func:`chosen_runs` keeps each configuration's learning rate chosen on
+validation data (never on the test set); :func:`paired_cells` compares every
+derivative-matching arm with its regular baseline, seed by seed.
+
+A user's own functions (any input dimension) go through the same code::
+
+    from sobolev.core.functions import BenchmarkFunction, check_gradient
+    fn = BenchmarkFunction("quadratic", lambda x: (x**2).sum(-1), lambda x: 2 * x, ((-1, 1),) * 5)
+    check_gradient(fn)                       # raises on a wrong gradient
+    result = run_grid(cfg, functions=[fn])   # cfg: a RegressionConfig (sizes, seeds, arms, ...)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.compare import CONFIG_KEYS, mean_validation_error, select_lr
+from sobolev.common.compare import select_lr
+from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import Normaliser, Sample, make_sample
-from sobolev.core.functions import get_function
+from sobolev.core.functions import BenchmarkFunction, get_function
+from sobolev.core.losses import balanced_weights
 from sobolev.core.models import BatchedMLP
 from sobolev.core.training import train_ensemble
-from sobolev.regression.config import RegressionConfig
+from sobolev.regression.config import RegressionConfig, arm_parts, baseline_of
+
+COLUMNS = ["function", "n_train", "arm", "method", "normalisation", "weight", "lr", "seed"]
+#: The paper's comparison: raw targets, λ = 1.
+PAPER_ARM = "sobolev-raw"
 
 
-def build_grid(cfg: RegressionConfig) -> pd.DataFrame:
-    """One row per model: function, n_train, method, normalisation, weight, lr, seed.
+def build_grid(cfg: RegressionConfig, functions: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per model: ``COLUMNS``.
 
-    ``weight`` is the derivative weight λ (0 for regular training). Training points depend
-    on ``(function, n_train, seed)`` only, and initial weights on ``seed`` only, so regular
-    and Sobolev models of the same seed are paired: same data, same initialisation.
+    ``weight`` is the derivative weight λ (0 for regular training; for the balanced arm,
+    differential ML's λ). Training points depend on ``(function, n_train, seed)`` only and
+    initial weights on ``seed`` only, so every arm of a seed is paired with the others.
     """
     rows = []
-    for fn in cfg.functions:
-        for n in cfg.sizes:
-            weights = [1.0] + ([float(w) for w in cfg.sweep_weights] if n in cfg.sweep_sizes else [])
-            for norm in cfg.normalisations:
-                for lr in cfg.lrs:
-                    for seed in range(cfg.seeds):
-                        base = {"function": fn, "n_train": n, "normalisation": norm, "lr": float(lr), "seed": seed}
-                        rows.append({**base, "method": "regular", "weight": 0.0})
-                        rows += [{**base, "method": "sobolev", "weight": w} for w in weights]
-    cols = [*CONFIG_KEYS, "lr", "seed"]
-    return pd.DataFrame(rows)[cols]
+    for fn in functions if functions is not None else cfg.functions:
+        for n, seeds in zip(cfg.sizes, cfg.seeds, strict=True):
+            for arm in cfg.arms:
+                method, norm = arm_parts(arm)
+                weights = [0.0] if method == "regular" else [1.0]
+                if n in cfg.sweep_sizes and arm in cfg.sweep_arms:
+                    weights += [float(w) for w in cfg.sweep_weights]
+                for w in weights:
+                    for lr in cfg.lrs:
+                        for seed in range(seeds if w in (0.0, 1.0) else cfg.sweep_seeds):
+                            rows.append(dict(zip(COLUMNS, (fn, n, arm, method, norm, w, float(lr), seed), strict=True)))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 @dataclass
@@ -51,19 +68,23 @@ class GridResult:
     """Everything :func:`run_grid` produced.
 
     Attributes:
-        runs: ``run`` (the row's id), ``build_grid``'s columns, plus ``val_mse``, ``test_mse``, ``test_grad_mse`` (mean
-            squared error of the input gradient) and ``train_loss`` (final), all on the
-            original scale of the function.
-        curves: long table ``run, step, train_loss`` (training loss in the model's own,
-            possibly normalised, units).
+        runs: ``run`` (the row's id), :func:`build_grid`'s columns, then, on the function's own
+            scale: ``val_mse``, ``test_mse``, ``test_nmse`` (test MSE / the function's variance
+            on its domain: 1 is no better than predicting the mean), ``test_grad_mse`` (mean
+            squared error of the input gradient), ``train_mse`` and ``train_grad_mse`` (the
+            training set's); and the objective in the model's units on the whole training set
+            at 90% and 100% of training (``train_loss_90``, ``train_loss``) with ``converged``.
+        curves: long table ``run, step, train_loss`` (logged training loss, model units).
         params: the trained weights of every run, stacked in ``runs`` order.
         normalisers: one :class:`Normaliser` per run.
+        functions: the trained functions by name.
     """
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     params: dict[str, Tensor]
     normalisers: list[Normaliser]
+    functions: dict[str, BenchmarkFunction]
 
     def model(self, run: int) -> tuple[torch.nn.Module, Normaliser]:
         """Run ``run`` as a standalone ``nn.Module`` on normalised inputs, and its normaliser."""
@@ -71,79 +92,89 @@ class GridResult:
         return single.to_module(0), self.normalisers[run]
 
     def predict(self, run: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Values ``(B,)`` and gradients ``(B, 2)`` of run ``run`` at raw inputs ``x (B, 2)``."""
+        """Values ``(B,)`` and gradients ``(B, d)`` of run ``run`` at raw inputs ``x (B, d)``."""
         single = BatchedMLP({n: v[run : run + 1] for n, v in self.params.items()})
         nm = self.normalisers[run]
-        y, g = single.predict(nm.x(x).unsqueeze(0))
-        return nm.y_back(y[0]), nm.g_back(g[0])
+        dtype = single.params["W1"].dtype
+        y, g = single.predict(nm.x(x).to(dtype).unsqueeze(0))
+        return nm.y_back(y[0].float()), nm.g_back(g[0].float())
+
+    def training_set(self, run: int) -> Sample:
+        """The training points of run ``run`` (regenerated from its function, size and seed)."""
+        row = self.runs.loc[run]
+        return make_sample(self.functions[row.function], int(row.n_train), int(row.seed))
 
 
-def _stack(samples: list[Sample], norms: list[Normaliser]) -> tuple[Tensor, Tensor, Tensor]:
-    x = torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)])
-    y = torch.stack([nm.y(s.y) for s, nm in zip(samples, norms, strict=True)])
-    g = torch.stack([nm.g(s.g) for s, nm in zip(samples, norms, strict=True)])
-    return x, y, g
-
-
-def _errors(
-    model: BatchedMLP, samples: list[Sample], norms: list[Normaliser], device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Per-model value MSE and gradient MSE on the original scale, each ``(M,)``."""
-    x = torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)]).to(device)
+def _errors(model: BatchedMLP, samples: list[Sample], norms: list[Normaliser]) -> tuple[Tensor, Tensor]:
+    """Per-model value MSE and gradient MSE on the function's own scale, each ``(M,)``."""
+    p = model.params["W1"]
+    x = torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)]).to(p)
     y, g = model.predict(x)
-    y_mean = torch.tensor([nm.y_mean for nm in norms], device=device).unsqueeze(1)
-    y_std = torch.tensor([nm.y_std for nm in norms], device=device).unsqueeze(1)
-    x_scale = torch.stack([nm.x_scale for nm in norms]).to(device).unsqueeze(1)
-    y = y * y_std + y_mean
-    g = g * y_std.unsqueeze(2) / x_scale
-    ty = torch.stack([s.y for s in samples]).to(device)
-    tg = torch.stack([s.g for s in samples]).to(device)
-    return (y - ty).pow(2).mean(1).cpu(), (g - tg).pow(2).sum(2).mean(1).cpu()
+    y = torch.stack([nm.y_back(v.cpu().double()) for v, nm in zip(y, norms, strict=True)])
+    g = torch.stack([nm.g_back(v.cpu().double()) for v, nm in zip(g, norms, strict=True)])
+    ty = torch.stack([s.y for s in samples]).double()
+    tg = torch.stack([s.g for s in samples]).double()
+    return (y - ty).pow(2).mean(1), (g - tg).pow(2).sum(2).mean(1)
 
 
-def longer_training(cfg: RegressionConfig) -> RegressionConfig:
-    """The faithful setting at the largest size only, trained for ``cfg.long_steps`` steps.
-
-    Both methods keep the same learning-rate grid and step count; this asks whether a gap
-    at the largest size is a property of the method or of a short training budget.
-    """
-    if cfg.long_steps <= 0:
-        raise ValueError(f"long_steps must be positive for a longer run, got {cfg.long_steps}")
-    return cfg.replace(
-        sizes=[max(cfg.sizes)], steps=cfg.long_steps, normalisations=["raw"], sweep_weights=[], sweep_sizes=[],
-        long_steps=0,
-    )  # fmt: skip
-
-
-def _ensembles(grid: pd.DataFrame, size: int) -> list[tuple[int, str, pd.DataFrame]]:
-    """Split the grid into ensembles of one ``(n_train, method)`` and at most ``size`` models,
-    ordered by learning rate (so the fused optimiser sees few learning-rate blocks)."""
+def _ensembles(grid: pd.DataFrame, size: int) -> list[tuple[int, bool, pd.DataFrame]]:
+    """Split the grid into ensembles of one training size, all regular or all derivative-
+    matching, of at most ``size`` models, ordered by learning rate (so the fused optimiser
+    sees few learning-rate blocks)."""
     out = []
-    for (n, method), group in grid.groupby(["n_train", "method"], sort=False):
-        group = group.sort_values("lr", kind="stable")
+    grid = grid.assign(_grads=grid.method != "regular")
+    for (n, grads), group in grid.groupby(["n_train", "_grads"], sort=False):
+        group = group.sort_values("lr", kind="stable").drop(columns="_grads")
         chunks = -(-len(group) // size)
         step = -(-len(group) // chunks)  # balanced chunks
-        out += [(n, method, group.iloc[i : i + step]) for i in range(0, len(group), step)]
+        out += [(int(n), bool(grads), group.iloc[i : i + step]) for i in range(0, len(group), step)]
     return out
 
 
-def run_grid(cfg: RegressionConfig, progress: bool | TextIO = True) -> GridResult:
-    """Train and evaluate the whole grid as batched ensembles (see :func:`_ensembles`)."""
+def loss_weights(method: str, weight: float, g: Tensor) -> tuple[float, Tensor]:
+    """``(α, w (d,))`` of one model's loss ``α·value + Σ_j w_j·derivative_j``: the paper's
+    eq. (1) for ``sobolev`` (α = 1, w_j = λ), differential ML's balance for ``balanced``
+    (:func:`sobolev.core.losses.balanced_weights` of the normalised derivative targets ``g``)."""
+    if method == "sobolev":
+        return 1.0, torch.full((g.shape[1],), float(weight))
+    if method == "balanced":
+        return balanced_weights(g, weight)
+    raise ValueError(f"method must be 'sobolev' or 'balanced' to weigh derivatives, got {method!r}")
+
+
+def run_grid(
+    cfg: RegressionConfig,
+    functions: Sequence[BenchmarkFunction] | None = None,
+    progress: bool | TextIO = True,
+) -> GridResult:
+    """Train and evaluate the whole grid as batched ensembles (see :func:`_ensembles`).
+
+    Args:
+        cfg: the grid (sizes, seeds, arms, learning rates, schedule, ...).
+        functions: a user's functions (:class:`BenchmarkFunction`, any input dimension),
+            trained instead of ``cfg.functions``; each is sampled uniformly on its domain.
+        progress: a tqdm bar, or a stream for it (``sys.__stderr__`` keeps it out of notebooks).
+    """
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
-    grid = build_grid(cfg)
-    fns = {name: get_function(name) for name in cfg.functions}
+    dtype = getattr(torch, cfg.dtype)
+    fns = {f.name: f for f in functions} if functions is not None else {n: get_function(n) for n in cfg.functions}
+    if functions is not None and len(fns) != len(functions):
+        raise ValueError(f"functions: names must be unique, got {[f.name for f in functions]}")
+    grid = build_grid(cfg, list(fns))
     test = {name: make_sample(fn, cfg.n_test, 0, "test") for name, fn in fns.items()}
     val = {name: make_sample(fn, cfg.n_val, 0, "val") for name, fn in fns.items()}
+    variance = {name: float(s.y.double().var()) for name, s in test.items()}
     train_cache: dict[tuple[str, int, int], Sample] = {}
+    check_at = (max(1, round(0.9 * cfg.steps)), cfg.steps)
 
-    metrics = pd.DataFrame(
-        index=grid.index, columns=["val_mse", "test_mse", "test_grad_mse", "train_loss"], dtype=float
-    )
-    params: dict[str, list[tuple[int, Tensor]]] = {n: [] for n in BatchedMLP.NAMES}
+    metric_names = ["val_mse", "test_mse", "test_nmse", "test_grad_mse", "train_mse", "train_grad_mse",
+                    "train_loss_90", "train_loss"]  # fmt: skip
+    metrics = pd.DataFrame(index=grid.index, columns=metric_names, dtype=float)
+    params: dict[str, list[tuple[list[int], Tensor]]] = {n: [] for n in BatchedMLP.NAMES}
     normalisers: dict[int, Normaliser] = {}
     curves = []
-    for n, method, group in _ensembles(grid, cfg.ensemble_size):
+    for n, grads, group in _ensembles(grid, cfg.ensemble_size):
         ids = list(group.index)
         samples, norms = [], []
         for row in group.itertuples():
@@ -152,43 +183,49 @@ def run_grid(cfg: RegressionConfig, progress: bool | TextIO = True) -> GridResul
                 train_cache[key] = make_sample(fns[row.function], n, row.seed)
             samples.append(train_cache[key])
             norms.append(Normaliser.fit(row.normalisation, fns[row.function], train_cache[key]))
-        x, t, G = (v.to(device) for v in _stack(samples, norms))
-        sobolev = method == "sobolev"
-        model = BatchedMLP.init(list(group.seed), hidden=cfg.hidden, device=device)
+        dims = {fns[f].dim for f in group.function}
+        if len(dims) != 1:  # one ensemble needs one input dimension
+            raise ValueError(f"functions of one run_grid call must share their input dimension, got {sorted(dims)}")
+        x = torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)]).to(device, dtype)
+        t = torch.stack([nm.y(s.y) for s, nm in zip(samples, norms, strict=True)]).to(device, dtype)
+        G = weight = value_weight = None
+        if grads:
+            G = torch.stack([nm.g(s.g) for s, nm in zip(samples, norms, strict=True)]).to(device, dtype)
+            pairs = [loss_weights(r.method, r.weight, g.cpu()) for r, g in zip(group.itertuples(), G, strict=True)]
+            value_weight = torch.tensor([a for a, _ in pairs], dtype=dtype, device=device)
+            weight = torch.stack([w for _, w in pairs]).to(device, dtype)
+        model = BatchedMLP.init(list(group.seed), in_dim=dims.pop(), hidden=cfg.hidden, device=device, dtype=dtype)
         history = train_ensemble(
-            model,
-            x,
-            t,
-            lr=torch.tensor(group.lr.values, dtype=torch.float32, device=device),
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            G=G if sobolev else None,
-            weight=torch.tensor(group.weight.values, dtype=torch.float32, device=device) if sobolev else None,
-            generator=torch.Generator().manual_seed(n),
-            log_every=cfg.log_every,
-            desc=f"regression: {method} n={n} ({len(ids)} models)",
+            model, x, t, lr=torch.tensor(group.lr.values, dtype=dtype, device=device), steps=cfg.steps,
+            batch_size=cfg.batch_size, G=G, weight=weight, value_weight=value_weight, schedule=cfg.schedule,
+            warmup=cfg.warmup, full_loss_at=check_at, generator=torch.Generator().manual_seed(n),
+            log_every=cfg.log_every, desc=f"regression: {'Sobolev' if grads else 'regular'} n={n} ({len(ids)} models)",
             hint=f"a learning rate in {cfg.key_name('lrs')} = {cfg.lrs} too large for these targets",
             describe=lambda bad, g=group: "; ".join(
-                f"{r.function} {r.normalisation} lr={r.lr:g} seed {r.seed}" for r in g.iloc[bad[:5]].itertuples()
+                f"{r.function} {r.arm} λ={r.weight:g} lr={r.lr:g} seed {r.seed}" for r in g.iloc[bad[:5]].itertuples()
             ) + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""),
             progress=progress,
-        )
-        steps = [min(cfg.steps, (i + 1) * cfg.log_every) for i in range(history.shape[0])]
+        )  # fmt: skip
         curves.append(
             pd.DataFrame(
                 {
-                    "run": [r for _ in steps for r in ids],
-                    "step": [s for s in steps for _ in ids],
-                    "train_loss": history.reshape(-1).numpy(),
+                    "run": [r for _ in history.steps for r in ids],
+                    "step": [s for s in history.steps for _ in ids],
+                    "train_loss": history.loss.reshape(-1).double().numpy(),
                 }
             )
         )
-        val_mse, _ = _errors(model, [val[r.function] for r in group.itertuples()], norms, device)
-        test_mse, test_grad = _errors(model, [test[r.function] for r in group.itertuples()], norms, device)
-        metrics.loc[ids, "val_mse"] = val_mse.numpy()
-        metrics.loc[ids, "test_mse"] = test_mse.numpy()
-        metrics.loc[ids, "test_grad_mse"] = test_grad.numpy()
-        metrics.loc[ids, "train_loss"] = history[-1].numpy() if len(history) else float("nan")
+        for split, data in (("val", val), ("test", test)):
+            mse, grad_mse = _errors(model, [data[r.function] for r in group.itertuples()], norms)
+            metrics.loc[ids, f"{split}_mse"] = mse.numpy()
+            if split == "test":
+                metrics.loc[ids, "test_grad_mse"] = grad_mse.numpy()
+                metrics.loc[ids, "test_nmse"] = mse.numpy() / np.array([variance[f] for f in group.function])
+        mse, grad_mse = _errors(model, samples, norms)
+        metrics.loc[ids, "train_mse"] = mse.numpy()
+        metrics.loc[ids, "train_grad_mse"] = grad_mse.numpy()
+        metrics.loc[ids, "train_loss_90"] = history.full_loss[check_at[0]].double().numpy()
+        metrics.loc[ids, "train_loss"] = history.full_loss[check_at[1]].double().numpy()
         for name, value in model.state_dict().items():
             params[name].append((ids, value))
         normalisers.update(zip(ids, norms, strict=True))
@@ -196,28 +233,60 @@ def run_grid(cfg: RegressionConfig, progress: bool | TextIO = True) -> GridResul
     stacked = {}
     for name, parts in params.items():
         order = torch.tensor([i for ids, _ in parts for i in ids])
-        values = torch.cat([v for _, v in parts])
-        stacked[name] = values[torch.argsort(order)]
+        stacked[name] = torch.cat([v for _, v in parts])[torch.argsort(order)]
     runs = pd.concat([grid, metrics], axis=1)
+    runs["converged"] = converged(runs.train_loss_90, runs.train_loss, cfg.converged_change)
     runs.insert(0, "run", runs.index)
-    return GridResult(runs, pd.concat(curves, ignore_index=True), stacked, [normalisers[i] for i in range(len(grid))])
+    return GridResult(
+        runs, pd.concat(curves, ignore_index=True), stacked, [normalisers[i] for i in range(len(grid))], fns
+    )
 
 
-def faithful(runs: pd.DataFrame) -> pd.DataFrame:
-    """The paper's setting: raw targets, derivative weight 1; learning rate from the grid."""
-    chosen = select_lr(runs)
-    return chosen[(chosen.normalisation == "raw") & chosen.weight.isin([0.0, 1.0])].reset_index(drop=True)
+def converged(loss_90: pd.Series, loss_end: pd.Series, change: float) -> pd.Series:
+    """Whether the training loss changed by less than ``change`` (relative to its value at 90%
+    of training) over the last tenth, or sits at float32's floor (below 1e-10 at both checks,
+    where relative changes are rounding noise). A diverged run (NaN) has not converged."""
+    rel = (loss_end - loss_90).abs() / loss_90.abs()
+    floor = (loss_end.abs() < 1e-10) & (loss_90.abs() < 1e-10)
+    return ((rel < change) | floor) & loss_end.notna() & np.isfinite(loss_end)
 
 
-def tuned(runs: pd.DataFrame) -> pd.DataFrame:
-    """The best equally-tuned setting: per function, size and method, the best of
-    normalisation × learning rate by validation MSE (weight 1 for Sobolev, as in the
-    paper; the weight sweep is reported separately, since tuning it would give Sobolev
-    a larger budget than the baseline)."""
-    chosen = select_lr(runs[runs.weight.isin([0.0, 1.0])])
-    keys = ["function", "n_train", "method"]
-    score = mean_validation_error(chosen, [*keys, "normalisation"])
-    best = score.sort_values([*keys, "val_mse"]).drop_duplicates(keys)[[*keys, "normalisation"]]
-    return chosen.merge(best, on=[*keys, "normalisation"]).reset_index(drop=True)
+def chosen_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every configuration at its learning rate chosen on validation MSE
+    (:func:`sobolev.common.compare.select_lr`), with ``arm`` kept."""
+    return select_lr(runs)
 
 
+def paired_cells(chosen: pd.DataFrame, n_boot: int, weight: float = 1.0) -> pd.DataFrame:
+    """Every derivative-matching arm (at derivative weight ``weight``) against its regular
+    baseline on the same data scale, per function and size, seed by seed.
+
+    Returns one row per ``(arm, function, n_train)``: ``baseline``, ``seeds``, the medians of
+    both arms' normalised test MSE (``median``, ``baseline_median``), the geometric-mean
+    ratio arm / baseline of the test MSE with its bootstrap interval (``ratio``, ``low``,
+    ``high``), ``verdict`` (win / loss / undecided for the arm) and the same for the gradient
+    error (``grad_ratio``, ``grad_verdict``).
+    """
+    rows = []
+    keys = ["function", "n_train", "seed"]
+    for arm in sorted(set(chosen.arm) - {a for a in chosen.arm if a.startswith("regular")}):
+        mine = chosen[(chosen.arm == arm) & (chosen.weight == weight)]
+        base = chosen[chosen.arm == baseline_of(arm)]
+        both = mine.merge(base, on=keys, suffixes=("", "_base"))
+        for (fn, n), cell in both.groupby(["function", "n_train"], sort=True):
+            r: Interval = paired_ratio(cell.test_mse, cell.test_mse_base, n_boot)
+            rg: Interval = paired_ratio(cell.test_grad_mse, cell.test_grad_mse_base, n_boot)
+            rows.append(
+                {
+                    "arm": arm, "baseline": baseline_of(arm), "function": fn, "n_train": int(n), "seeds": len(cell),
+                    "median": float(cell.test_nmse.median()), "baseline_median": float(cell.test_nmse_base.median()),
+                    "ratio": r.estimate, "low": r.low, "high": r.high, "verdict": r.verdict,
+                    "grad_ratio": rg.estimate, "grad_verdict": rg.verdict,
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def convergence_table(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and size: how many of the chosen runs met the plateau criterion, of how many."""
+    return chosen.groupby(["arm", "n_train"]).converged.agg(converged="sum", runs="count").astype(int).reset_index()

@@ -1,8 +1,14 @@
-"""Section 4.1's report: metrics, the paper's claims checked, figures, saved artifacts and the
-README tables, from the grid's runs (nothing here trains)."""
+"""Section 4.1's report: the paper's claims decided on paired seeds, figures, saved artifacts
+and the README tables, from the grid's runs (nothing here trains).
+
+Every verdict comes from :func:`sobolev.regression.grid.paired_cells`: per function and size,
+the geometric mean over seeds of the ratio arm / baseline of the test MSE with its 95%
+bootstrap interval; a cell is a win or a loss only when the interval excludes 1.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,108 +20,186 @@ from matplotlib import pyplot as plt
 from torch import Tensor
 
 from sobolev.common.claims import Claim, format_claims
-from sobolev.common.compare import comparison, wins
 from sobolev.common.plotting import style
+from sobolev.common.stats import LOSS, UNDECIDED, WIN, bootstrap_means
 from sobolev.common.utils import atomic_save, atomic_write_json, atomic_write_text
 from sobolev.core.functions import BenchmarkFunction
 from sobolev.regression.grid import GridResult
 
 Predictor = Callable[[Tensor], tuple[Tensor, Tensor]]
-SETTINGS = {
-    "faithful": "faithful",
-    "tuned": "equally tuned",
-    "faithful_long": "faithful, largest size, longer training",
+ARM_LABELS = {
+    "regular-raw": "regular (raw)",
+    "sobolev-raw": "Sobolev (raw, paper)",
+    "regular-standard": "regular (standardised)",
+    "sobolev-standard": "Sobolev (standardised)",
+    "balanced-standard": "balanced Sobolev (DML)",
 }
+ARM_COLORS = dict(zip(ARM_LABELS, sns.color_palette("colorblind", 5).as_hex(), strict=True))
 
 
-def metrics_dict(summaries: dict[str, pd.DataFrame]) -> dict:
-    """Nested metrics for ``dvc metrics``: setting → function → size → method → numbers."""
-    out: dict = {}
-    for setting, summary in summaries.items():
-        block: dict = {}
-        for row in summary.itertuples():
-            block.setdefault(row.function, {}).setdefault(f"n{row.n_train}", {})[row.method] = {
-                "test_mse": float(row.test_mse),
-                "test_mse_std": float(row.test_mse_std),
-                "test_grad_mse": float(row.test_grad_mse),
-                "test_grad_mse_std": float(row.test_grad_mse_std),
-                "lr": float(row.lr),
-                "normalisation": row.normalisation,
-            }
-        block["sobolev_wins"] = {f"n{n}": w for n, w in wins(summary).items()}
-        block["n_functions"] = int(summary.function.nunique())
-        out[setting] = block
+def _core(chosen: pd.DataFrame) -> pd.DataFrame:
+    """The runs at derivative weight 1 (or 0: regular): the λ sweep is reported on its own."""
+    return chosen[chosen.weight.isin([0.0, 1.0])]
+
+
+def convergence(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and size: chosen runs that met the plateau criterion, of how many (λ = 1 runs)."""
+    core = _core(chosen)
+    table = core.groupby(["arm", "n_train"]).converged.agg(["sum", "count"]).astype(int)
+    return table.rename(columns={"sum": "converged", "count": "runs"}).reset_index()
+
+
+def fit_table(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Median over seeds of each arm's fit of its own training set, on the function's scale:
+    value MSE and gradient MSE on the training points, and the test MSE for comparison."""
+    core = _core(chosen)
+    return core.pivot_table(
+        index=["function", "n_train"], columns="arm", values=["train_mse", "train_grad_mse", "test_mse"],
+        aggfunc="median",
+    )  # fmt: skip
+
+
+def wins(cells: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """Per size: decided wins, losses and undecided cells of ``arm`` against its baseline."""
+    sub = cells[cells.arm == arm]
+    table = sub.groupby("n_train").verdict.value_counts().unstack(fill_value=0)
+    return table.reindex(columns=[WIN, LOSS, UNDECIDED], fill_value=0)
+
+
+def _count_claim(text: str, wins_: int, losses: int, n_fn: int, need: int) -> Claim:
+    undecided = n_fn - wins_ - losses
+    holds = True if wins_ >= need else (False if wins_ + undecided < need else None)
+    return Claim(text, holds, f"{wins_} won, {losses} lost, {undecided} undecided of {n_fn}")
+
+
+def size_trend(cells: pd.DataFrame, chosen: pd.DataFrame, arm: str, baseline: str, n_boot: int) -> list[tuple]:
+    """Mean over functions of the log ratio per size, and bootstrap intervals of its change
+    between consecutive sizes (seeds resampled within each size; sizes are independent).
+
+    Returns ``[(size_a, size_b, change, low, high)]``: a positive change means the ratio
+    moves towards (or past) 1 as the data grows, i.e. the effect is weaker with more data.
+    """
+    core = _core(chosen)
+    mine, base = core[core.arm == arm], core[core.arm == baseline]
+    both = mine.merge(base, on=["function", "n_train", "seed"], suffixes=("", "_base"))
+    both = both.assign(log_ratio=np.log(both.test_mse) - np.log(both.test_mse_base))
+    sizes = sorted(both.n_train.unique())
+    draws = {}
+    for k, n in enumerate(sizes):
+        per_fn = [
+            bootstrap_means(g.log_ratio.to_numpy(), n_boot, seed=1000 * k + i)
+            for i, (_, g) in enumerate(both[both.n_train == n].groupby("function"))
+        ]
+        draws[n] = np.mean(per_fn, axis=0)
+    out = []
+    for a, b in itertools.pairwise(sizes):
+        diff = draws[b] - draws[a]
+        point = float(both[both.n_train == b].groupby("function").log_ratio.mean().mean()
+                      - both[both.n_train == a].groupby("function").log_ratio.mean().mean())  # fmt: skip
+        low, high = np.percentile(diff, [2.5, 97.5])
+        out.append((int(a), int(b), point, float(low), float(high)))
     return out
 
 
-def claims(summary: pd.DataFrame) -> list[Claim]:
-    """Check Section 4.1's claims on one setting's summary (computed, never typed in).
+def claims(cells: pd.DataFrame, chosen: pd.DataFrame, arm: str, n_boot: int) -> list[Claim]:
+    """Section 4.1's claims for ``arm`` against its baseline, decided on paired seeds at every
+    size they speak of (computed, never typed in).
 
-    "6 of 7" is read as: Sobolev's mean test MSE is lower on all functions but at most one.
+    "6 of 7" holds at a size when Sobolev is a decided win on all functions but at most one,
+    fails when even counting every undecided cell as a win would not reach that, and is
+    undecided otherwise.
     """
-    table = comparison(summary)
-    n_fn = summary.function.nunique()
-    sizes = sorted(summary.n_train.unique())
-    w = wins(summary)
+    sub = cells[cells.arm == arm]
+    if sub.empty:
+        return []
+    sizes = sorted(sub.n_train.unique())
+    n_fn = sub.function.nunique()
     need = max(n_fn - 1, 1)
+    table = wins(cells, arm)
     out = [
-        Claim(
-            f"Sobolev lowers test MSE on {need} of {n_fn} functions",
-            all(v >= need for v in w.values()),
-            ", ".join(f"n={n}: {w[n]}/{n_fn}" for n in sizes),
-        )
-    ]
-    lower = table[table.sobolev_lower]
-    big = int((lower.ratio <= 0.1).sum())
+        _count_claim(f"Sobolev lowers test MSE on {need} of {n_fn} functions at n={n}", int(table.loc[n, WIN]),
+                     int(table.loc[n, LOSS]), n_fn, need)
+        for n in sizes
+    ]  # fmt: skip
+    won = sub[sub.verdict == WIN]
+    big = int((won.high <= 0.1).sum())
     out.append(
         Claim(
-            "often by orders of magnitude (≥10× lower on at least half of its wins)",
-            len(lower) > 0 and big >= len(lower) / 2,
-            f"{big} of {len(lower)} wins are ≥10×; median ratio Sobolev/regular {table.ratio.median():.2g}",
+            "often by orders of magnitude (interval entirely ≥10× lower on at least half of the decided wins)",
+            None if won.empty else big >= len(won) / 2,
+            f"{big} of {len(won)} decided wins; median ratio {sub.ratio.median():.2g}",
         )
     )
-    if "ackley" in table.index.get_level_values("function") and len(sizes) > 1:
-        r = float(table.loc[("ackley", sizes[0]), "ratio"])
+    if "ackley" in set(sub.function):
+        ack = sub[sub.function == "ackley"].set_index("n_train").verdict
+        low_sizes = [n for n in sizes if n <= 100] or sizes[:1]
+        verdicts = [ack[n] for n in low_sizes]
+        holds = True if all(v == LOSS for v in verdicts) else (False if any(v == WIN for v in verdicts) else None)
+        out.append(Claim(f"Ackley is a loss at low data (n ≤ {max(low_sizes)})", holds,
+                         ", ".join(f"n={n}: {ack[n]}" for n in sizes)))  # fmt: skip
+        others = sub[(sub.function != "ackley") & (sub.verdict == LOSS)]
         out.append(
-            Claim(f"Ackley is the exception at low data (regular better at n={sizes[0]})", r > 1, f"ratio {r:.2g}")
-        )
+            Claim(
+                "Ackley is the only function where regular training is better",
+                others.empty,
+                "no other decided loss" if others.empty
+                else "also lost: " + ", ".join(f"{r.function} n={r.n_train}" for r in others.itertuples()),
+            )
+        )  # fmt: skip
     if len(sizes) > 1:
+        trend = size_trend(cells, chosen, arm, sub.baseline.iloc[0], n_boot)
+        increasing = [low > 0 for *_, low, _ in trend]
+        decreasing = [high < 0 for *_, high in trend]
+        holds = True if all(increasing) else (False if any(decreasing) else None)
         out.append(
             Claim(
-                f"the gap persists at the largest size (n={sizes[-1]})",
-                w[sizes[-1]] >= need,
-                f"Sobolev lower on {w[sizes[-1]]}/{n_fn}",
+                "the effect is stronger with less data (the mean log ratio rises at every step in size)",
+                holds,
+                "; ".join(f"n={a}→{b}: ×{np.exp(c):.2g} [{np.exp(lo):.2g}, {np.exp(hi):.2g}]"
+                          for a, b, c, lo, hi in trend),
             )
-        )
-        med = table.ratio.groupby(level="n_train").median()
-        out.append(
-            Claim(
-                "the effect is stronger with less data (median ratio smaller at the smallest size)",
-                float(med.loc[sizes[0]]) < float(med.loc[sizes[-1]]),
-                ", ".join(f"n={n}: {med.loc[n]:.2g}" for n in sizes),
-            )
-        )
+        )  # fmt: skip
+    return out
+
+
+def metrics_dict(cells: pd.DataFrame, chosen: pd.DataFrame, n_boot: int) -> dict:
+    """Nested metrics for ``dvc metrics``: arm → function → size → numbers, the decided
+    counts per size, the convergence counts and each claim's verdict."""
+    out: dict = {}
+    conv = convergence(chosen)
+    for arm, sub in cells.groupby("arm"):
+        block: dict = {"baseline": sub.baseline.iloc[0]}
+        for r in sub.itertuples():
+            block.setdefault(r.function, {})[f"n{r.n_train}"] = {
+                "median_nmse": r.median, "baseline_median_nmse": r.baseline_median, "ratio": r.ratio,
+                "ratio_low": r.low, "ratio_high": r.high, "verdict": r.verdict, "seeds": r.seeds,
+            }  # fmt: skip
+        counts = wins(cells, arm)
+        block["decided"] = {f"n{n}": {k: int(v) for k, v in row.items()} for n, row in counts.iterrows()}
+        block["claims"] = [c.to_dict() for c in claims(cells, chosen, arm, n_boot)]
+        out[arm] = block
+    out["convergence"] = {
+        f"{r.arm}/n{r.n_train}": {"converged": int(r.converged), "runs": int(r.runs)} for r in conv.itertuples()
+    }
     return out
 
 
 def training_curves(result: GridResult, chosen: pd.DataFrame) -> pd.DataFrame:
-    """Median over the chosen runs of the training loss relative to its first logged value,
-    per method and step (one column per method), for ``dvc plots``."""
-    curves = result.curves[result.curves.run.isin(chosen.run)]
+    """Median over the chosen runs (λ = 1) of the training loss relative to its first logged
+    value, per arm and step (one column per arm), for ``dvc plots``."""
+    core = _core(chosen)
+    curves = result.curves[result.curves.run.isin(core.run)]
     first = curves.groupby("run").train_loss.transform("first")
-    curves = curves.assign(relative=curves.train_loss / first)
-    method = result.runs.method
-    curves = curves.assign(method=method.loc[curves.run].to_numpy())
-    return curves.pivot_table(index="step", columns="method", values="relative", aggfunc="median").reset_index()
+    curves = curves.assign(relative=curves.train_loss / first, arm=result.runs.arm.loc[curves.run].to_numpy())
+    return curves.pivot_table(index="step", columns="arm", values="relative", aggfunc="median").reset_index()
 
 
-def save_artifacts(
-    result: GridResult, summaries: dict[str, pd.DataFrame], chosen: pd.DataFrame, output_dir: str
-) -> None:
-    """Write ``metrics.json``, ``runs.csv``, ``train_curves.csv`` and ``checkpoints.pt``
-    (the weights and normalisers of the ``chosen`` runs) into ``output_dir``."""
+def save_artifacts(result: GridResult, cells: pd.DataFrame, chosen: pd.DataFrame, n_boot: int, output_dir: str) -> None:
+    """Write ``metrics.json``, ``cells.csv``, ``runs.csv``, ``train_curves.csv`` and
+    ``checkpoints.pt`` (the weights and normalisers of the ``chosen`` runs) into ``output_dir``."""
     out = Path(output_dir)
-    atomic_write_json(out / "metrics.json", metrics_dict(summaries))
+    atomic_write_json(out / "metrics.json", metrics_dict(cells, chosen, n_boot))
+    atomic_write_text(out / "cells.csv", cells.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "runs.csv", result.runs.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(
         out / "train_curves.csv", training_curves(result, chosen).to_csv(index=False, float_format="%.6g")
@@ -131,74 +215,139 @@ def save_artifacts(
     )
 
 
-def _fmt(mean: float, std: float) -> str:
-    return f"{mean:.3g} ± {std:.2g}"
-
-
-def regression_table(metrics: dict, setting: str) -> str:
-    """Markdown: mean ± std test MSE per function and size, regular vs Sobolev, with the ratio."""
-    block = metrics[setting]
-    functions = sorted(k for k in block if isinstance(block[k], dict) and k != "sobolev_wins")
-    sizes = sorted(block[functions[0]], key=lambda s: int(s[1:]))
+def regression_table(metrics: dict, arm: str) -> str:
+    """Markdown: per function and size, both arms' median test MSE / Var(f), the geometric-mean
+    ratio with its 95% interval, and the verdict."""
+    block = metrics[arm]
+    base = block["baseline"]
+    functions = sorted(k for k, v in block.items() if isinstance(v, dict) and k not in ("decided",))
     lines = [
-        "| function | n | regular | Sobolev | Sobolev / regular |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| function | n | {ARM_LABELS[base]} | {ARM_LABELS[arm]} | ratio [95% CI] | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for fn in functions:
-        for size in sizes:
-            reg, sob = block[fn][size]["regular"], block[fn][size]["sobolev"]
-            ratio = sob["test_mse"] / reg["test_mse"]
-            mark = "**" if ratio < 1 else ""
+        for size, c in sorted(block[fn].items(), key=lambda kv: int(kv[0][1:])):
+            mark = "**" if c["verdict"] == WIN else ""
             lines.append(
-                f"| {fn} | {size[1:]} | {_fmt(reg['test_mse'], reg['test_mse_std'])} | "
-                f"{_fmt(sob['test_mse'], sob['test_mse_std'])} | {mark}{ratio:.2g}{mark} |"
+                f"| {fn} | {size[1:]} | {c['baseline_median_nmse']:.3g} | {c['median_nmse']:.3g} | "
+                f"{c['ratio']:.2g} [{c['ratio_low']:.2g}, {c['ratio_high']:.2g}] | {mark}{c['verdict']}{mark} |"
             )
-    n_fn = block["n_functions"]
-    counts = sorted(block["sobolev_wins"].items(), key=lambda kv: int(kv[0][1:]))
-    wins = ", ".join(f"n={k[1:]}: {v}/{n_fn}" for k, v in counts)
-    lines.append("")
-    lines.append(f"Functions where Sobolev's mean test MSE is lower: {wins}.")
+    counts = ", ".join(
+        f"n={k[1:]}: {v[WIN]} won, {v[LOSS]} lost, {v[UNDECIDED]} undecided"
+        for k, v in sorted(block["decided"].items(), key=lambda kv: int(kv[0][1:]))
+    )
+    lines += ["", f"Test MSE as a fraction of the function's variance (median over seeds). Decided: {counts}."]
     return "\n".join(lines)
 
 
-def summary_from_metrics(block: dict) -> pd.DataFrame:
-    """One setting of ``metrics.json`` back as a :func:`sobolev.regression.summarise` table."""
-    rows = []
-    for fn, sizes in block.items():
-        if fn in ("sobolev_wins", "n_functions"):
-            continue
-        for size, methods in sizes.items():
-            for method, m in methods.items():
-                rows.append({"function": fn, "n_train": int(size[1:]), "method": method, **m})
-    return pd.DataFrame(rows)
-
-
 def claims_list(metrics: dict) -> str:
-    """Markdown bullets: each of Section 4.1's claims with its computed verdict, per setting."""
+    """Markdown bullets: each claim with its computed verdict, per derivative-matching arm."""
     lines = []
-    for setting, label in SETTINGS.items():
-        if setting in metrics:
-            lines.append(f"* {label}:")
-            lines.append(format_claims(claims(summary_from_metrics(metrics[setting])), bullet="  * "))
+    for arm, block in metrics.items():
+        if isinstance(block, dict) and "claims" in block:
+            lines.append(f"* {ARM_LABELS[arm]} against {ARM_LABELS[block['baseline']]}:")
+            lines.append(format_claims([Claim(c["claim"], c["holds"], c["detail"]) for c in block["claims"]],
+                                       bullet="  * "))  # fmt: skip
+    conv = metrics.get("convergence", {})
+    if conv:
+        parts = [f"{k}: {v['converged']}/{v['runs']}" for k, v in conv.items()]
+        lines.append("* Runs whose training loss reached its plateau: " + ", ".join(parts) + ".")
     return "\n".join(lines)
 
 
 def readme_blocks(metrics: dict) -> dict[str, str]:
     """The README blocks of Section 4.1, by name."""
-    out = {f"regression-{s}": regression_table(metrics, s) for s in SETTINGS if s in metrics}
+    out = {f"regression-{arm}": regression_table(metrics, arm) for arm in metrics if arm != "convergence"}
     out["regression-claims"] = claims_list(metrics)
     return out
 
 
+def figure2(chosen: pd.DataFrame, cells: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Figure 2 (right), every seed shown: test MSE / Var(f) per function against training size,
+    one column of points per arm (a bar marks the median), on one shared log axis (above 1: no
+    better than predicting the mean); the eighth panel shows each cell's geometric-mean ratio
+    with its 95% interval."""
+    style()
+    core = _core(chosen)
+    functions = sorted(core.function.unique())
+    sizes = sorted(core.n_train.unique())
+    arms = [a for a in ARM_LABELS if a in set(core.arm)]
+    n_panels = len(functions) + 1
+    ncol = 4
+    nrow = int(np.ceil(n_panels / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
+    lo = max(float(core.test_nmse[core.test_nmse > 0].min()) / 2, 1e-12)
+    hi = max(float(core.test_nmse.max()) * 2, 2.0)
+    width = 0.8 / len(arms)
+    for ax, fn in zip(axes.flat, functions, strict=False):
+        sub = core[core.function == fn]
+        for k, arm in enumerate(arms):
+            for j, n in enumerate(sizes):
+                v = sub[(sub.arm == arm) & (sub.n_train == n)].test_nmse.to_numpy(float)
+                x0 = j - 0.4 + (k + 0.5) * width
+                jitter = np.linspace(-width / 4, width / 4, len(v)) if len(v) > 1 else np.zeros(len(v))
+                ax.scatter(x0 + jitter, v, s=9, color=ARM_COLORS[arm], alpha=0.75,
+                           label=ARM_LABELS[arm] if j == 0 else None)  # fmt: skip
+                if len(v):
+                    ax.hlines(np.median(v), x0 - width / 2.2, x0 + width / 2.2, color="black", lw=1.2)
+        ax.axhline(1.0, color="grey", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_ylim(lo, hi)
+        ax.set_xticks(range(len(sizes)), [f"{s:,}" for s in sizes])
+        ax.set_title(fn.replace("_", "-"))
+        ax.set_xlabel("training points")
+    axes[0, 0].set_ylabel("test MSE / Var(f)")
+    axes.flat[0].legend(fontsize=6, loc="lower left")
+    ax = axes.flat[len(functions)]
+    _ratio_panel(ax, cells, sizes)
+    for extra in axes.flat[n_panels:]:
+        extra.axis("off")
+    fig.suptitle(title or "Test MSE relative to the function's variance: every seed (points), median (bar)")
+    fig.tight_layout()
+    return fig
+
+
+def _ratio_panel(ax: plt.Axes, cells: pd.DataFrame, sizes: list[int]) -> None:
+    """One row per function; within it one interval per (arm, size): colour = arm, marker = size."""
+    functions = sorted(cells.function.unique())
+    arms = sorted(cells.arm.unique())
+    markers = dict(zip(sizes, ["o", "s", "^", "D", "v"], strict=False))
+    slots = [(a, n) for a in arms for n in sizes]
+    offsets = np.linspace(-0.35, 0.35, len(slots)) if len(slots) > 1 else np.zeros(1)
+    for r in cells.itertuples():
+        y = functions.index(r.function) + offsets[slots.index((r.arm, r.n_train))]
+        color = ARM_COLORS[r.arm]
+        face = "white" if r.verdict == UNDECIDED else color
+        ax.errorbar(r.ratio, y, xerr=[[r.ratio - r.low], [r.high - r.ratio]], fmt=markers.get(r.n_train, "o"),
+                    color=color, ms=3.5, capsize=1.5, lw=0.8, mfc=face)  # fmt: skip
+    for n, mk in markers.items():
+        if n in sizes:
+            ax.scatter([], [], marker=mk, color="grey", s=12, label=f"n={n:,}")
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(functions)), [f.replace("_", "-") for f in functions], fontsize=7)
+    ax.invert_yaxis()
+    ax.legend(fontsize=6, loc="lower right")
+    ax.set_xlabel("ratio arm / baseline (95% CI)")
+    ax.set_title("paired ratio; colour: arm (open: undecided)", fontsize=8)
+
+
 def surfaces(
-    fn: BenchmarkFunction, predictors: dict[str, Predictor], resolution: int = 60, arrows: int = 14, title: str = ""
+    fn: BenchmarkFunction,
+    predictors: dict[str, Predictor],
+    train_x: Tensor | None = None,
+    resolution: int = 60,
+    arrows: int = 14,
+    title: str = "",
 ) -> plt.Figure:
-    """Figure 3 / SM Figures 5-11: the function and each model as a surface (top row) with
-    the gradient field of each underneath (bottom row, arrows over filled contours).
+    """Figure 3 / SM Figures 5-11: the function and each model as filled contours on one
+    colour scale with a colour bar (top row), the training points overlaid, and the direction
+    of each gradient field underneath (bottom row; arrow colour: log₁₀ of its norm).
 
     Args:
         predictors: label → function mapping raw points ``(B, 2)`` to values ``(B,)`` and
             gradients ``(B, 2)``; the truth is added first.
+        train_x: training points ``(N, 2)`` to overlay.
     """
     style()
     panels = {"truth": lambda x: (fn(x), fn.grad(x)), **predictors}
@@ -208,86 +357,87 @@ def surfaces(
     ax_, ay_ = torch.meshgrid(torch.linspace(x0, x1, arrows), torch.linspace(y0, y1, arrows), indexing="xy")
     coarse = torch.stack([ax_.reshape(-1), ay_.reshape(-1)], 1)
     values = {k: p(grid)[0].reshape(resolution, resolution).numpy() for k, p in panels.items()}
-    zmin = min(v.min() for v in values.values())
-    zmax = max(v.max() for v in values.values())
+    truth = values["truth"]
+    zmin, zmax = float(truth.min()), float(truth.max())  # the truth's range: a model's excursions saturate
+    levels = np.linspace(zmin, zmax, 21)
+    fields = {k: p(coarse)[1].reshape(arrows, arrows, -1).numpy() for k, p in panels.items()}
+    log_norms = {k: np.log10(np.linalg.norm(g, axis=-1) + 1e-12) for k, g in fields.items()}
+    clim = (float(log_norms["truth"].min()), float(log_norms["truth"].max()))  # one colour scale: the truth's
     n = len(panels)
-    fig = plt.figure(figsize=(4.0 * n, 7.2))
-    for i, (label, pred) in enumerate(panels.items()):
-        ax = fig.add_subplot(2, n, i + 1, projection="3d")
-        ax.plot_surface(
-            gx.numpy(), gy.numpy(), values[label], cmap="viridis", vmin=zmin, vmax=zmax, linewidth=0, antialiased=True
-        )
-        ax.set_zlim(zmin, zmax)
-        ax.set_title(label)
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 6.4), squeeze=False)
+    for i, label in enumerate(panels):
+        ax = axes[0, i]
+        cs = ax.contourf(gx.numpy(), gy.numpy(), np.clip(values[label], zmin, zmax), levels=levels, cmap="viridis")
+        if train_x is not None:
+            ax.scatter(train_x[:, 0], train_x[:, 1], s=8, c="white", edgecolors="black", linewidths=0.5)
+        ax.set_title(label, fontsize=8)
         ax.tick_params(labelsize=7)
-        ax2 = fig.add_subplot(2, n, n + i + 1)
-        ax2.contourf(gx.numpy(), gy.numpy(), values[label], levels=20, cmap="viridis", vmin=zmin, vmax=zmax)
-        g = pred(coarse)[1].reshape(arrows, arrows, 2).numpy()
+        fig.colorbar(cs, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+        ax2 = axes[1, i]
+        g = fields[label]
         norm = np.linalg.norm(g, axis=-1, keepdims=True)
         unit = g / np.where(norm > 0, norm, 1)  # direction only: magnitudes span decades
-        ax2.quiver(
-            ax_.numpy(),
-            ay_.numpy(),
-            unit[..., 0],
-            unit[..., 1],
-            np.log10(norm[..., 0] + 1e-12),
-            cmap="Reds",
-            scale=arrows * 1.6,
-        )
-        ax2.set_aspect("auto")
-        ax2.set_title(f"{label}: ∇ direction (colour: log10 |∇|)", fontsize=8)
+        q = ax2.quiver(ax_.numpy(), ay_.numpy(), unit[..., 0], unit[..., 1], log_norms[label], cmap="Reds",
+                       clim=clim, scale=arrows * 1.6)  # fmt: skip
+        fig.colorbar(q, ax=ax2, fraction=0.046, pad=0.02, label="log10 |∇|").ax.tick_params(labelsize=6)
+        ax2.set_title(f"{label}: ∇ direction", fontsize=8)
         ax2.tick_params(labelsize=7)
     fig.suptitle(title or fn.name)
     fig.tight_layout()
     return fig
 
 
-def weight_sweep(summary: pd.DataFrame, baseline: pd.DataFrame, n_train: int) -> plt.Figure:
-    """Test MSE of Sobolev training against the derivative weight λ, per function and
-    normalisation, with the equally-tuned regular baseline as a dashed line."""
+def median_seed(chosen: pd.DataFrame, function: str, n_train: int, arm: str) -> pd.Series:
+    """The chosen run of ``arm`` whose test MSE is the median over seeds (the lower middle one)."""
+    sub = chosen[(chosen.function == function) & (chosen.n_train == n_train) & (chosen.arm == arm)]
+    sub = _core(sub).sort_values("test_mse")
+    return sub.iloc[(len(sub) - 1) // 2]
+
+
+def surfaces_at(
+    fn: BenchmarkFunction, result: GridResult, chosen: pd.DataFrame, n_train: int, arms: tuple[str, ...]
+) -> plt.Figure:
+    """:func:`surfaces` of ``fn`` for each arm's median-seed run at ``n_train``, with that
+    run's training points and test MSE in each title."""
+    predictors, train_x = {}, None
+    for arm in arms:
+        row = median_seed(chosen, fn.name, n_train, arm)
+        label = f"{ARM_LABELS[arm]}, seed {int(row.seed)}\ntest MSE {row.test_mse:.3g} ({row.test_nmse:.2g} Var)"
+        predictors[label] = lambda x, r=int(row.run): result.predict(r, x)
+        train_x = result.training_set(int(row.run)).x if train_x is None else train_x
+    return surfaces(fn, predictors, train_x,
+                    title=f"{fn.name}: truth and median-seed models, {n_train} training points (white dots; "
+                          "each arm's median seed)")  # fmt: skip
+
+
+def weight_sweep(chosen: pd.DataFrame, n_train: int) -> plt.Figure:
+    """Test MSE / Var(f) of the swept arms against the derivative weight λ (every seed a point,
+    median line), with the baseline's median as a dashed line."""
     style()
-    functions = sorted(summary.function.unique())
+    sub = chosen[chosen.n_train == n_train]
+    swept = sorted({a for a in sub.arm if (sub[sub.arm == a].weight.nunique() > 1)})
+    functions = sorted(sub.function.unique())
     ncol = min(4, len(functions))
     nrow = int(np.ceil(len(functions) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.8 * nrow), squeeze=False)
-    palette = dict(zip(sorted(summary.normalisation.unique()), sns.color_palette("colorblind"), strict=False))
     for ax, fn in zip(axes.flat, functions, strict=False):
-        for norm, color in palette.items():
-            sub = summary[
-                (summary.function == fn) & (summary.normalisation == norm) & (summary.n_train == n_train)
-            ].sort_values("weight")
-            ax.errorbar(
-                sub.weight,
-                sub.test_mse,
-                yerr=np.nan_to_num(sub.test_mse_std.to_numpy(float)),
-                fmt="o-",
-                capsize=3,
-                color=color,
-                label=f"Sobolev, {norm}",
-            )
-            base = baseline[
-                (baseline.function == fn) & (baseline.normalisation == norm) & (baseline.n_train == n_train)
-            ]
+        for arm in swept:
+            s = sub[(sub.function == fn) & (sub.arm == arm)]
+            ax.scatter(s.weight, s.test_nmse, s=8, color=ARM_COLORS[arm], alpha=0.6)
+            med = s.groupby("weight").test_nmse.median()
+            ax.plot(med.index, med.values, "-", color=ARM_COLORS[arm], label=ARM_LABELS[arm])
+            base = sub[(sub.function == fn) & (sub.arm == f"regular-{arm.split('-')[1]}")]
             if len(base):
-                ax.axhline(float(base.test_mse.iloc[0]), ls="--", color=color, label=f"regular, {norm}")
+                ax.axhline(float(base.test_nmse.median()), ls="--", color=ARM_COLORS[f"regular-{arm.split('-')[1]}"],
+                           label="regular (median)")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(fn.replace("_", "-"))
         ax.set_xlabel("derivative weight λ")
     for ax in axes.flat[len(functions) :]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("test MSE")
+    axes[0, 0].set_ylabel("test MSE / Var(f)")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"Derivative weight and normalisation, {n_train} training points (mean ± std over seeds)")
+    fig.suptitle(f"Derivative weight λ, {n_train} training points (every seed; line: median)")
     fig.tight_layout()
     return fig
-
-
-def surfaces_at(fn: BenchmarkFunction, result: GridResult, chosen: pd.DataFrame, n_train: int) -> plt.Figure:
-    """:func:`surfaces` of ``fn`` for seed 0's regular and Sobolev runs among ``chosen`` at ``n_train``."""
-    pick = chosen[(chosen.function == fn.name) & (chosen.n_train == n_train) & (chosen.seed == 0)]
-    runs = pick.set_index("method").run
-    predictors = {
-        f"{m} (n={n_train})": (lambda x, r=int(runs[m]): result.predict(r, x)) for m in ("regular", "sobolev")
-    }
-    return surfaces(fn, predictors, title=f"{fn.name}: truth, regular and Sobolev training, {n_train} points")

@@ -247,25 +247,53 @@ def polynomial_points_needed(degree: int, with_derivatives: bool, generator: tor
 
 
 # --- Theorem 2: the floor of the Sobolev error when g is not f' --------------------------------
-def sobolev_floor(f: Callable[[Tensor], Tensor], g: Callable[[Tensor], Tensor], a: float, b: float, m: int = 2000):
-    """The least ``mean (h - f)² + mean (h' - g)²`` over all functions h on ``[a, b]``.
+def sobolev_floor(
+    f: Callable[[Tensor], Tensor], g: Callable[[Tensor], Tensor], a: float, b: float, m: int = 20_000
+) -> tuple[float, Tensor, Tensor, float]:
+    """The least ``J(h) = (1/(b-a)) ∫ (h - f)² + (h' - g)²`` over all functions h on ``[a, b]``.
 
-    Discretised on ``m`` cells (h: values at the ``m + 1`` nodes, h': cell slopes), the
-    problem is linear least squares. For ``g = f'`` the floor is ~0; for ``g ≠ f'`` it is
-    positive, so no model can drive both errors to zero (Theorem 2).
+    The minimiser solves the Euler-Lagrange equation ``h - h'' = f - g'`` with the natural
+    boundary conditions ``h'(a) = g(a)``, ``h'(b) = g(b)``; it is solved with second-order
+    finite differences on ``m`` cells (a tridiagonal system; ``g'`` by autograd) and ``J`` is
+    integrated by the trapezoidal rule. For ``g = f'`` the floor is 0; for ``g ≠ f'`` it is
+    positive, so no model can drive both errors to zero (Theorem 2). The discretisation error
+    is estimated as the change of ``J`` from ``m/2`` to ``m`` cells (the scheme is O(m⁻²)).
 
     Returns:
-        ``(floor, x, h)``: the least error, the nodes ``(m + 1,)`` and the optimal ``h``.
+        ``(floor, x, h, error)``: the least error, the nodes ``(m + 1,)``, the optimal ``h`` at
+        them, and the estimated discretisation error of ``floor``.
     """
+    floor, x, h = _floor_on(f, g, a, b, m)
+    coarse, _, _ = _floor_on(f, g, a, b, m // 2)
+    return floor, x, h, abs(floor - coarse)
+
+
+def trapezoid_mean(values: Tensor, x: Tensor) -> float:
+    """``(1/(b-a)) ∫ values dx`` by the trapezoidal rule on nodes ``x``."""
+    return float(torch.trapezoid(values, x) / (x[-1] - x[0]))
+
+
+def _floor_on(f: Callable[[Tensor], Tensor], g: Callable[[Tensor], Tensor], a: float, b: float, m: int):
+    from scipy.linalg import solve_banded
+
     x = torch.linspace(a, b, m + 1, dtype=DTYPE)
-    mid = (x[1:] + x[:-1]) / 2
     dx = (b - a) / m
-    D = (torch.diag(torch.ones(m + 1, dtype=DTYPE))[1:] - torch.diag(torch.ones(m + 1, dtype=DTYPE))[:-1]) / dx
-    # Weights make the two sums means over [a, b]: value term on nodes, slope term on cells.
-    A = torch.cat([torch.eye(m + 1, dtype=DTYPE) / math.sqrt(m + 1), D / math.sqrt(m)])
-    rhs = torch.cat([f(x) / math.sqrt(m + 1), g(mid) / math.sqrt(m)])
-    h = torch.linalg.lstsq(A, rhs.unsqueeze(1)).solution[:, 0]
-    return float((A @ h - rhs).pow(2).sum()), x, h
+    xg = x.clone().requires_grad_(True)
+    (g_prime,) = torch.autograd.grad(g(xg).sum(), xg)
+    rhs = (f(x) - g_prime).numpy().copy()
+    # h_i - (h_{i+1} - 2 h_i + h_{i-1}) / dx² = rhs_i, with ghost nodes from h'(a) = g(a), h'(b) = g(b).
+    ga, gb = float(g(torch.tensor(a, dtype=DTYPE))), float(g(torch.tensor(b, dtype=DTYPE)))
+    diag = torch.full((m + 1,), 1 + 2 / dx**2, dtype=DTYPE).numpy()
+    off = torch.full((m,), -1 / dx**2, dtype=DTYPE).numpy()
+    upper, lower = off.copy(), off.copy()
+    upper[0] = lower[-1] = -2 / dx**2
+    rhs[0] -= 2 * ga / dx
+    rhs[-1] += 2 * gb / dx
+    bands = torch.zeros(3, m + 1, dtype=DTYPE).numpy()
+    bands[0, 1:], bands[1], bands[2, :-1] = upper, diag, lower
+    h = torch.from_numpy(solve_banded((1, 1), bands, rhs))
+    slope = torch.gradient(h, spacing=dx, edge_order=2)[0]
+    return trapezoid_mean((h - f(x)) ** 2 + (slope - g(x)) ** 2, x), x, h
 
 
 # --- Sample complexity of piecewise-linear families -----------------------------------------
@@ -441,6 +469,13 @@ def pl_network_grid(
 ):
     """Regular vs Sobolev ReLU networks fitted to random continuous PL targets.
 
+    Three methods: ``regular``; ``sobolev`` (eq. 1, λ = 1, the paper's); ``rescaled`` (the
+    derivative terms rescaled to the value term's scale by
+    :func:`sobolev.core.losses.balanced_weights`), which tests the explanation that the
+    gradient term — whose targets jump across the PL pieces — dominates the Sobolev loss.
+    Each row also records the final training fit: ``train_value_mse``, ``train_grad_mse``
+    (unweighted) and ``grad_share`` (the derivative part of the final training objective).
+
     For every mesh (dimension d), size, method, learning rate and seed, one
     ``d -> hidden -> hidden -> 1`` network is trained full-batch with Adam; the target is
     drawn per seed. Returns a DataFrame in :mod:`sobolev.common.compare`'s run layout (``function``
@@ -448,13 +483,14 @@ def pl_network_grid(
     """
     import pandas as pd
 
+    from sobolev.core.losses import balanced_weights
     from sobolev.core.models import BatchedMLP
     from sobolev.core.training import train_ensemble
 
     rows = []
     for mesh in meshes:
         for n in sizes:
-            for method in ("regular", "sobolev"):
+            for method in ("regular", "sobolev", "rescaled"):
                 runs = [(lr, s) for lr in lrs for s in range(seeds)]
                 data = []
                 for _, s in runs:
@@ -464,7 +500,12 @@ def pl_network_grid(
                 y = torch.stack([d[1][1] for d in data]).to(device)
                 G = torch.stack([d[1][2] for d in data]).to(device)
                 model = BatchedMLP.init([s for _, s in runs], in_dim=mesh.d, hidden=hidden, device=device)
-                sob = method == "sobolev"
+                sob = method != "regular"
+                value_weight, weight = torch.ones(len(runs)), torch.ones(len(runs), mesh.d)
+                if method == "rescaled":
+                    pairs = [balanced_weights(g.cpu(), 1.0) for g in G]
+                    value_weight = torch.tensor([a for a, _ in pairs])
+                    weight = torch.stack([w for _, w in pairs])
                 train_ensemble(
                     model,
                     x,
@@ -473,11 +514,17 @@ def pl_network_grid(
                     steps,
                     batch_size=n,
                     G=G if sob else None,
-                    weight=torch.ones(len(runs), device=device) if sob else None,
+                    weight=weight.to(device) if sob else None,
+                    value_weight=value_weight.to(device) if sob else None,
                     progress=progress,
                     desc=f"theory: PL networks d={mesh.d} n={n} {method}",
                     hint="a learning rate in theory.net_lrs too large",
                 )
+                fit_y, fit_g = model.predict(x)
+                value_mse = (fit_y - y).pow(2).mean(1).cpu()
+                grad_mse = (fit_g - G).pow(2).sum(2).mean(1).cpu()
+                weighted = ((fit_g - G).pow(2) * weight.to(device).unsqueeze(1)).sum(2).mean(1).cpu()
+                objective = value_weight * value_mse + (weighted if sob else 0.0)
                 for split, offset in (("val", 20_000), ("test", 30_000)):
                     evals = [
                         pl_sample(mesh, nodal, n_test, offset + s)
@@ -497,6 +544,9 @@ def pl_network_grid(
                                     "lr": lr,
                                     "seed": s,
                                     "val_mse": float(err[i]),
+                                    "train_value_mse": float(value_mse[i]),
+                                    "train_grad_mse": float(grad_mse[i]),
+                                    "grad_share": float(weighted[i] / objective[i]) if sob else 0.0,
                                 }
                             )
                         else:
@@ -516,11 +566,12 @@ def fit_sobolev_1d(
     points: int = 512,
     lr: float = 3e-3,
     seed: int = 0,
-) -> tuple[nn.Module, float, float, float]:
+) -> tuple[nn.Module, float, float, float, float]:
     """Fit a smooth (tanh) MLP to values ``f`` and derivatives ``g`` on ``[a, b]`` with eq. (1).
 
-    Returns the network, its final loss ``mean (h - f)² + mean (h' - g)²`` on a dense grid
-    (the quantity :func:`sobolev_floor` bounds from below), and its sup errors on values
+    Returns the network, its error ``J(h)`` of :func:`sobolev_floor` (trapezoidal rule on a
+    dense grid; the quantity the floor bounds from below), that integral's estimated
+    quadrature error (the change from a grid half as dense), and the sup errors on values
     and derivatives.
     """
     from sobolev.core.derivatives import input_gradient
@@ -544,9 +595,14 @@ def fit_sobolev_1d(
         return loss
 
     train_loop(step, steps, desc="theory: Theorem 2 network", hint=f"learning rate lr={lr} too large", progress=False)
-    dense = torch.linspace(a, b, 4 * points, dtype=DTYPE).unsqueeze(1)
-    with torch.no_grad():
-        value_err = net(dense) - f(dense[:, 0])
-    slope_err = input_gradient(net, dense, create_graph=False)[:, 0] - g(dense[:, 0])
-    loss = float(value_err.pow(2).mean() + slope_err.pow(2).mean())
-    return net, loss, float(value_err.abs().max()), float(slope_err.abs().max())
+
+    def error(nodes: int) -> tuple[float, Tensor, Tensor]:
+        dense = torch.linspace(a, b, nodes, dtype=DTYPE).unsqueeze(1)
+        with torch.no_grad():
+            value_err = net(dense) - f(dense[:, 0])
+        slope_err = input_gradient(net, dense, create_graph=False)[:, 0] - g(dense[:, 0])
+        return trapezoid_mean(value_err**2 + slope_err**2, dense[:, 0]), value_err, slope_err
+
+    loss, value_err, slope_err = error(8 * points + 1)
+    coarse, _, _ = error(4 * points + 1)
+    return net, loss, abs(loss - coarse), float(value_err.abs().max()), float(slope_err.abs().max())

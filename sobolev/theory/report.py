@@ -149,9 +149,10 @@ def theorem2(cfg: TheoryConfig) -> Part:
     rows = []
     fig, ax = plt.subplots(1, 2, figsize=(10, 3))
     for k, (label, g) in enumerate(pairs.items()):
-        floor, xs, h_best = T.sobolev_floor(f, g, 0.0, 2 * math.pi)
-        net, loss, sup_v, sup_d = T.fit_sobolev_1d(f, g, 0.0, 2 * math.pi, cfg.thm2_steps, cfg.thm2_hidden)
-        rows.append({"pair": label, "least possible error": floor, "network error": loss,
+        floor, xs, h_best, floor_err = T.sobolev_floor(f, g, 0.0, 2 * math.pi)
+        net, loss, loss_err, sup_v, sup_d = T.fit_sobolev_1d(f, g, 0.0, 2 * math.pi, cfg.thm2_steps, cfg.thm2_hidden)
+        rows.append({"pair": label, "least possible error": floor, "floor discretisation error": floor_err,
+                     "network error": loss, "network quadrature error": loss_err,
                      "sup |h − f|": sup_v, "sup |h′ − g|": sup_d})  # fmt: skip
         with torch.no_grad():
             ax[k].plot(xs, f(xs), "k-", label="f")
@@ -161,9 +162,11 @@ def theorem2(cfg: TheoryConfig) -> Part:
         ax[k].legend(fontsize=8)
     table = pd.DataFrame(rows)
     consistent, shifted = table.iloc[0], table.iloc[1]
+    tol = shifted["floor discretisation error"] + shifted["network quadrature error"]
     return Part("theorem2", table.to_dict("records"), table, {"theorem2": fig}, conclusions=[
-        f"g ≠ f′: least possible Sobolev error {shifted['least possible error']:.2f} > 0, and the network stays "
-        f"above it: {bool(shifted['network error'] >= 0.99 * shifted['least possible error'])}",
+        f"g ≠ f′: least possible Sobolev error {shifted['least possible error']:.6f} > 0; the network's error "
+        f"{shifted['network error']:.6f} is not below it (beyond both numerical errors, {tol:.1e}): "
+        f"{bool(shifted['network error'] - shifted['least possible error'] > -tol)}",
         "g = f′: least possible error ≈ 0, and the network's error is below 0.05: "
         f"{bool(consistent['least possible error'] < 1e-4 and consistent['network error'] < 0.05)}",
     ])  # fmt: skip
@@ -222,19 +225,36 @@ def identification(cfg: TheoryConfig) -> tuple[Part, Part]:
 
 
 def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
-    """ReLU networks trained on random PL targets, regular vs Sobolev (λ = 1), lr chosen on validation."""
+    """ReLU networks trained on random PL targets: regular, Sobolev (λ = 1) and Sobolev with
+    the derivative terms rescaled to the value term's scale; lr chosen on validation; the
+    final training fit logged, to test the explanation that gradient jumps dominate the loss."""
     meshes = [T.KuhnMesh(d, m) for d, m in cfg.meshes]
     nets = T.pl_network_grid(meshes, cfg.net_sizes, cfg.net_seeds, cfg.net_lrs, cfg.net_steps, cfg.net_hidden,
                              device=pick_device(cfg.device), progress=progress)  # fmt: skip
-    summary = compare.summarise(compare.select_lr(nets))
-    table = compare.comparison(summary)
-    fig = error_by_size(summary, "test_mse", "ReLU networks on random PL targets: test MSE, mean ± std over seeds")
-    w = compare.wins(summary)
-    m = {"sobolev_wins": {f"n{n}": v for n, v in w.items()}, "n_dimensions": len(cfg.meshes),
-         "ratios": table.ratio.rename(index=str).reset_index().to_dict("records")}  # fmt: skip
+    chosen = compare.select_lr(nets)
+    summary = compare.summarise(chosen)
+    keys = ["function", "n_train"]
+    table = chosen.pivot_table(index=keys, columns="method", values="test_mse", aggfunc="median")
+    for method in ("sobolev", "rescaled"):
+        table[f"{method} / regular"] = table[method] / table["regular"]
+    fit = chosen.pivot_table(index=keys, columns="method", values=["train_value_mse", "grad_share"], aggfunc="median")
+    table = table.join(fit)
+    fig = error_by_size(summary, "test_mse", "ReLU networks on random PL targets: test MSE, every seed (median bar)",
+                        runs=chosen)  # fmt: skip
+    cells = len(table)
+    wins = {m: int((table[f"{m} / regular"] < 1).sum()) for m in ("sobolev", "rescaled")}
+    share = float(chosen[chosen.method == "sobolev"].grad_share.median())
+    better = int((table["rescaled"] < table["sobolev"]).sum())
+    m = {"median_lower": wins, "cells": cells, "sobolev_grad_share": share, "rescaled_beats_sobolev": better,
+         "ratios": table[["sobolev / regular", "rescaled / regular"]].rename(index=str).reset_index()
+         .to_dict("records")}  # fmt: skip
     return Part("pl_networks", m, table, {"pl_networks": fig}, conclusions=[
-        "Sobolev lower test MSE in a majority of dimensions at every size: "
-        f"{all(2 * v > len(cfg.meshes) for v in w.values())}",
+        f"median test MSE lower than regular in {wins['sobolev']} of {cells} cells (Sobolev, λ = 1) and "
+        f"{wins['rescaled']} of {cells} (derivative terms rescaled)",
+        f"the derivative term is {share:.0%} of Sobolev's final training objective (median): gradient jumps "
+        f"dominate the loss: {share > 0.5}",
+        f"rescaling the derivative terms lowers the median test MSE below plain Sobolev's in {better} of {cells} "
+        f"cells: the explanation predicts most: {2 * better > cells}",
     ])  # fmt: skip
 
 
@@ -266,7 +286,6 @@ def readme_block(m: dict) -> str:
         for fam, grp in ident.groupby("family")
     )
     nets = m["pl_networks"]
-    wins = ", ".join(f"n={k[1:]}: {v}/{nets['n_dimensions']}" for k, v in nets["sobolev_wins"].items())
     shifted, exact = t2["g = f′ + 0.5"], t2["g = f′"]
     return "\n".join(
         [
@@ -283,11 +302,17 @@ def readme_block(m: dict) -> str:
             f"* Polynomials: values + derivatives need ⌈(n+1)/2⌉ points; **the paper's ⌈n/2⌉ is one short for "
             f"n = {even}**.",
             "* Theorem 2 (f = sin, g = cos + 0.5): least possible Sobolev error "
-            f"{shifted['least possible error']:.4f}; "
-            f"the trained network reaches {shifted['network error']:.4f}. With g = f′: "
+            f"{shifted['least possible error']:.6f} (Euler-Lagrange, ±{shifted['floor discretisation error']:.0e}); "
+            f"the trained network reaches {shifted['network error']:.6f} (not below the floor: "
+            f"{shifted['network error'] >= shifted['least possible error'] - shifted['floor discretisation error']})."
+            " With g = f′: "
             f"{exact['least possible error']:.1g} and {exact['network error']:.1g}.",
             f"* Random points to identify a PL function, values only / with gradients: {ratios}.",
-            f"* ReLU networks on random PL targets (λ = 1): Sobolev lower in {wins} dimensions. Identifiability "
-            "does not carry over to gradient descent here (see the notebook).",
+            f"* ReLU networks on random PL targets: median test MSE below regular's in "
+            f"{nets['median_lower']['sobolev']} of {nets['cells']} cells with Sobolev (λ = 1) and "
+            f"{nets['median_lower']['rescaled']} with the derivative terms rescaled; the derivative term is "
+            f"{nets['sobolev_grad_share']:.0%} of Sobolev's final training loss; rescaling beats plain Sobolev in "
+            f"{nets['rescaled_beats_sobolev']} of {nets['cells']} cells. Identifiability does not carry over to "
+            "gradient descent here (see the notebook).",
         ]
     )
