@@ -90,6 +90,10 @@ STAGES: dict[str, Stage] = {
         "distillation", "results/distillation/report", ("s42_distillation.ipynb", "figures", "metrics.json"),
         notebook="notebooks/s42_distillation.ipynb",
     ),
+    "differential": Stage(
+        "differential", "results/differential", ("s51_differential_ml.ipynb", "figures", "runs.csv", "metrics.json"),
+        notebook="notebooks/s51_differential_ml.ipynb",
+    ),
 }  # fmt: skip
 SECTIONS = tuple(dict.fromkeys(s.section for s in STAGES.values()))
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars

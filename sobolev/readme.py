@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sobolev.common.paths import ROOT
 from sobolev.common.utils import atomic_write_text
+from sobolev.differential import report as differential
 from sobolev.distillation import report as distillation
 from sobolev.regression import report as regression
 from sobolev.synthetic import report as synthetic
@@ -31,6 +32,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
         "theory": theory.readme_block(metrics("theory")),
         "synthetic": synthetic.readme_block(metrics("synthetic")),
         "distillation": distillation.readme_block(metrics("distillation/report")),
+        "differential": differential.readme_block(metrics("differential")),
     }
 
 

@@ -9,7 +9,6 @@ import torch
 import yaml
 from test_cifar import fake_archive
 
-from sobolev.common import compare
 from sobolev.common.paths import ROOT
 from sobolev.distillation.config import DistillationConfig
 from sobolev.pipeline import run_stage
@@ -25,17 +24,19 @@ def test_theory_paper_scale_starts():
     cfg = TheoryConfig.load("paper").replace(thm2_steps=3, net_steps=3, net_sizes=[8], identification_seeds=2)
     assert cfg.net_seeds == 10  # the paper block's value survives the cut
     part = theory.pl_networks(cfg)
-    assert part.metrics["n_dimensions"] == len(cfg.meshes)
+    assert part.metrics["cells"] == len(cfg.meshes) and 0 <= part.metrics["sobolev_grad_share"] <= 1
     assert theory.theorem2(cfg).table["network error"].notna().all()
 
 
 def test_regression_paper_scale_starts():
     cfg = RegressionConfig.load("paper")
     assert cfg.steps == 100_000 and 3e-5 in cfg.lrs
-    cut = cfg.replace(steps=3, log_every=1, functions=["booth"], n_test=50, n_val=50)
+    assert cfg.seeds == [10, 10, 10] and "sobolev-standard" in cfg.arms
+    cut = cfg.replace(steps=10, log_every=1, functions=["booth"], n_test=50, n_val=50, seeds=[2, 2, 2], sweep_seeds=2)
     result = grid.run_grid(cut, progress=False)
     assert len(result.runs) == len(grid.build_grid(cut)) and result.runs.test_mse.notna().all()
-    assert len(compare.summarise(grid.faithful(result.runs))) == 2 * len(cut.sizes)
+    cells = grid.paired_cells(grid.chosen_runs(result.runs), 200)
+    assert len(cells) == 3 * len(cut.sizes)  # sobolev-raw, sobolev-standard, balanced-standard
 
 
 def test_synthetic_paper_scale_starts(tmp_path, monkeypatch):

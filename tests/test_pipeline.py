@@ -116,6 +116,19 @@ def test_committed_theory_results_match_committed_params():
     assert {r["n_train"] for r in nets["ratios"]} == set(cfg.net_sizes)
 
 
+def test_committed_differential_results_match_committed_params():
+    from sobolev.differential.config import DifferentialConfig
+
+    cfg = DifferentialConfig.load(path=PARAMS)
+    m = json.loads((ROOT / "results/differential/metrics.json").read_text())
+    expected = {f"{p}/n{n}/{q}" for p in cfg.problems for n in cfg.sizes(p) for q in ("value", "delta")}
+    assert set(m["rmse_x100"]) == expected
+    cells = m["rmse_x100"].values()
+    assert all(c["seeds"] == cfg.seeds and c["ratio_low"] <= c["ratio"] <= c["ratio_high"] for c in cells)
+    runs = pd.read_csv(ROOT / "results/differential/runs.csv")
+    assert len(runs) == 2 * cfg.seeds * sum(len(cfg.sizes(p)) for p in cfg.problems)
+
+
 def test_committed_synthetic_results_match_committed_params():
     cfg = SyntheticConfig.load(path=PARAMS)
     m = json.loads((ROOT / "results/synthetic/metrics.json").read_text())
@@ -157,7 +170,7 @@ def snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text() for p in files}
 
 
-@pytest.mark.parametrize("name", ["regression", "synthetic", "theory", "distillation", "teacher"])
+@pytest.mark.parametrize("name", ["regression", "synthetic", "theory", "distillation", "teacher", "differential"])
 def test_invalid_params_leave_results_untouched(tmp_path, name):
     params = yaml.safe_load(PARAMS.read_text())
     section = STAGES[name].section

@@ -194,3 +194,21 @@ def stochastic_sobolev_loss(
     projection = torch.stack(terms).mean()
     loss = value + weight * projection
     return {"loss": loss, "value": value, "projection": projection} if return_terms else loss
+
+
+def weighted_sobolev_loss(y: Tensor, t: Tensor, g: Tensor, G: Tensor, value_weight: Tensor, weight: Tensor) -> Tensor:
+    """Per-model ``α mean_b (y - t)² + mean_b Σ_j w_j (gⱼ - Gⱼ)²`` for batched ensembles, ``(M,)``.
+
+    The objective :meth:`sobolev.core.models.BatchedMLP.loss_and_grads` differentiates by hand,
+    written for autograd (any model that returns values and input gradients). With
+    :func:`balanced_weights` it is differential machine learning's balanced loss.
+
+    Args:
+        y, t: predicted and target values ``(M, B)``.
+        g, G: predicted and target input gradients ``(M, B, D)``.
+        value_weight: ``α`` per model ``(M,)``.
+        weight: ``w_j`` per model and input ``(M, D)``.
+    """
+    value = (y - t).pow(2).mean(1)
+    derivative = ((g - G).pow(2) * weight.unsqueeze(1)).sum(2).mean(1)
+    return value_weight * value + derivative

@@ -323,3 +323,54 @@ class BatchedAdam:
             for name, view in views.items():
                 view.grad = grads[name][a:b]
             opt.step()
+
+
+class BatchedSmoothMLP(nn.Module):
+    """M independent ``in_dim -> H -> ... -> H -> 1`` softplus MLPs stored as batched tensors.
+
+    The architecture of differential machine learning's reference (4 hidden layers of 20
+    softplus units). :meth:`forward` returns the values and the input gradients ``∇ₓm``, the
+    latter by the chain rule written out (``softplus' = sigmoid``), so one first-order
+    backward of any loss on both gives the parameter gradients: no double backward. Parameters
+    ``W{l} (M, out, in)``, ``b{l} (M, out)``, initialised like ``nn.Linear`` from one seed per
+    model; models are independent, so one ``torch.optim.Adam`` over all of them is M Adams.
+    """
+
+    def __init__(self, seeds: list[int], in_dim: int, hidden: int = 20, layers: int = 4) -> None:
+        super().__init__()
+        if not seeds:
+            raise ValueError("seeds: need at least one model")
+        if layers < 1 or hidden < 1 or in_dim < 1:
+            raise ValueError(f"in_dim, hidden and layers must be positive, got {in_dim}, {hidden}, {layers}")
+        sizes = [in_dim] + [hidden] * layers + [1]
+        weights: list[list[Tensor]] = [[] for _ in range(len(sizes) - 1)]
+        biases: list[list[Tensor]] = [[] for _ in range(len(sizes) - 1)]
+        for seed in seeds:
+            g = torch.Generator().manual_seed(int(seed))
+            for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+                bound = 1.0 / math.sqrt(a)
+                weights[i].append((torch.rand(b, a, generator=g) * 2 - 1) * bound)
+                biases[i].append((torch.rand(b, generator=g) * 2 - 1) * bound)
+        self.weights = nn.ParameterList([nn.Parameter(torch.stack(w)) for w in weights])
+        self.biases = nn.ParameterList([nn.Parameter(torch.stack(b)) for b in biases])
+
+    @property
+    def n_models(self) -> int:
+        return self.weights[0].shape[0]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Values ``(M, B)`` and input gradients ``(M, B, D)`` at ``x (M, B, D)``."""
+        if x.ndim != 3 or x.shape[0] != self.n_models or x.shape[2] != self.weights[0].shape[2]:
+            D = self.weights[0].shape[2]
+            raise ValueError(f"x: expected shape ({self.n_models}, B, {D}), got {tuple(x.shape)}")
+        h, slopes = x, []
+        for W, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            z = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+            slopes.append(torch.sigmoid(z))
+            h = nn.functional.softplus(z)
+        W, b = self.weights[-1], self.biases[-1]
+        y = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))[..., 0]
+        grad = W.expand(-1, x.shape[1], -1)  # dy/dh of the last hidden layer, (M, B, H)
+        for W, s in zip(reversed(self.weights[:-1]), reversed(slopes), strict=True):
+            grad = torch.bmm(grad * s, W)
+        return y, grad

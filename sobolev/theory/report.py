@@ -163,10 +163,10 @@ def theorem2(cfg: TheoryConfig) -> Part:
     table = pd.DataFrame(rows)
     consistent, shifted = table.iloc[0], table.iloc[1]
     tol = shifted["floor discretisation error"] + shifted["network quadrature error"]
+    gap = shifted["network error"] - shifted["least possible error"]
     return Part("theorem2", table.to_dict("records"), table, {"theorem2": fig}, conclusions=[
-        f"g ≠ f′: least possible Sobolev error {shifted['least possible error']:.6f} > 0; the network's error "
-        f"{shifted['network error']:.6f} is not below it (beyond both numerical errors, {tol:.1e}): "
-        f"{bool(shifted['network error'] - shifted['least possible error'] > -tol)}",
+        f"g ≠ f′: least possible Sobolev error > 0.05: {shifted['least possible error'] > 0.05}; the network's "
+        f"error is not below it beyond numerical error: {bool(gap > -tol)}",
         "g = f′: least possible error ≈ 0, and the network's error is below 0.05: "
         f"{bool(consistent['least possible error'] < 1e-4 and consistent['network error'] < 0.05)}",
     ])  # fmt: skip
@@ -238,7 +238,8 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
     for method in ("sobolev", "rescaled"):
         table[f"{method} / regular"] = table[method] / table["regular"]
     fit = chosen.pivot_table(index=keys, columns="method", values=["train_value_mse", "grad_share"], aggfunc="median")
-    table = table.join(fit)
+    fit.columns = [f"{value} ({method})" for value, method in fit.columns]
+    table = table.join(fit.drop(columns=["grad_share (regular)"], errors="ignore"))
     fig = error_by_size(summary, "test_mse", "ReLU networks on random PL targets: test MSE, every seed (median bar)",
                         runs=chosen)  # fmt: skip
     cells = len(table)
@@ -246,15 +247,14 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
     share = float(chosen[chosen.method == "sobolev"].grad_share.median())
     better = int((table["rescaled"] < table["sobolev"]).sum())
     m = {"median_lower": wins, "cells": cells, "sobolev_grad_share": share, "rescaled_beats_sobolev": better,
-         "ratios": table[["sobolev / regular", "rescaled / regular"]].rename(index=str).reset_index()
+         "ratios": table[["sobolev / regular", "rescaled / regular"]].reset_index()
          .to_dict("records")}  # fmt: skip
     return Part("pl_networks", m, table, {"pl_networks": fig}, conclusions=[
-        f"median test MSE lower than regular in {wins['sobolev']} of {cells} cells (Sobolev, λ = 1) and "
-        f"{wins['rescaled']} of {cells} (derivative terms rescaled)",
-        f"the derivative term is {share:.0%} of Sobolev's final training objective (median): gradient jumps "
-        f"dominate the loss: {share > 0.5}",
-        f"rescaling the derivative terms lowers the median test MSE below plain Sobolev's in {better} of {cells} "
-        f"cells: the explanation predicts most: {2 * better > cells}",
+        "Sobolev (λ = 1) lowers the median test MSE below regular's in a majority of cells: "
+        f"{2 * wins['sobolev'] > cells}",
+        f"with the derivative terms rescaled, it does so in a majority of cells: {2 * wins['rescaled'] > cells}",
+        f"the derivative term dominates Sobolev's final training loss (median share above one half): {share > 0.5}",
+        f"rescaling the derivative terms beats plain Sobolev in a majority of cells: {2 * better > cells}",
     ])  # fmt: skip
 
 

@@ -1,0 +1,203 @@
+"""Differential and standard training of batched softplus ensembles, as the reference does it.
+
+Each model standardises its own training set (inputs and values by their sample mean and
+standard deviation, derivative labels by ``σx/σy``), trains 4 × 20 softplus layers with Adam
+under the reference's one-cycle learning-rate schedule for ``epochs`` epochs of minibatches of
+``max(256, N/16)``, on the balanced loss (:func:`sobolev.core.losses.balanced_weights`,
+:func:`sobolev.core.losses.weighted_sobolev_loss`) or, for standard training, on the values
+alone; then predicts values and derivatives back on the original scale.
+
+:func:`fit` is the user-facing entry: your own ``(x, y, dy/dx)`` samples, any dimension.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TextIO
+
+import torch
+from torch import Tensor
+
+from sobolev.core.losses import balanced_weights, weighted_sobolev_loss
+from sobolev.core.models import BatchedSmoothMLP
+from sobolev.core.training import train_loop
+
+#: The reference's schedule: (fraction of training, learning rate), interpolated linearly.
+ONE_CYCLE: tuple[tuple[float, float], ...] = ((0.0, 1e-8), (0.2, 0.1), (0.6, 0.01), (0.9, 1e-6), (1.0, 1e-8))
+
+
+def one_cycle(progress: float, points: tuple[tuple[float, float], ...] = ONE_CYCLE) -> float:
+    """The learning rate at ``progress`` ∈ [0, 1] of training (piecewise linear through ``points``)."""
+    for (a, la), (b, lb) in itertools.pairwise(points):
+        if progress <= b:
+            return la + (lb - la) * (progress - a) / (b - a)
+    return points[-1][1]
+
+
+def batch_size_for(n: int, min_batch: int = 256, batches_per_epoch: int = 16) -> int:
+    """The reference's minibatch: ``max(min_batch, n // batches_per_epoch)``, at most ``n``."""
+    return min(n, max(min_batch, n // batches_per_epoch))
+
+
+@dataclass
+class Standardisation:
+    """Per-model affine maps: ``x' = (x - x_mean)/x_std``, ``y' = (y - y_mean)/y_std``, ``g' = g x_std/y_std``.
+
+    Shapes: ``x_mean, x_std (M, D)``; ``y_mean, y_std (M,)``.
+    """
+
+    x_mean: Tensor
+    x_std: Tensor
+    y_mean: Tensor
+    y_std: Tensor
+
+    @classmethod
+    def fit(cls, x: Tensor, y: Tensor) -> Standardisation:
+        """From training sets ``x (M, N, D)``, ``y (M, N)``; a constant input or output keeps scale 1."""
+        x_std, y_std = x.std(1), y.std(1)
+        return cls(x.mean(1), torch.where(x_std > 0, x_std, 1.0), y.mean(1), torch.where(y_std > 0, y_std, 1.0))
+
+    def x(self, x: Tensor) -> Tensor:
+        return (x - self.x_mean.unsqueeze(1)) / self.x_std.unsqueeze(1)
+
+    def y(self, y: Tensor) -> Tensor:
+        return (y - self.y_mean.unsqueeze(1)) / self.y_std.unsqueeze(1)
+
+    def g(self, g: Tensor) -> Tensor:
+        return g * self.x_std.unsqueeze(1) / self.y_std.view(-1, 1, 1)
+
+    def y_back(self, y: Tensor) -> Tensor:
+        return y * self.y_std.unsqueeze(1) + self.y_mean.unsqueeze(1)
+
+    def g_back(self, g: Tensor) -> Tensor:
+        return g * self.y_std.view(-1, 1, 1) / self.x_std.unsqueeze(1)
+
+
+@dataclass
+class Ensemble:
+    """Trained models with their standardisation; :meth:`predict` works on raw inputs."""
+
+    model: BatchedSmoothMLP
+    scale: Standardisation
+    losses: Tensor  # (n_logs, M) training loss in standardised units
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Values ``(M, N)`` and derivatives ``(M, N, D)`` at raw inputs ``x (N, D)`` (shared) or ``(M, N, D)``."""
+        if x.ndim == 2:
+            x = x.unsqueeze(0).expand(self.model.n_models, -1, -1)
+        dtype = self.model.weights[0].dtype
+        with torch.enable_grad():
+            y, g = self.model(self.scale.x(x.to(self.scale.x_mean)).to(dtype))
+        y, g = self.scale.y_back(y.detach().double()), self.scale.g_back(g.detach().double())
+        return y.cpu().to(x.dtype), g.cpu().to(x.dtype)
+
+
+def train(
+    x: Tensor,
+    y: Tensor,
+    dydx: Tensor | None,
+    seeds: list[int],
+    differential: list[bool],
+    lam: float = 1.0,
+    epochs: int = 100,
+    hidden: int = 20,
+    layers: int = 4,
+    log_every: int = 50,
+    desc: str = "differential ML",
+    progress: bool | TextIO = False,
+    device: torch.device | str = "cpu",
+) -> Ensemble:
+    """Train one model per seed on its own training set.
+
+    Args:
+        x: inputs ``(M, N, D)``; y: values ``(M, N)``; dydx: derivative labels ``(M, N, D)``
+            (needed when any model is differential).
+        seeds: initial weights and minibatch order per model.
+        differential: per model, the balanced loss on values and derivatives (True) or values
+            only (False). Standard models share the network, schedule and epochs.
+        lam: the balance λ (derivative terms weigh ``λd`` times the value term).
+        device: where to train (the models are tiny: a CPU is usually as fast).
+    """
+    M, N, D = x.shape
+    if len(seeds) != M or len(differential) != M:
+        raise ValueError(f"seeds and differential: expected {M} entries each, got {len(seeds)} and {len(differential)}")
+    if any(differential) and (dydx is None or dydx.shape != x.shape):
+        raise ValueError(f"dydx: expected derivative labels of shape {tuple(x.shape)} for differential training")
+    for name, v in (("epochs", epochs), ("hidden", hidden), ("layers", layers)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    scale = Standardisation.fit(x, y)
+    xs, ys = scale.x(x).float(), scale.y(y).float()
+    gs = scale.g(dydx).float() if dydx is not None else torch.zeros_like(xs)
+    alpha, weight = torch.ones(M), torch.zeros(M, D)
+    for m in range(M):
+        if differential[m]:
+            a, w = balanced_weights(gs[m], lam)
+            alpha[m], weight[m] = a, w
+    xs, ys, gs, alpha, weight = (v.to(device) for v in (xs, ys, gs, alpha, weight))
+    model = BatchedSmoothMLP(seeds, D, hidden, layers).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=ONE_CYCLE[0][1])
+    batch = batch_size_for(N)
+    per_epoch = N // batch
+    steps = epochs * per_epoch
+    # Minibatch order from each model's own seed: a standard and a differential model of one seed
+    # see the same data in the same order from the same initial weights.
+    gens = [torch.Generator().manual_seed(int(s) * 7919 + N) for s in seeds]
+    rows = torch.arange(M, device=device).unsqueeze(1)
+    order = torch.empty(0)
+    logged: list[Tensor] = []
+
+    def step(i: int) -> Tensor:
+        nonlocal order
+        k = (i - 1) % per_epoch
+        if k == 0:
+            order = torch.stack([torch.randperm(N, generator=g) for g in gens]).to(device)
+        idx = order[:, k * batch : (k + 1) * batch]
+        for group in opt.param_groups:
+            group["lr"] = one_cycle((i - 1) / max(steps - 1, 1))
+        pred, grad = model(xs[rows, idx])
+        loss = weighted_sobolev_loss(pred, ys[rows, idx], grad, gs[rows, idx], alpha, weight)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        return loss.detach()
+
+    train_loop(
+        step, steps, desc=desc, hint="the one-cycle peak learning rate (0.1) too large for these labels",
+        log_every=log_every, on_log=lambda _, loss: logged.append(loss), progress=progress, tolerate=False,
+    )  # fmt: skip
+    scale = Standardisation(*(v.to(device) for v in (scale.x_mean, scale.x_std, scale.y_mean, scale.y_std)))
+    return Ensemble(model, scale, torch.stack(logged).cpu() if logged else torch.empty(0, M))
+
+
+def fit(
+    x: Tensor,
+    y: Tensor,
+    dydx: Tensor | None = None,
+    seeds: int = 5,
+    lam: float = 1.0,
+    epochs: int = 100,
+    progress: bool | TextIO = True,
+) -> Ensemble:
+    """Fit ``seeds`` models to your own samples: differential training when ``dydx`` is given,
+    standard training otherwise. Labels may be noisy (e.g. Monte-Carlo payoffs and their
+    pathwise derivatives).
+
+    Args:
+        x: inputs ``(N, D)``; y: values ``(N,)``; dydx: derivative labels ``(N, D)`` or ``None``.
+
+    Returns:
+        An :class:`Ensemble`; ``ensemble.predict(x_new)`` gives values ``(seeds, N')`` and
+        derivatives ``(seeds, N', D)``; average over the first axis for the ensemble's prediction.
+    """
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x, y: expected shapes (N, D) and (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if dydx is not None and dydx.shape != x.shape:
+        raise ValueError(f"dydx: expected shape {tuple(x.shape)} (like x), got {tuple(dydx.shape)}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    expand = lambda t: t.unsqueeze(0).expand(seeds, *t.shape).contiguous()  # noqa: E731
+    return train(expand(x), expand(y), None if dydx is None else expand(dydx), list(range(seeds)),
+                 [dydx is not None] * seeds, lam, epochs, progress=progress, desc="fit")  # fmt: skip
