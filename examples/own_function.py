@@ -29,4 +29,4 @@ print(check_gradient(fn))  # autograd and central differences; raises, naming th
 cfg = RegressionConfig.load("ci").replace(sizes=[50], seeds=[5], sweep_sizes=[])
 result = run_grid(cfg, functions=[fn], progress=False)
 cells = paired_cells(chosen_runs(result.runs), cfg.n_boot)
-print(cells[["arm", "baseline", "n_train", "median", "baseline_median", "ratio", "low", "high", "verdict"]])
+print(cells[["arm", "baseline", "n_train", "median", "baseline_median", "ratio", "low", "high", "verdict"]].to_string())

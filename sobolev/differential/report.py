@@ -74,7 +74,9 @@ def claims(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFrame | N
 def metrics_dict(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFrame) -> dict:
     cells = {
         f"{r.problem}/n{r.n_train}/{r.quantity}": {
-            "standard": r.standard, "differential": r.differential, "ratio": r.ratio, "ratio_low": r.low,
+            "standard": r.standard, "standard_low": r.standard_low, "standard_high": r.standard_high,
+            "differential": r.differential, "differential_low": r.differential_low,
+            "differential_high": r.differential_high, "ratio": r.ratio, "ratio_low": r.low,
             "ratio_high": r.high, "verdict": r.verdict, "seeds": r.seeds,
         }
         for r in table.itertuples()
@@ -104,14 +106,16 @@ def save_artifacts(runs: pd.DataFrame, table: pd.DataFrame, efficiency: pd.DataF
 
 
 def readme_block(metrics: dict) -> str:
-    """Markdown: the RMSE table (median over seeds, paired ratio and verdict) and the claims."""
+    """Markdown: the RMSE table (median over seeds [95% interval], paired ratio and verdict) and the claims."""
     lines = ["| problem | n | quantity | standard | differential | ratio [95% CI] | verdict | reference (std / diff) |",
              "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |"]  # fmt: skip
     for key, c in metrics["rmse_x100"].items():
         problem, n, q = key.split("/")
         ref = REFERENCE.get((problem, int(n[1:]))) if q == "value" else None
         mark = "**" if c["verdict"] == WIN else ""
-        lines.append(f"| {problem} | {n[1:]} | {q} | {c['standard']:.3g} | {c['differential']:.3g} | "
+        lines.append(f"| {problem} | {n[1:]} | {q} | {c['standard']:.3g} [{c['standard_low']:.3g}, "
+                     f"{c['standard_high']:.3g}] | {c['differential']:.3g} [{c['differential_low']:.3g}, "
+                     f"{c['differential_high']:.3g}] | "
                      f"{c['ratio']:.2g} [{c['ratio_low']:.2g}, {c['ratio_high']:.2g}] | {mark}{c['verdict']}{mark} | "
                      f"{'' if ref is None else f'{ref[0]} / {ref[1]}'} |")  # fmt: skip
     eff = "; ".join(
