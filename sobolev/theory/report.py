@@ -311,7 +311,7 @@ def readme_block(m: dict) -> str:
             f"* ReLU networks on random PL targets: median test MSE below regular's in "
             f"{nets['median_lower']['sobolev']} of {nets['cells']} cells with Sobolev (λ = 1) and "
             f"{nets['median_lower']['rescaled']} with the derivative terms rescaled; the derivative term is "
-            f"{nets['sobolev_grad_share']:.0%} of Sobolev's final training loss; rescaling beats plain Sobolev in "
+            f"{nets['sobolev_grad_share']:.1%} of Sobolev's final training loss; rescaling beats plain Sobolev in "
             f"{nets['rescaled_beats_sobolev']} of {nets['cells']} cells. Identifiability does not carry over to "
             "gradient descent here (see the notebook).",
         ]
