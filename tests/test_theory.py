@@ -147,3 +147,20 @@ def test_continuous_family_gradients_pin_down_more_with_few_points():
     assert ranks_reg == counts  # one value, one equation
     assert all(s > r for s, r in zip(ranks_sob, ranks_reg, strict=True))
     assert ranks_sob == sorted(ranks_sob) and ranks_sob[-1] <= mesh.n_vertices
+
+
+def test_two_runs_with_pinned_threads_give_identical_metrics():
+    import json
+
+    from sobolev.common.utils import set_threads
+    from sobolev.theory import report
+    from sobolev.theory.config import TheoryConfig
+
+    cfg = TheoryConfig.load("ci").replace(thm2_steps=30, identification_seeds=2, net_steps=20, net_sizes=[8])
+    set_threads(cfg.threads)
+
+    def metrics() -> str:
+        parts = (report.theorem2(cfg), *report.identification(cfg), report.pl_networks(cfg))
+        return json.dumps([p.metrics for p in parts], sort_keys=True, default=str)
+
+    assert metrics() == metrics()
