@@ -186,5 +186,10 @@ def test_balanced_weights_give_each_input_unit_scale_and_the_dml_split():
     _, w2 = balanced_weights(g * scaled, 1.0)
     torch.testing.assert_close(((pred - g) ** 2 * w).sum(1), ((pred * scaled - g * scaled) ** 2 * w2).sum(1))
     assert balanced_weights(torch.zeros(4, 2))[1].tolist() == [0.0, 0.0]
+    # Several training sets at once (one per model): the same weights as one at a time.
+    stacked = torch.stack([g, 2 * g])
+    a2, w_batch = balanced_weights(stacked, 1.0)
+    assert a2 == alpha and w_batch.shape == (2, 3)
+    torch.testing.assert_close(w_batch[1], balanced_weights(2 * g, 1.0)[1])
     with pytest.raises(ValueError, match="lam must be positive"):
         balanced_weights(g, 0.0)

@@ -1,5 +1,5 @@
 """Regular against Sobolev training over a grid of runs: learning-rate choice on validation
-data, summaries over seeds, and side-by-side tables.
+data, where a diverged seed makes its setting lose (paired verdicts: :mod:`sobolev.common.stats`).
 
 A run table has one row per trained model with the columns of :data:`CONFIG_KEYS`, ``lr``,
 ``seed``, ``val_mse``, ``test_mse`` and ``test_grad_mse``. Used by Section 4.1's grid and by
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-METHODS = ("regular", "sobolev")
 CONFIG_KEYS = ["function", "n_train", "method", "normalisation", "weight"]
 
 
@@ -37,31 +36,3 @@ def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
     score = score.sort_values([*CONFIG_KEYS, "val_mse", "lr"])
     best = score.drop_duplicates(CONFIG_KEYS)[[*CONFIG_KEYS, "lr"]]
     return runs.merge(best, on=[*CONFIG_KEYS, "lr"])
-
-
-def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of the test errors, per configuration."""
-    keys = [*CONFIG_KEYS, "lr"]
-    agg = runs.groupby(keys, sort=True).agg(
-        test_mse=("test_mse", "mean"),
-        test_mse_std=("test_mse", "std"),
-        test_grad_mse=("test_grad_mse", "mean"),
-        test_grad_mse_std=("test_grad_mse", "std"),
-        seeds=("seed", "count"),
-    )
-    return agg.reset_index()
-
-
-def comparison(summary: pd.DataFrame) -> pd.DataFrame:
-    """Regular vs Sobolev side by side: one row per function and size, with the ratio."""
-    table = summary.pivot_table(index=["function", "n_train"], columns="method", values="test_mse")
-    table = table.reindex(columns=list(METHODS))
-    table["ratio"] = table["sobolev"] / table["regular"]
-    table["sobolev_lower"] = table["sobolev"] < table["regular"]
-    return table
-
-
-def wins(summary: pd.DataFrame) -> dict[int, int]:
-    """Number of functions on which Sobolev's mean test MSE is lower, per training size."""
-    table = comparison(summary)
-    return {int(n): int(v) for n, v in table.groupby(level="n_train")["sobolev_lower"].sum().items()}

@@ -24,18 +24,14 @@ def save(fig: plt.Figure, path: str | Path | None) -> None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-def error_by_size(
-    summary: pd.DataFrame, value: str = "test_mse", title: str = "", runs: pd.DataFrame | None = None
-) -> plt.Figure:
-    """Error against training-set size, one panel per function (Figure 2 right's layout).
-
-    With ``runs`` (one row per seed), every seed is a point and a bar marks the median;
-    without, the summary's means are points. Each panel has its own log scale.
-    """
+def error_by_size(runs: pd.DataFrame, value: str = "test_mse", title: str = "") -> plt.Figure:
+    """Error against training-set size, one panel per function (Figure 2 right's layout): every
+    seed of ``runs`` (one row per run: ``function``, ``n_train``, ``method``, ``value``) as a
+    point, a bar at the median; each panel has its own log scale."""
     style()
-    functions = sorted(summary.function.unique())
-    sizes = sorted(summary.n_train.unique())
-    methods = [m for m in METHOD_COLORS if m in set(summary.method)]
+    functions = sorted(runs.function.unique())
+    sizes = sorted(runs.n_train.unique())
+    methods = [m for m in METHOD_COLORS if m in set(runs.method)]
     ncol = min(4, len(functions))
     nrow = int(np.ceil(len(functions) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.8 * nrow), squeeze=False)
@@ -44,12 +40,7 @@ def error_by_size(
         for k, method in enumerate(methods):
             for j, n in enumerate(sizes):
                 x0 = j - 0.4 + (k + 0.5) * width
-                if runs is not None:
-                    v = runs[(runs.function == fn) & (runs.method == method) & (runs.n_train == n)][value]
-                    v = v.to_numpy(float)
-                else:
-                    v = summary[(summary.function == fn) & (summary.method == method) & (summary.n_train == n)][value]
-                    v = v.to_numpy(float)
+                v = runs[(runs.function == fn) & (runs.method == method) & (runs.n_train == n)][value].to_numpy(float)
                 ax.scatter(np.full(len(v), x0), v, s=9, color=METHOD_COLORS[method], alpha=0.75,
                            label=method if j == 0 else None)  # fmt: skip
                 if len(v) > 1:

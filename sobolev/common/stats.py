@@ -45,11 +45,19 @@ class Interval:
         return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 
-def bootstrap_means(values: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
-    """Means of ``n_boot`` resamples (with replacement) of ``values`` ``(n,)``, shape ``(n_boot,)``."""
+def bootstrap_means(values: np.ndarray, n_boot: int, seed: int = 0, statistic=np.mean) -> np.ndarray:
+    """``statistic`` (the mean unless given) of ``n_boot`` resamples (with replacement) of
+    ``values`` ``(n,)``, shape ``(n_boot,)``."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    return values[idx].mean(1)
+    return statistic(values[idx], axis=1)
+
+
+def median_interval(values: np.ndarray, n_boot: int, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median of ``values`` (seeds resampled)."""
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(bootstrap_means(np.asarray(values, float), n_boot, seed, np.median), [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def _interval(values: np.ndarray, n_boot: int, level: float, seed: int) -> tuple[float, float, float]:

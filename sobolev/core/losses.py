@@ -49,21 +49,22 @@ def balanced_weights(g: Tensor, lam: float = 1.0) -> tuple[float, Tensor]:
     takes), ``w_j = β / (d · mean_b gⱼ²)``.
 
     Args:
-        g: standardised derivative targets of the training set ``(N, d)``.
+        g: standardised derivative targets of the training set ``(N, d)``, or of several
+            training sets at once ``(..., N, d)`` (e.g. one per model of an ensemble).
         lam: the balance ``λ`` (1 in the DML paper).
 
     Returns:
-        ``α`` and the per-input weights ``w (d,)``. An input whose derivative targets are all
-        zero gets weight 0 (its term carries no information).
+        ``α`` (it depends on ``d`` and ``λ`` only) and the per-input weights ``w (..., d)``. An
+        input whose derivative targets are all zero gets weight 0 (its term carries no information).
     """
-    if g.ndim != 2:
-        raise ValueError(f"g: expected derivative targets of shape (N, d), got {tuple(g.shape)}")
+    if g.ndim < 2:
+        raise ValueError(f"g: expected derivative targets of shape (..., N, d), got {tuple(g.shape)}")
     if not lam > 0:
         raise ValueError(f"lam must be positive, got {lam!r}")
-    d = g.shape[1]
+    d = g.shape[-1]
     alpha = 1.0 / (1.0 + lam * d)
     beta = 1.0 - alpha
-    mean_sq = g.double().pow(2).mean(0)
+    mean_sq = g.double().pow(2).mean(-2)
     w = torch.where(mean_sq > 0, beta / (d * mean_sq.clamp_min(1e-300)), torch.zeros_like(mean_sq))
     return alpha, w.to(g.dtype)
 

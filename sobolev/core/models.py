@@ -24,6 +24,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from sobolev.core.losses import weighted_sobolev_loss
+
 # ``_relu_grad(v, z, 0)`` is ``v ⊙ 1[z > 0]`` in one fused pass: autograd's own ReLU backward.
 _relu_grad = torch.ops.aten.threshold_backward
 
@@ -249,15 +251,16 @@ class BatchedMLP:
         """The training objective of :meth:`loss_and_grads` on a whole set, ``(M,)``, without
         its gradients (evaluated in chunks of ``chunk`` points)."""
         self._check_x(x)
-        total = torch.zeros(self.n_models, device=x.device, dtype=x.dtype)
-        for i in range(0, x.shape[1], chunk):
+        M, N, D = x.shape
+        alpha = torch.ones(M, device=x.device, dtype=x.dtype) if value_weight is None else value_weight
+        # Regular training: derivative weights 0 (and any target), so one formula serves both.
+        w = torch.zeros(M, D, device=x.device, dtype=x.dtype) if G is None else weight.view(M, -1).expand(M, D)
+        total = torch.zeros(M, device=x.device, dtype=x.dtype)
+        for i in range(0, N, chunk):
             y, g = self.predict(x[:, i : i + chunk])
-            part = (y - t[:, i : i + chunk]).pow(2).sum(1)
-            total += part if value_weight is None else part * value_weight
-            if G is not None:
-                w = weight.view(self.n_models, 1, -1)
-                total += ((g - G[:, i : i + chunk]).pow(2) * w).sum((1, 2))
-        return total / x.shape[1]
+            target = g if G is None else G[:, i : i + chunk]
+            total += weighted_sobolev_loss(y, t[:, i : i + chunk], g, target, alpha, w) * y.shape[1]
+        return total / N
 
     def to_module(self, i: int) -> MLP:
         """Model ``i`` as a standalone :class:`MLP` (for plotting, export, autograd checks)."""

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sobolev.common.stats import bootstrap_means, paired_ratio
+from sobolev.common.stats import bootstrap_means, median_interval, paired_ratio
 from sobolev.common.utils import set_threads
 from sobolev.differential.config import DifferentialConfig
 from sobolev.differential.simulators import make_simulator
@@ -43,6 +43,7 @@ def run(cfg: DifferentialConfig, progress: bool | TextIO = True) -> ExperimentRe
         sim = make_simulator(name, cfg.market_seed)
         test = sim.test_spots() if name == "black_scholes" else sim.test_spots(cfg.n_test)
         price, delta = sim.price(test), sim.delta(test)
+        constant = float(price.std(unbiased=False)) * 100  # the RMSE of predicting the mean price
         for n in cfg.sizes(name):
             seeds = list(range(cfg.seeds))
             data = [sim.training_set(n, 1000 * s + n) for s in seeds]
@@ -55,7 +56,6 @@ def run(cfg: DifferentialConfig, progress: bool | TextIO = True) -> ExperimentRe
             value, deriv = ens.predict(test)
             v_rmse = (value - price).pow(2).mean(1).sqrt() * 100
             d_rmse = (deriv[:, :, 0] - delta[:, 0]).pow(2).mean(1).sqrt() * 100
-            constant = float(price.std(unbiased=False)) * 100  # the RMSE of predicting the mean price
             for m, (seed, diff) in enumerate(zip(seeds * 2, differential, strict=True)):
                 rows.append({"problem": name, "dim": sim.dim, "n_train": n, "method": METHODS[diff], "seed": seed,
                              "value_rmse": float(v_rmse[m]), "delta_rmse": float(d_rmse[m]),
@@ -63,14 +63,6 @@ def run(cfg: DifferentialConfig, progress: bool | TextIO = True) -> ExperimentRe
             if name == cfg.shown and n == cfg.sizes(name)[-1]:
                 shown = (ens, test)
     return ExperimentResult(pd.DataFrame(rows), shown)
-
-
-def median_interval(values: np.ndarray, n_boot: int, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the median of ``values`` (seeds resampled)."""
-    rng = np.random.default_rng(seed)
-    medians = np.median(values[rng.integers(0, len(values), size=(n_boot, len(values)))], axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def rmse_table(runs: pd.DataFrame, n_boot: int) -> pd.DataFrame:

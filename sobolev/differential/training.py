@@ -131,11 +131,11 @@ def train(
     scale = Standardisation.fit(x, y)
     xs, ys = scale.x(x).float(), scale.y(y).float()
     gs = scale.g(dydx).float() if dydx is not None else torch.zeros_like(xs)
-    alpha, weight = torch.ones(M), torch.zeros(M, D)
-    for m in range(M):
-        if differential[m]:
-            a, w = balanced_weights(gs[m], lam)
-            alpha[m], weight[m] = a, w
+    # Standard models: α = 1 and no derivative term.
+    use = torch.tensor(differential)
+    a, w = balanced_weights(gs, lam)
+    alpha = torch.where(use, a, 1.0)
+    weight = torch.where(use.unsqueeze(1), w, 0.0)
     xs, ys, gs, alpha, weight = (v.to(device) for v in (xs, ys, gs, alpha, weight))
     model = BatchedSmoothMLP(seeds, D, hidden, layers).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=ONE_CYCLE[0][1])

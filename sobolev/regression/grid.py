@@ -285,8 +285,3 @@ def paired_cells(chosen: pd.DataFrame, n_boot: int, weight: float = 1.0) -> pd.D
                 }
             )  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def convergence_table(chosen: pd.DataFrame) -> pd.DataFrame:
-    """Per arm and size: how many of the chosen runs met the plateau criterion, of how many."""
-    return chosen.groupby(["arm", "n_train"]).converged.agg(converged="sum", runs="count").astype(int).reset_index()

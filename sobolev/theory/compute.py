@@ -503,9 +503,8 @@ def pl_network_grid(
                 sob = method != "regular"
                 value_weight, weight = torch.ones(len(runs)), torch.ones(len(runs), mesh.d)
                 if method == "rescaled":
-                    pairs = [balanced_weights(g.cpu(), 1.0) for g in G]
-                    value_weight = torch.tensor([a for a, _ in pairs])
-                    weight = torch.stack([w for _, w in pairs])
+                    alpha, weight = balanced_weights(G.cpu(), 1.0)
+                    value_weight = torch.full((len(runs),), alpha)
                 train_ensemble(
                     model,
                     x,
@@ -523,8 +522,8 @@ def pl_network_grid(
                 fit_y, fit_g = model.predict(x)
                 value_mse = (fit_y - y).pow(2).mean(1).cpu()
                 grad_mse = (fit_g - G).pow(2).sum(2).mean(1).cpu()
-                weighted = ((fit_g - G).pow(2) * weight.to(device).unsqueeze(1)).sum(2).mean(1).cpu()
-                objective = value_weight * value_mse + (weighted if sob else 0.0)
+                objective = model.losses(x, y, G if sob else None, weight.to(device), value_weight.to(device)).cpu()
+                weighted = objective - value_weight * value_mse  # the derivative part of the objective
                 for split, offset in (("val", 20_000), ("test", 30_000)):
                     evals = [
                         pl_sample(mesh, nodal, n_test, offset + s)

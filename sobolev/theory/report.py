@@ -232,7 +232,6 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
     nets = T.pl_network_grid(meshes, cfg.net_sizes, cfg.net_seeds, cfg.net_lrs, cfg.net_steps, cfg.net_hidden,
                              device=pick_device(cfg.device), progress=progress)  # fmt: skip
     chosen = compare.select_lr(nets)
-    summary = compare.summarise(chosen)
     keys = ["function", "n_train"]
     table = chosen.pivot_table(index=keys, columns="method", values="test_mse", aggfunc="median")
     for method in ("sobolev", "rescaled"):
@@ -240,8 +239,7 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
     fit = chosen.pivot_table(index=keys, columns="method", values=["train_value_mse", "grad_share"], aggfunc="median")
     fit.columns = [f"{value} ({method})" for value, method in fit.columns]
     table = table.join(fit.drop(columns=["grad_share (regular)"], errors="ignore"))
-    fig = error_by_size(summary, "test_mse", "ReLU networks on random PL targets: test MSE, every seed (median bar)",
-                        runs=chosen)  # fmt: skip
+    fig = error_by_size(chosen, "test_mse", "ReLU networks on random PL targets: test MSE, every seed (median bar)")
     cells = len(table)
     wins = {m: int((table[f"{m} / regular"] < 1).sum()) for m in ("sobolev", "rescaled")}
     share = float(chosen[chosen.method == "sobolev"].grad_share.median())
