@@ -24,7 +24,8 @@ import torch
 from torch.func import functional_call, grad, jvp, vmap
 
 from sobolev.common.utils import pick_device
-from sobolev.core.models import MLP, BatchedAdam, BatchedMLP
+from sobolev.core.models import MLP, BatchedMLP
+from sobolev.core.optimisers import BatchedAdam
 
 H, D = 256, 2
 LINES: list[str] = []

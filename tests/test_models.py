@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from sobolev.core.derivatives import input_gradient
-from sobolev.core.models import BatchedAdam, BatchedMLP
+from sobolev.core.models import BatchedMLP
+from sobolev.core.optimisers import BatchedAdam
 from sobolev.core.training import lr_factor, train_ensemble
 
 

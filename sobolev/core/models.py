@@ -280,54 +280,6 @@ class BatchedMLP:
         return {n: v.detach().cpu() for n, v in self.params.items()}
 
 
-class BatchedAdam:
-    """Adam over batched parameters with one learning rate per model.
-
-    Adam is element-wise, so stacking M models into one tensor gives exactly M independent
-    Adam optimisers; only the learning rate needs a model axis. Models that share a learning
-    rate in a contiguous block are updated by one ``torch.optim.Adam`` over slice *views* of
-    the stacked tensors, ``fused`` on CPU and CUDA (one pass over memory instead of ~8:
-    the update is memory-bound and otherwise costs as much as the matmuls). Order models
-    by learning rate to get few blocks.
-    """
-
-    def __init__(
-        self,
-        params: dict[str, Tensor],
-        lr: Tensor,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        M = next(iter(params.values())).shape[0]
-        if lr.shape != (M,) or bool((lr <= 0).any()):
-            raise ValueError(f"lr: expected {M} positive learning rates, got {lr.tolist()}")
-        rates = lr.tolist()
-        self.base_rates = rates
-        starts = [i for i in range(M) if i == 0 or rates[i] != rates[i - 1]]
-        self.blocks = list(zip(starts, [*starts[1:], M], strict=True))
-        device = next(iter(params.values())).device
-        fused = device.type in ("cpu", "cuda")
-        self.views = [{n: p[a:b] for n, p in params.items()} for a, b in self.blocks]
-        self.optimisers = [
-            torch.optim.Adam(
-                list(v.values()), lr=rates[a], betas=betas, eps=eps, fused=fused, foreach=None if fused else True
-            )
-            for v, (a, _) in zip(self.views, self.blocks, strict=True)
-        ]
-
-    def scale_lr(self, factor: float) -> None:
-        """Set every model's learning rate to ``factor`` × its base rate (a schedule's step)."""
-        for opt, (a, _) in zip(self.optimisers, self.blocks, strict=True):
-            opt.param_groups[0]["lr"] = self.base_rates[a] * factor
-
-    @torch.no_grad()
-    def step(self, grads: dict[str, Tensor]) -> None:
-        for views, (a, b), opt in zip(self.views, self.blocks, self.optimisers, strict=True):
-            for name, view in views.items():
-                view.grad = grads[name][a:b]
-            opt.step()
-
-
 class BatchedSmoothMLP(nn.Module):
     """M independent ``in_dim -> H -> ... -> H -> 1`` softplus MLPs stored as batched tensors.
 

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from sobolev.common.utils import progress_bar
-from sobolev.core.models import BatchedAdam, BatchedMLP
+from sobolev.core.models import BatchedMLP
+from sobolev.core.optimisers import batched_optimiser
 
 
 class NonFiniteLossError(RuntimeError):
@@ -144,12 +145,15 @@ def train_ensemble(
     full_loss_at: tuple[int, ...] = (),
     generator: torch.Generator | None = None,
     log_every: int = 0,
+    optimiser: str = "adam",
+    p_bound: float | None = None,
+    inspect: Callable[[int], None] | None = None,
     desc: str = "train",
     hint: str = "learning rate too large",
     describe: Callable[[list[int]], str] | None = None,
     progress: bool | TextIO = True,
 ) -> EnsembleHistory:
-    """Train ``model`` in place with Adam on regular (``G is None``) or Sobolev loss.
+    """Train ``model`` in place with Adam (or another optimiser) on regular (``G is None``) or Sobolev loss.
 
     Args:
         model: ``M`` models.
@@ -168,6 +172,9 @@ def train_ensemble(
         full_loss_at: update numbers after which to evaluate the objective on the whole set
             (e.g. at 90% and 100% of training, for a convergence check).
         log_every: record the per-model training loss every this many steps (0: never).
+        optimiser: one of :data:`sobolev.core.optimisers.OPTIMISERS`; ``p_bound``: Fromage's
+            norm cap (:func:`sobolev.core.optimisers.batched_optimiser`).
+        inspect: called as ``inspect(step)`` after each logged update (e.g. to record weight norms).
         desc, hint, describe, progress: as in :func:`train_loop`; a model that diverges
             keeps training on NaN (models are independent) and its losses are NaN.
 
@@ -184,12 +191,17 @@ def train_ensemble(
     lr = per_model("lr", lr, M, x)
     weight = None if weight is None else per_model("weight", weight, M, x)
     value_weight = None if value_weight is None else per_model("value_weight", value_weight, M, x)
-    opt = BatchedAdam(model.params, lr)
+    opt = batched_optimiser(optimiser, model.params, lr, p_bound)
     rows = torch.arange(M, device=x.device).unsqueeze(1)
     full = batch_size >= N
     logged: list[Tensor] = []
     full_loss: dict[int, Tensor] = {}
     evaluate_at = set(full_loss_at)
+
+    def on_log(i: int, loss: Tensor) -> None:
+        logged.append(loss.cpu())
+        if inspect is not None:
+            inspect(i)
 
     def step(i: int) -> Tensor:
         if full:
@@ -208,7 +220,7 @@ def train_ensemble(
         return value if res.grad_loss is None else value + res.grad_loss
 
     train_loop(
-        step, steps, desc=desc, hint=hint, log_every=log_every, on_log=lambda _, loss: logged.append(loss.cpu()),
+        step, steps, desc=desc, hint=hint, log_every=log_every, on_log=on_log,
         progress=progress, tolerate=True, describe=describe,
     )  # fmt: skip
     logged_steps = [i for i in range(1, steps + 1) if log_every and (i % log_every == 0 or i == steps)]
