@@ -94,6 +94,11 @@ STAGES: dict[str, Stage] = {
         "differential", "results/differential", ("s51_differential_ml.ipynb", "figures", "runs.csv", "metrics.json"),
         notebook="notebooks/s51_differential_ml.ipynb",
     ),
+    "trust": Stage(
+        "trust", "results/trust", ("s52_relative_trust.ipynb", "figures", "runs.csv", "cells.csv", "trust.csv",
+                                   "metrics.json"),
+        notebook="notebooks/s52_relative_trust.ipynb",
+    ),
 }  # fmt: skip
 SECTIONS = tuple(dict.fromkeys(s.section for s in STAGES.values()))
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars

@@ -19,6 +19,7 @@ from sobolev.distillation import report as distillation
 from sobolev.regression import report as regression
 from sobolev.synthetic import report as synthetic
 from sobolev.theory import report as theory
+from sobolev.trust import report as trust
 
 
 def blocks(root: Path = ROOT) -> dict[str, str]:
@@ -33,6 +34,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
         "synthetic": synthetic.readme_block(metrics("synthetic")),
         "distillation": distillation.readme_block(metrics("distillation/report")),
         "differential": differential.readme_block(metrics("differential")),
+        "trust": trust.readme_block(metrics("trust")),
     }
 
 

@@ -129,6 +129,25 @@ def test_committed_differential_results_match_committed_params():
     assert len(runs) == 2 * cfg.seeds * sum(len(cfg.sizes(p)) for p in cfg.problems)
 
 
+def test_committed_trust_results_match_committed_params():
+    from sobolev.trust.compute import ADAM, FROMAGE, build_runs
+    from sobolev.trust.config import TrustConfig
+
+    cfg = TrustConfig.load(path=PARAMS)
+    m = json.loads((ROOT / "results/trust/metrics.json").read_text())
+    expected = {f"{arm}/{norm}/{f}/n{n}" for arm in (ADAM, FROMAGE) for norm in cfg.grid_normalisations
+                for f in cfg.functions for n in cfg.sizes}  # fmt: skip
+    assert set(m["sobolev_over_regular"]) == expected
+    seeds = dict(zip(cfg.sizes, cfg.seeds, strict=True))
+    for key, c in m["sobolev_over_regular"].items():
+        assert c["seeds"] == seeds[int(key.rsplit("/n", 1)[1])] and c["low"] <= c["ratio"] <= c["high"]
+    assert len(m["good_range"]) == len(cfg.sweep_normalisations) * len(cfg.sweep_functions) * 2 * len(
+        cfg.sweep_optimisers
+    )
+    assert {float(k.split("/eps")[1]) for k in m["relative_trust"]} == set(cfg.trust_eps)
+    assert len(pd.read_csv(ROOT / "results/trust/runs.csv")) == len(build_runs(cfg))
+
+
 def test_committed_synthetic_results_match_committed_params():
     cfg = SyntheticConfig.load(path=PARAMS)
     m = json.loads((ROOT / "results/synthetic/metrics.json").read_text())
@@ -170,7 +189,9 @@ def snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text() for p in files}
 
 
-@pytest.mark.parametrize("name", ["regression", "synthetic", "theory", "distillation", "teacher", "differential"])
+@pytest.mark.parametrize(
+    "name", ["regression", "synthetic", "theory", "distillation", "teacher", "differential", "trust"]
+)
 def test_invalid_params_leave_results_untouched(tmp_path, name):
     params = yaml.safe_load(PARAMS.read_text())
     section = STAGES[name].section

@@ -191,8 +191,8 @@ class LARS(torch.optim.Optimizer):
             raise ValueError(f"lr must be positive, got {lr!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "trust_coefficient": trust_coefficient}
-        super().__init__(params, defaults)
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        super().__init__(params, {**defaults, "trust_coefficient": trust_coefficient})
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.compare import select_lr
+from sobolev.common.compare import converged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import Normaliser, Sample, make_sample
@@ -240,15 +240,6 @@ def run_grid(
     return GridResult(
         runs, pd.concat(curves, ignore_index=True), stacked, [normalisers[i] for i in range(len(grid))], fns
     )
-
-
-def converged(loss_90: pd.Series, loss_end: pd.Series, change: float) -> pd.Series:
-    """Whether the training loss changed by less than ``change`` (relative to its value at 90%
-    of training) over the last tenth, or sits at float32's floor (below 1e-10 at both checks,
-    where relative changes are rounding noise). A diverged run (NaN) has not converged."""
-    rel = (loss_end - loss_90).abs() / loss_90.abs()
-    floor = (loss_end.abs() < 1e-10) & (loss_90.abs() < 1e-10)
-    return ((rel < change) | floor) & loss_end.notna() & np.isfinite(loss_end)
 
 
 def chosen_runs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,448 @@
+"""The relative-trust section's runs: one table of Section 4.1 regression runs, trained as batched
+ensembles under Adam, Fromage or LARS, and the measurements made on them.
+
+Three experiments share one run table (a run that two of them need is trained once):
+
+* ``grid``: every function at ``sizes`` with paired seeds, regular and Sobolev, under Adam (its
+  learning rate chosen on validation from ``adam_lrs``) and under Fromage at ``fromage_lr``, on
+  the data scales of ``grid_normalisations``;
+* ``sweep``: ``sweep_functions`` at ``sweep_size``, every optimiser of ``sweep_optimisers`` at
+  every rate of ``sweep_lrs``, on the data scales of ``sweep_normalisations``;
+* ``norms``: Fromage with and without ``p_bound`` and LARS at ``norm_lr``, a constant rate for
+  ``norm_steps`` updates, recording each weight tensor's norm relative to its initial norm (on
+  the sweep's functions and data scales).
+
+``raw`` trains on the functions' own scale (the paper's setting); ``standard`` maps the domain
+onto [-1, 1]² and standardises the values, the derivative targets following by the chain rule
+(:class:`sobolev.core.data.Normaliser`). Errors are always measured on the function's scale.
+
+:func:`relative_trust` perturbs trained grid networks layer by layer and measures how far their
+outputs and input gradients move.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from sobolev.common.compare import converged, select_lr
+from sobolev.common.stats import Interval, paired_ratio
+from sobolev.common.utils import pick_device, set_threads
+from sobolev.core.data import Normaliser, Sample, make_sample
+from sobolev.core.functions import get_function
+from sobolev.core.models import BatchedMLP
+from sobolev.core.training import train_ensemble
+from sobolev.trust.config import TrustConfig
+
+METHODS = ("regular", "sobolev")
+ADAM, FROMAGE = "adam-tuned", "fromage-default"  # the grid's two arms
+LAYERS = (("W1", "b1"), ("W2", "b2"), ("w3", "b3"))  # a layer = its weight and bias tensors
+WEIGHTS = ("W1", "W2", "w3")
+RUN_KEYS = ["function", "normalisation", "n_train", "seed", "method", "optimiser", "lr", "p_bound", "schedule", "steps"]
+EXPERIMENTS = ("grid", "sweep", "norms")
+
+
+def build_runs(cfg: TrustConfig) -> pd.DataFrame:
+    """Every run of the three experiments, once each: :data:`RUN_KEYS` (``p_bound`` 0 = none)
+    and one boolean column per experiment saying which need it."""
+    rows = []
+
+    def add(experiment: str, **keys: object) -> None:
+        rows.append({**keys, **{e: e == experiment for e in EXPERIMENTS}})
+
+    for norm, (size, n_seeds), fn in itertools.product(
+        cfg.grid_normalisations, zip(cfg.sizes, cfg.seeds, strict=True), cfg.functions
+    ):
+        for seed in range(n_seeds):
+            for method in METHODS:
+                common = dict(function=fn, normalisation=norm, n_train=size, seed=seed, method=method, p_bound=0.0,
+                              schedule="cosine", steps=cfg.steps)  # fmt: skip
+                for lr in cfg.adam_lrs:
+                    add("grid", optimiser="adam", lr=lr, **common)
+                add("grid", optimiser="fromage", lr=cfg.fromage_lr, **common)
+    for norm, fn in itertools.product(cfg.sweep_normalisations, cfg.sweep_functions):
+        for seed in range(cfg.sweep_seeds):
+            for method in METHODS:
+                common = dict(function=fn, normalisation=norm, n_train=cfg.sweep_size, seed=seed, method=method)
+                for optimiser in cfg.sweep_optimisers:
+                    for lr in cfg.sweep_lrs:
+                        add("sweep", optimiser=optimiser, lr=lr, p_bound=0.0, schedule="cosine", steps=cfg.steps,
+                            **common)  # fmt: skip
+                for optimiser, bound in (("fromage", 0.0), ("fromage", cfg.p_bound), ("lars", 0.0)):
+                    add("norms", optimiser=optimiser, lr=cfg.norm_lr, p_bound=bound, schedule="constant",
+                        steps=cfg.norm_steps, **common)  # fmt: skip
+    runs = pd.DataFrame(rows).groupby(RUN_KEYS, sort=False, as_index=False)[list(EXPERIMENTS)].any()
+    runs.insert(0, "run", range(len(runs)))
+    return runs.set_index("run", drop=False)
+
+
+@dataclass
+class TrustResult:
+    """What :func:`run_all` computed.
+
+    Attributes:
+        runs: one row per run: :data:`RUN_KEYS`, the experiment flags, ``val_mse``, ``test_mse``,
+            ``test_nmse`` (test MSE / Var f), ``test_grad_mse``, ``train_loss_90``,
+            ``train_loss`` (the objective on the whole training set at 90% and 100% of
+            training), ``converged`` and ``diverged``.
+        norms: the ``norms`` runs' weight norms: ``run``, ``step``, ``tensor``, ``relative_norm``
+            (‖p‖ / ‖p at step 0‖).
+        networks: the trained parameters ``{name: (K, ...)}`` of the grid runs at the largest
+            size with seed < ``trust_seeds``, and ``network_runs`` their run ids ``(K,)``.
+    """
+
+    runs: pd.DataFrame
+    norms: pd.DataFrame
+    networks: dict[str, Tensor]
+    network_runs: list[int]
+
+
+def _ensembles(runs: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    """Runs that can train together (one size, loss, optimiser, bound, schedule and length),
+    ordered by learning rate, in balanced chunks of at most ``size``."""
+    out = []
+    keys = ["normalisation", "n_train", "method", "optimiser", "p_bound", "schedule", "steps"]
+    for _, group in runs.groupby(keys, sort=False):
+        group = group.sort_values("lr", kind="stable")
+        chunks = -(-len(group) // size)
+        step = -(-len(group) // chunks)
+        out += [group.iloc[i : i + step] for i in range(0, len(group), step)]
+    return out
+
+
+def _errors(model: BatchedMLP, samples: list[Sample], norms: list[Normaliser]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model value MSE and gradient MSE (summed over inputs) on ``samples``, on the function's scale."""
+    p = model.params["W1"]
+    y, g = model.predict(torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)]).to(p))
+    y = torch.stack([nm.y_back(v.cpu().double()) for v, nm in zip(y, norms, strict=True)])
+    g = torch.stack([nm.g_back(v.cpu().double()) for v, nm in zip(g, norms, strict=True)])
+    ty, tg = torch.stack([s.y for s in samples]).double(), torch.stack([s.g for s in samples]).double()
+    return (y - ty).pow(2).mean(1).numpy(), (g - tg).pow(2).sum(2).mean(1).numpy()
+
+
+def training_data(
+    rows: pd.DataFrame, fns: dict, cache: dict | None = None
+) -> tuple[list[Sample], list[Normaliser], Tensor, Tensor, Tensor]:
+    """The training sets of ``rows`` (regenerated from function, size and seed), their normalisers
+    and the stacked normalised inputs ``(M, N, 2)``, values ``(M, N)`` and derivatives ``(M, N, 2)``."""
+    cache = {} if cache is None else cache
+    samples, norms = [], []
+    for r in rows.itertuples():
+        key = (r.function, r.n_train, r.seed)
+        if key not in cache:
+            cache[key] = make_sample(fns[r.function], r.n_train, r.seed)
+        samples.append(cache[key])
+        norms.append(Normaliser.fit(r.normalisation, fns[r.function], cache[key]))
+    pairs = list(zip(samples, norms, strict=True))
+    x = torch.stack([nm.x(s.x) for s, nm in pairs])
+    return samples, norms, x, torch.stack([nm.y(s.y) for s, nm in pairs]), torch.stack([nm.g(s.g) for s, nm in pairs])
+
+
+def _weight_norms(model: BatchedMLP) -> dict[str, Tensor]:
+    return {n: model.params[n].reshape(model.n_models, -1).norm(dim=1).cpu() for n in WEIGHTS}
+
+
+def run_all(cfg: TrustConfig, progress: bool | TextIO = True) -> TrustResult:
+    """Train and evaluate every run of :func:`build_runs` (batched ensembles, see :func:`_ensembles`)."""
+    set_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    runs = build_runs(cfg)
+    names = sorted(set(runs.function))
+    fns = {n: get_function(n) for n in names}
+    test = {n: make_sample(fns[n], cfg.n_test, 0, "test") for n in names}
+    val = {n: make_sample(fns[n], cfg.n_val, 0, "val") for n in names}
+    variance = {n: float(s.y.double().var()) for n, s in test.items()}
+    train: dict[tuple[str, int, int], Sample] = {}
+    keep = runs.grid & (runs.n_train == max(cfg.sizes)) & (runs.seed < cfg.trust_seeds)
+    metrics: dict[str, dict[int, float]] = {}
+    tracks: list[pd.DataFrame] = []
+    kept: dict[int, dict[str, Tensor]] = {}
+
+    def record(name: str, ids: list[int], values: np.ndarray) -> None:
+        metrics.setdefault(name, {}).update(zip(ids, values.tolist(), strict=True))
+
+    for group in _ensembles(runs, cfg.ensemble_size):
+        ids = list(group.index)
+        first = group.iloc[0]
+        steps, sobolev = int(first.steps), first.method == "sobolev"
+        _, normalisers, x, t, G = training_data(group, fns, train)
+        x, t, G = x.to(device), t.to(device), G.to(device) if sobolev else None
+        model = BatchedMLP.init(list(group.seed), in_dim=x.shape[2], hidden=cfg.hidden, device=device)
+        track = bool(group.norms.any())
+        start = _weight_norms(model)
+        norm_rows: list[tuple[int, Tensor]] = [(0, torch.ones(len(ids), len(WEIGHTS)))] if track else []
+
+        def inspect(i: int, model: BatchedMLP = model, start: dict = start, rows: list = norm_rows) -> None:
+            now = _weight_norms(model)
+            rows.append((i, torch.stack([now[n] / start[n] for n in WEIGHTS], 1)))
+
+        check_at = (max(1, round(0.9 * steps)), steps)
+        label = f"{first.optimiser}{f' p_bound={first.p_bound:g}' if first.p_bound else ''}"
+        history = train_ensemble(
+            model, x, t, lr=torch.tensor(group.lr.values, dtype=x.dtype, device=device), steps=steps,
+            batch_size=cfg.batch_size, G=G, weight=1.0 if sobolev else None, schedule=str(first.schedule),
+            warmup=cfg.warmup, full_loss_at=check_at, generator=torch.Generator().manual_seed(int(first.n_train)),
+            log_every=cfg.log_every, optimiser=str(first.optimiser), p_bound=float(first.p_bound) or None,
+            inspect=inspect if track else None,
+            desc=f"trust: {first.normalisation} {first.method} {label} n={first.n_train} ({len(ids)} models)",
+            hint=f"a learning rate too large for {first.optimiser} (trust.adam_lrs / sweep_lrs / norm_lr)",
+            describe=lambda bad, g=group: "; ".join(f"{r.function} lr={r.lr:g} seed {r.seed}"
+                                                   for r in g.iloc[bad[:5]].itertuples()),
+            progress=progress,
+        )  # fmt: skip
+        for split, data in (("val", val), ("test", test)):
+            mse, grad_mse = _errors(model, [data[r.function] for r in group.itertuples()], normalisers)
+            record(f"{split}_mse", ids, mse)
+            if split == "test":
+                record("test_grad_mse", ids, grad_mse)
+                record("test_nmse", ids, mse / np.array([variance[f] for f in group.function]))
+        record("train_loss_90", ids, history.full_loss[check_at[0]].double().numpy())
+        record("train_loss", ids, history.full_loss[check_at[1]].double().numpy())
+        for step, rel in norm_rows:
+            tracks.append(pd.DataFrame({
+                "run": np.repeat(ids, len(WEIGHTS)), "step": step, "tensor": list(WEIGHTS) * len(ids),
+                "relative_norm": rel.reshape(-1).double().numpy(),
+            }))  # fmt: skip
+        for j, run in enumerate(ids):
+            if keep[run]:
+                kept[run] = {n: v[j].detach().cpu() for n, v in model.params.items()}
+
+    for name, values in metrics.items():
+        runs[name] = pd.Series(values)
+    runs["diverged"] = ~np.isfinite(runs.val_mse) | ~np.isfinite(runs.test_mse)
+    runs["converged"] = converged(runs.train_loss_90, runs.train_loss, cfg.converged_change)
+    norms = pd.concat(tracks, ignore_index=True) if tracks else pd.DataFrame(columns=["run", "step", "tensor"])
+    order = sorted(kept)
+    networks = {n: torch.stack([kept[r][n] for r in order]) for n in BatchedMLP.NAMES} if order else {}
+    return TrustResult(runs, norms[norms.run.isin(runs.index[runs.norms])], networks, order)
+
+
+# ---------------------------------------------------------------- the grid: does Sobolev's gain survive?
+
+
+def grid_arms(runs: pd.DataFrame) -> pd.DataFrame:
+    """The grid's two arms per run: Adam at its learning rate chosen on validation (per
+    function, size and loss; :func:`sobolev.common.compare.select_lr`) and Fromage at its default."""
+    grid = runs[runs.grid]
+    keys = ["function", "normalisation", "n_train", "method"]
+    adam = select_lr(grid[grid.optimiser == "adam"], keys).assign(arm=ADAM)
+    fromage = grid[grid.optimiser == "fromage"].assign(arm=FROMAGE)
+    return pd.concat([adam, fromage], ignore_index=True)
+
+
+def _paired(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], n_boot: int) -> list[dict]:
+    rows = []
+    both = a.merge(b, on=[*keys, "seed"], suffixes=("", "_b"))
+    for key, cell in both.groupby(keys, sort=True):
+        r: Interval = paired_ratio(cell.test_mse, cell.test_mse_b, n_boot)
+        rows.append({**dict(zip(keys, key, strict=True)), "seeds": len(cell), "median": float(cell.test_nmse.median()),
+                     "baseline_median": float(cell.test_nmse_b.median()), "ratio": r.estimate, "low": r.low,
+                     "high": r.high, "verdict": r.verdict})  # fmt: skip
+    return rows
+
+
+def sobolev_cells(arms: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Per arm, function and size: the geometric-mean ratio Sobolev / regular of the test MSE over
+    paired seeds, with its bootstrap interval and verdict (win = Sobolev better)."""
+    keys = ["arm", "normalisation", "function", "n_train"]
+    return pd.DataFrame(_paired(arms[arms.method == "sobolev"], arms[arms.method == "regular"], keys, n_boot))
+
+
+def agreement(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per function and size, the Sobolev verdict under tuned Adam and under default Fromage."""
+    index = ["normalisation", "function", "n_train"]
+    table = cells.pivot_table(index=index, columns="arm", values="verdict", aggfunc="first")
+    table = table[[ADAM, FROMAGE]].reset_index()
+    table["agree"] = table[ADAM] == table[FROMAGE]
+    return table
+
+
+def optimiser_cells(arms: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Per loss, function and size: default Fromage / tuned Adam test MSE over paired seeds
+    (win = Fromage better)."""
+    keys = ["method", "normalisation", "function", "n_train"]
+    return pd.DataFrame(_paired(arms[arms.arm == FROMAGE], arms[arms.arm == ADAM], keys, n_boot))
+
+
+# ---------------------------------------------------------------- the sweep: is it tuning-free?
+
+
+def sweep_errors(runs: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's median normalised test MSE per function, loss, optimiser and rate (a diverged
+    seed counts as infinite error)."""
+    sweep = runs[runs.sweep].assign(score=lambda d: d.test_nmse.where(~d.diverged, np.inf))
+    keys = ["normalisation", "function", "method", "optimiser", "lr"]
+    return sweep.groupby(keys)["score"].median().rename("median_nmse").reset_index()
+
+
+def good_ranges(errors: pd.DataFrame, factor: float, default_lr: float) -> pd.DataFrame:
+    """Per function, loss and optimiser, the rates whose median error is within ``factor`` of the
+    best median any optimiser reached on that function and loss.
+
+    Columns: ``best_lr``, ``best_nmse``, ``n_good``, ``good_low``, ``good_high``, ``decades``
+    (log10 of ``good_high / good_low``; NaN when no rate is good), ``contiguous`` (no bad rate
+    between two good ones) and ``default_good`` (whether ``default_lr`` is a good rate).
+    """
+    best = errors.groupby(["normalisation", "function", "method"])["median_nmse"].transform("min")
+    errors = errors.assign(good=errors.median_nmse <= factor * best)
+    rows = []
+    for (norm, fn, method, opt), g in errors.groupby(["normalisation", "function", "method", "optimiser"]):
+        g = g.sort_values("lr")
+        good = g[g.good]
+        flags = g.good.to_numpy()
+        idx = np.flatnonzero(flags)
+        rows.append({
+            "normalisation": norm, "function": fn, "method": method, "optimiser": opt,
+            "best_lr": float(g.lr[g.median_nmse.idxmin()]), "best_nmse": float(g.median_nmse.min()),
+            "n_good": len(good), "good_low": float(good.lr.min()) if len(good) else np.nan,
+            "good_high": float(good.lr.max()) if len(good) else np.nan,
+            "decades": float(np.log10(good.lr.max() / good.lr.min())) if len(good) else np.nan,
+            "contiguous": bool(len(idx) == 0 or flags[idx[0] : idx[-1] + 1].all()),
+            "default_good": bool(g.good[np.isclose(g.lr, default_lr)].any()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- weight norms
+
+
+def run_norms(runs: pd.DataFrame, norms: pd.DataFrame) -> pd.DataFrame:
+    """The ``norms`` runs with ``variant`` (optimiser, + p_bound), ``final_norm`` and ``min_norm``:
+    the relative norm of the weight matrices (geometric mean over the layers) at the end of
+    training and its minimum over training."""
+    per_step = norms.assign(log=np.log(norms.relative_norm)).groupby(["run", "step"])["log"].mean().reset_index()
+    last = per_step.sort_values("step").groupby("run")["log"].last()
+    table = runs.loc[last.index].assign(final_norm=np.exp(last), min_norm=np.exp(per_step.groupby("run")["log"].min()))
+    bound = np.where(table.p_bound > 0, " p_bound=" + table.p_bound.map("{:g}".format), "")
+    return table.assign(variant=table.optimiser + bound)
+
+
+def norm_summary(per_run: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and loss, medians over :func:`run_norms`' runs of the final and minimum relative
+    norm and of the normalised test MSE, and the fraction of runs converged."""
+    return per_run.groupby(["normalisation", "variant", "method"]).agg(
+        runs=("run", "size"), final_norm=("final_norm", "median"), min_norm=("min_norm", "median"),
+        test_nmse=("test_nmse", "median"), converged=("converged", "mean"),
+    ).reset_index()  # fmt: skip
+
+
+# ---------------------------------------------------------------- deep relative trust
+
+
+def trust_bound(eps: float, layers: int = len(LAYERS)) -> float:
+    """Deep relative trust's bound on the relative change, ``∏(1+εₗ) − 1`` with every εₗ = ε."""
+    return (1 + eps) ** layers - 1
+
+
+def perturbed(params: dict[str, Tensor], eps: float, directions: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``p + ε‖p‖·d/‖d‖`` for every tensor of every model (norms per model and tensor)."""
+    out = {}
+    for name, p in params.items():
+        d = directions[name]
+        M = p.shape[0]
+        pn = p.reshape(M, -1).norm(dim=1)
+        dn = d.reshape(M, -1).norm(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
+        out[name] = p + (eps * pn / dn).view(-1, *([1] * (p.ndim - 1))) * d
+    return out
+
+
+def relative_trust(
+    networks: dict[str, Tensor],
+    x: Tensor,
+    train: tuple[Tensor, Tensor, Tensor | None],
+    eps: list[float],
+    draws: int,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Perturb every layer of ``K`` trained networks by the relative amount ε and measure the
+    relative change of their outputs and input gradients on ``x``.
+
+    Args:
+        networks: batched parameters ``{name: (K, ...)}`` (:class:`BatchedMLP`).
+        x: inputs ``(K, P, 2)`` at which to compare (each network's own test points, on its scale).
+        train: ``(x (K, N, 2), y (K, N), G (K, N, 2) or None)``, the training sets, whose loss
+            gradient gives the ``gradient`` direction (a Fromage step of relative size ε).
+        eps: relative perturbations ε (each tensor moves by ε‖p‖).
+        draws: random Gaussian directions per ε (direction ``random``).
+
+    Returns:
+        One row per network, direction, draw and ε: ``network`` (index into K), ``direction``,
+        ``draw``, ``eps``, ``bound`` (:func:`trust_bound`), ``output`` = ‖f' − f‖/‖f‖ and
+        ``input_gradient`` = ‖∇ₓf' − ∇ₓf‖/‖∇ₓf‖ (norms over all points).
+    """
+    model = BatchedMLP(networks)
+    y0, g0 = model.predict(x)
+    K = model.n_models
+    xt, yt, Gt = train
+    loss_grads = model.loss_and_grads(xt, yt, Gt, None if Gt is None else torch.ones(K)).grads
+    gen = torch.Generator().manual_seed(seed)
+    directions = [("gradient", 0, {n: -loss_grads[n] for n in networks})]
+    directions += [("random", i, {n: torch.randn(p.shape, generator=gen) for n, p in networks.items()})
+                   for i in range(draws)]  # fmt: skip
+    rows = []
+    for e in eps:
+        for name, draw, d in directions:
+            y, g = BatchedMLP(perturbed(networks, e, d)).predict(x)
+            out = ((y - y0).reshape(K, -1).norm(dim=1) / y0.reshape(K, -1).norm(dim=1)).double().numpy()
+            grad = ((g - g0).reshape(K, -1).norm(dim=1) / g0.reshape(K, -1).norm(dim=1)).double().numpy()
+            rows.append(pd.DataFrame({"network": range(K), "direction": name, "draw": draw, "eps": e,
+                                      "bound": trust_bound(e), "output": out, "input_gradient": grad}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+def trust_networks(result: TrustResult, cfg: TrustConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`relative_trust` on the kept grid networks (Adam at its chosen rate and Fromage),
+    each on the first ``trust_points`` test points of its function (on the network's data scale;
+    relative changes do not depend on the scale of the outputs). Returns the measurements and
+    the networks' run rows (``network`` = position)."""
+    chosen = grid_arms(result.runs)
+    runs = result.runs.loc[result.network_runs]
+    picked = runs.index[runs.index.isin(chosen.run)]
+    position = [result.network_runs.index(r) for r in picked]
+    params = {n: v[position] for n, v in result.networks.items()}
+    rows = runs.loc[picked].reset_index(drop=True).assign(network=range(len(picked)))
+    rows = rows.merge(chosen[["run", "arm"]], on="run")
+    fns = {n: get_function(n) for n in set(rows.function)}
+    _, normalisers, xt, yt, Gt = training_data(rows, fns)
+    test = {f: make_sample(fns[f], cfg.n_test, 0, "test").x[: cfg.trust_points] for f in set(rows.function)}
+    x = torch.stack([nm.x(test[f]) for f, nm in zip(rows.function, normalisers, strict=True)])
+    measured = []
+    for method in METHODS:  # the loss whose gradient gives the ``gradient`` direction
+        mine = rows[rows.method == method]
+        if mine.empty:
+            continue
+        idx = list(mine.network)
+        train = (xt[idx], yt[idx], Gt[idx] if method == "sobolev" else None)
+        part = relative_trust({n: v[idx] for n, v in params.items()}, x[idx], train, cfg.trust_eps, cfg.trust_draws)
+        part["network"] = np.asarray(idx)[part.network]
+        measured.append(part)
+    table = pd.concat(measured, ignore_index=True).merge(
+        rows[["network", "function", "normalisation", "method", "arm", "seed"]], on="network"
+    )
+    return table, rows
+
+
+def trust_summary(table: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Per direction and ε: the median of measured change / bound for outputs and input gradients,
+    the fraction of networks (and draws) within the bound, and the ratio input-gradient change /
+    output change (geometric mean over networks, bootstrap interval; above 1: the input gradient
+    moves more)."""
+    rows = []
+    for (direction, eps), g in table.groupby(["direction", "eps"], sort=True):
+        per_net = g.groupby("network")[["output", "input_gradient"]].mean()
+        r = paired_ratio(per_net.input_gradient, per_net.output, n_boot)
+        rows.append({
+            "direction": direction, "eps": eps, "bound": float(g.bound.iloc[0]),
+            "output_over_bound": float((g.output / g.bound).median()),
+            "gradient_over_bound": float((g.input_gradient / g.bound).median()),
+            "output_within": float((g.output <= g.bound).mean()),
+            "gradient_within": float((g.input_gradient <= g.bound).mean()),
+            "gradient_vs_output": r.estimate, "low": r.low, "high": r.high,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
