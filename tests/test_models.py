@@ -170,3 +170,11 @@ def test_scalars_are_accepted_per_model_and_schedule_reaches_adam():
     assert set(hist.full_loss) == {18, 20} and hist.full_loss[20].shape == (2,)
     with pytest.raises(ValueError, match=r"weight: expected one number or 2 per-model values"):
         train_ensemble(model, x, x.sum(2), 1e-2, 2, 100, G=torch.ones(2, 10, 2), weight=torch.ones(3), progress=False)
+
+
+def test_prediction_does_not_depend_on_the_evaluation_chunk():
+    model = BatchedMLP.init(list(range(5)), hidden=32)
+    x = torch.rand(5, 3000, 2) * 4 - 2
+    assert model.default_chunk() == 2**22 // (5 * 32)
+    whole, small = model.predict(x, chunk=4096), model.predict(x, chunk=100)
+    assert torch.equal(whole[0], small[0]) and torch.equal(whole[1], small[1])
