@@ -86,6 +86,13 @@ def test_the_bound_is_tight_for_a_bias_free_relu_network_scaled_along_itself():
         torch.testing.assert_close(rel, torch.full((3,), compute.trust_bound(eps), dtype=torch.float64))
 
 
+def test_slopes_recover_known_powers():
+    eps = np.array([1e-3, 1e-2, 1e-1])
+    table = pd.DataFrame({"direction": "random", "eps": eps, "output": 2 * eps, "input_gradient": np.sqrt(eps)})
+    slopes = compute.trust_slopes(table).set_index("quantity").slope
+    assert slopes["output"] == pytest.approx(1.0) and slopes["input_gradient"] == pytest.approx(0.5)
+
+
 def test_relative_trust_measures_zero_change_at_zero_eps_and_grows_with_eps():
     model = BatchedMLP.init([0, 1], hidden=16)
     x = torch.rand(2, 30, 2)
@@ -143,10 +150,12 @@ def test_report_decides_claims_and_writes_metrics(result, tmp_path):
     per_run = compute.run_norms(result.runs, result.norms)
     table, _ = compute.trust_networks(result, cfg)
     trust = compute.trust_summary(table, cfg.n_boot)
-    claims = report.claims(cells, opt, ranges, per_run, trust, cfg.fromage_lr, cfg.n_boot)
+    slopes = compute.trust_slopes(table)
+    assert len(slopes) == 4 and slopes.slope.between(0, 3).all()
+    claims = report.claims(cells, opt, ranges, per_run, trust, slopes, cfg.fromage_lr, cfg.n_boot)
     assert len(claims) == 1 + 1 + 2 + 2 + 3  # grid scales, grid scales, sweep scales, sweep scales, trust
     assert all(c.holds in (True, False, None) for c in claims)
-    metrics = report.metrics_dict(cells, opt, ranges, compute.norm_summary(per_run), trust,
+    metrics = report.metrics_dict(cells, opt, ranges, compute.norm_summary(per_run), trust, slopes,
                                   report.convergence(arms), claims)  # fmt: skip
     report.save_artifacts(result.runs, cells, table, metrics, tmp_path)
     loaded = json.loads((tmp_path / "metrics.json").read_text())

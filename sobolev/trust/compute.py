@@ -446,3 +446,17 @@ def trust_summary(table: pd.DataFrame, n_boot: int) -> pd.DataFrame:
             "gradient_vs_output": r.estimate, "low": r.low, "high": r.high,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def trust_slopes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per direction and quantity, the log-log slope of the median relative change against ε
+    (least squares over the ε grid): 1 for a change proportional to ε, as the bound has at small ε;
+    below 1 for a change that falls more slowly than ε (e.g. ReLU units switching: the input
+    gradient is piecewise constant in the weights, so a fraction ∝ ε of (point, unit) pairs jump)."""
+    rows = []
+    for direction, g in table.groupby("direction", sort=True):
+        med = g.groupby("eps")[["output", "input_gradient"]].median()
+        for quantity in ("output", "input_gradient"):
+            slope = np.polyfit(np.log(med.index.to_numpy()), np.log(med[quantity].to_numpy()), 1)[0]
+            rows.append({"direction": direction, "quantity": quantity, "slope": float(slope)})
+    return pd.DataFrame(rows)

@@ -36,6 +36,7 @@ def claims(
     ranges: pd.DataFrame,
     finals: pd.DataFrame,
     trust: pd.DataFrame,
+    slopes: pd.DataFrame,
     default_lr: float,
     n_boot: int,
 ) -> list[Claim]:
@@ -46,7 +47,8 @@ def claims(
             :func:`~sobolev.trust.compute.optimiser_cells`; ``ranges``:
             :func:`~sobolev.trust.compute.good_ranges`; ``finals``:
             :func:`~sobolev.trust.compute.run_norms`; ``trust``:
-            :func:`~sobolev.trust.compute.trust_summary`.
+            :func:`~sobolev.trust.compute.trust_summary`; ``slopes``:
+            :func:`~sobolev.trust.compute.trust_slopes`.
     """
     out = []
     for norm in sorted(set(cells.normalisation)):  # 1. Sobolev's advantage without tuning
@@ -123,6 +125,8 @@ def claims(
         f"{len(below)} below 1; at the smallest and largest ε: " + "; ".join(
             f"{row.direction} ε={row.eps:g}: {row.gradient_vs_output:.2g} [{row.low:.2g}, {row.high:.2g}]"
             for row in pd.concat([trust.groupby("direction").head(1), trust.groupby("direction").tail(1)]).itertuples()
+        ) + "; log-log slope of the median change against ε: " + ", ".join(
+            f"{r.direction} {r.quantity.replace('_', ' ')} {r.slope:.2f}" for r in slopes.itertuples()
         ),
     ))  # fmt: skip
     return out
@@ -134,6 +138,7 @@ def metrics_dict(
     ranges: pd.DataFrame,
     norm_table: pd.DataFrame,
     trust: pd.DataFrame,
+    slopes: pd.DataFrame,
     conv: pd.DataFrame,
     claims_: list[Claim],
 ) -> dict:
@@ -169,6 +174,7 @@ def metrics_dict(
                 "gradient_vs_output": r.gradient_vs_output, "low": r.low, "high": r.high,
             } for r in trust.itertuples()
         },
+        "trust_slopes": {f"{r.direction}/{r.quantity}": r.slope for r in slopes.itertuples()},
         "converged": {f"{r.arm}/{r.method}": {"fraction": r.mean, "runs": int(r.size)} for r in conv.itertuples()},
         "claims": [c.to_dict() for c in claims_],
     }  # fmt: skip
@@ -191,7 +197,12 @@ def readme_block(metrics: dict) -> str:
     lines = ["| data | function | n | Sobolev / regular, Adam (tuned) | Fromage (η = 0.01, untuned) | agree |",
              "| --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
     cells = metrics["sobolev_over_regular"]
-    for key in sorted(k for k in cells if k.startswith(ADAM)):
+
+    def order(key: str) -> tuple:
+        _, norm, fn, n = key.split("/")
+        return norm, fn, int(n[1:])
+
+    for key in sorted((k for k in cells if k.startswith(ADAM)), key=order):
         a = cells[key]
         f = cells[key.replace(ADAM, FROMAGE, 1)]
         _, norm, fn, n = key.split("/")
