@@ -9,6 +9,7 @@ from sobolev.core.models import BatchedMLP
 from sobolev.core.optimisers import (
     LARS,
     LARS_MOMENTUM,
+    BatchedAdam,
     BatchedFromage,
     BatchedLARS,
     Fromage,
@@ -165,3 +166,10 @@ def test_train_ensemble_with_each_optimiser_fits_and_reports_norms(name):
                    inspect=seen.append, progress=False)  # fmt: skip
     assert seen == [50, 100, 150, 200]
     assert bool((model.losses(x, t) < 0.2 * first).all())
+
+
+def test_batched_adam_reads_a_transposed_gradient_correctly():
+    p = {"W": torch.zeros(1, 3, 2)}
+    grad = torch.tensor([[[1.0, -1.0, 2.0], [-2.0, 3.0, -3.0]]]).transpose(1, 2)  # non-contiguous (1, 3, 2)
+    BatchedAdam(p, torch.tensor([0.1])).step({"W": grad})
+    torch.testing.assert_close(p["W"], -0.1 * torch.sign(grad), atol=1e-6, rtol=0)

@@ -256,7 +256,9 @@ class BatchedAdam:
     def step(self, grads: dict[str, Tensor]) -> None:
         for views, (a, b), opt in zip(self.views, self.blocks, self.optimisers, strict=True):
             for name, view in views.items():
-                view.grad = grads[name][a:b]
+                # fused Adam reads the gradient with the parameter's strides: a transposed gradient
+                # (autograd's for a weight used as Wᵀ) would be read scrambled
+                view.grad = grads[name][a:b].contiguous()
             opt.step()
 
 
