@@ -99,6 +99,11 @@ STAGES: dict[str, Stage] = {
                                    "metrics.json"),
         notebook="notebooks/s52_relative_trust.ipynb",
     ),
+    "features": Stage(
+        "features", "results/features", ("s53_feature_updates.ipynb", "figures", "runs.csv", "curve.csv",
+                                         "metrics.json"),
+        notebook="notebooks/s53_feature_updates.ipynb",
+    ),
 }  # fmt: skip
 SECTIONS = tuple(dict.fromkeys(s.section for s in STAGES.values()))
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars

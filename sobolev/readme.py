@@ -16,6 +16,7 @@ from sobolev.common.paths import ROOT
 from sobolev.common.utils import atomic_write_text
 from sobolev.differential import report as differential
 from sobolev.distillation import report as distillation
+from sobolev.features import report as features
 from sobolev.regression import report as regression
 from sobolev.synthetic import report as synthetic
 from sobolev.theory import report as theory
@@ -35,6 +36,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
         "distillation": distillation.readme_block(metrics("distillation/report")),
         "differential": differential.readme_block(metrics("differential")),
         "trust": trust.readme_block(metrics("trust")),
+        "features": features.readme_block(metrics("features")),
     }
 
 

@@ -148,6 +148,17 @@ def test_committed_trust_results_match_committed_params():
     assert len(pd.read_csv(ROOT / "results/trust/runs.csv")) == len(build_runs(cfg))
 
 
+def test_committed_feature_results_match_committed_params():
+    from sobolev.features.config import FeaturesConfig
+
+    cfg = FeaturesConfig.load(path=PARAMS)
+    m = json.loads((ROOT / "results/features/metrics.json").read_text())
+    assert set(m["curve"]) == {f"{f}/K{k}" for f in cfg.functions for k in cfg.every}
+    assert all(c["low"] <= c["ratio"] <= c["high"] for c in m["curve"].values())
+    runs = pd.read_csv(ROOT / "results/features/runs.csv")
+    assert len(runs) == len(cfg.functions) * cfg.seeds * 2 * len(cfg.every) * len(cfg.checkpoints)
+
+
 def test_committed_synthetic_results_match_committed_params():
     cfg = SyntheticConfig.load(path=PARAMS)
     m = json.loads((ROOT / "results/synthetic/metrics.json").read_text())
@@ -190,7 +201,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["regression", "synthetic", "theory", "distillation", "teacher", "differential", "trust"]
+    "name", ["regression", "synthetic", "theory", "distillation", "teacher", "differential", "trust", "features"]
 )
 def test_invalid_params_leave_results_untouched(tmp_path, name):
     params = yaml.safe_load(PARAMS.read_text())

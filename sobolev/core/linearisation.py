@@ -107,6 +107,7 @@ def train_linearised(
     hint: str = "learning rate too large",
     progress: bool | TextIO = True,
     on_anchor: Callable[[int], None] | None = None,
+    after_step: Callable[[int, Params], None] | None = None,
 ) -> LinearisedHistory:
     """Iterative linearisation: train f_lin (full batch, Adam) and move its anchor every ``every`` updates.
 
@@ -122,6 +123,8 @@ def train_linearised(
         lr, schedule, warmup: Adam's peak rate per model and its schedule (:func:`lr_factor`).
         every: K, the updates between feature updates (anchor moves).
         on_anchor: called with the update number each time the anchor moves (0: the first anchor).
+        after_step: called as ``after_step(i, anchor)`` after update ``i`` (e.g. to evaluate the model
+            being trained, f_lin around ``anchor`` at ``model.params``, at checkpoints).
     """
     if not isinstance(every, int) or every <= 0:
         raise ValueError(f"every must be a positive integer (updates between anchor moves), got {every!r}")
@@ -155,6 +158,8 @@ def train_linearised(
             loss = loss + (w * (g - G).pow(2)).sum(2).mean(1)
         grads = torch.autograd.grad(loss.sum(), list(params.values()))
         opt.step(dict(zip(params, grads, strict=True)))
+        if after_step is not None:
+            after_step(i, state["anchor"])  # type: ignore[arg-type]
         return loss.detach()
 
     train_loop(step, steps, desc=desc, hint=hint, log_every=log_every, progress=progress,

@@ -1,0 +1,120 @@
+"""The feature-update section's runs and statistics: regular and Sobolev training of the iteratively
+linearised network (:mod:`sobolev.core.linearisation`) over the anchor interval K, with test errors at
+every checkpoint of training (the phase diagram)."""
+
+from __future__ import annotations
+
+import math
+from typing import TextIO
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sobolev.common.stats import Interval, paired_ratio
+from sobolev.common.utils import pick_device, set_threads
+from sobolev.core.data import make_sample
+from sobolev.core.functions import get_function
+from sobolev.core.linearisation import predict_linearised, train_linearised
+from sobolev.core.models import BatchedMLP
+from sobolev.features.config import FeaturesConfig
+
+METHODS = ("regular", "sobolev")
+
+
+def rounds(steps: int, every: int) -> int:
+    """The number of anchors (feature sets) a run of ``steps`` updates uses: ⌈steps / K⌉; its
+    feature updates are one fewer (K = steps: 1 anchor, no feature update, the fixed-feature model)."""
+    return math.ceil(steps / every)
+
+
+def run_all(cfg: FeaturesConfig, progress: bool | TextIO = True) -> pd.DataFrame:
+    """Train every (function, seed, loss, K) and evaluate it at every checkpoint.
+
+    Returns one row per run and checkpoint: ``function``, ``seed``, ``method``, ``every`` (K),
+    ``step`` (the checkpoint), ``rounds`` (anchors used up to it), ``test_mse``, ``test_nmse``
+    (/ Var f), ``test_grad_mse``, ``train_mse``, ``train_nmse``.
+    """
+    set_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    fns = {n: get_function(n) for n in cfg.functions}
+    test = {n: make_sample(fns[n], cfg.n_test, 0, "test") for n in cfg.functions}
+    variance = {n: float(s.y.double().var()) for n, s in test.items()}
+    rows = []
+    checkpoints = set(cfg.checkpoints)
+    for method in METHODS:
+        for every in cfg.every:
+            keys = [(f, s) for f in cfg.functions for s in range(cfg.seeds)]
+            for start in range(0, len(keys), cfg.ensemble_size):
+                chunk = keys[start : start + cfg.ensemble_size]
+                train = [make_sample(fns[f], cfg.n_train, s) for f, s in chunk]
+                x = torch.stack([s.x for s in train]).to(device)
+                t = torch.stack([s.y for s in train]).to(device)
+                G = torch.stack([s.g for s in train]).to(device) if method == "sobolev" else None
+                xt = torch.stack([test[f].x for f, _ in chunk]).to(device)
+                yt = torch.stack([test[f].y for f, _ in chunk]).to(device).double()
+                gt = torch.stack([test[f].g for f, _ in chunk]).to(device).double()
+                var = np.array([variance[f] for f, _ in chunk])
+                model = BatchedMLP.init([s for _, s in chunk], in_dim=x.shape[2], hidden=cfg.hidden, device=device)
+
+                def evaluate(i: int, anchor: dict, model: BatchedMLP = model, x=x, t=t, xt=xt, yt=yt, gt=gt,
+                             var=var, chunk=chunk, every=every, method=method) -> None:  # fmt: skip
+                    if i not in checkpoints:
+                        return
+                    y, g = predict_linearised(model.params, anchor, xt)
+                    mse = (y.double() - yt).pow(2).mean(1).cpu().numpy()
+                    gmse = (g.double() - gt).pow(2).sum(2).mean(1).cpu().numpy()
+                    ytr, _ = predict_linearised(model.params, anchor, x)
+                    tr = (ytr - t).double().pow(2).mean(1).cpu().numpy()
+                    for j, (f, s) in enumerate(chunk):
+                        rows.append({"function": f, "seed": s, "method": method, "every": every, "step": i,
+                                     "rounds": rounds(i, every), "test_mse": mse[j], "test_nmse": mse[j] / var[j],
+                                     "test_grad_mse": gmse[j], "train_mse": tr[j],
+                                     "train_nmse": tr[j] / var[j]})  # fmt: skip
+
+                train_linearised(
+                    model, x, t, cfg.lr, cfg.steps, every, G=G, weight=1.0 if G is not None else None,
+                    log_every=cfg.log_every, desc=f"features: {method} K={every} ({len(chunk)} models)",
+                    hint=f"features.lr = {cfg.lr} too large", progress=progress, after_step=evaluate,
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def final(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs at the last checkpoint (the full budget)."""
+    return runs[runs.step == runs.step.max()]
+
+
+def curve(runs: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Per function, K and loss at the full budget: the median test error over seeds, and the paired
+    Sobolev / regular ratio with its bootstrap interval and verdict (win = Sobolev better)."""
+    end = final(runs)
+    out = []
+    for (fn, every), cell in end.groupby(["function", "every"], sort=True):
+        both = cell[cell.method == "sobolev"].merge(cell[cell.method == "regular"], on="seed", suffixes=("", "_reg"))
+        r: Interval = paired_ratio(both.test_mse, both.test_mse_reg, n_boot)
+        out.append({"function": fn, "every": int(every), "rounds": int(cell.rounds.iloc[0]),
+                    "regular": float(both.test_nmse_reg.median()), "sobolev": float(both.test_nmse.median()),
+                    "ratio": r.estimate, "low": r.low, "high": r.high, "verdict": r.verdict})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def updates_needed(table: pd.DataFrame, within: float) -> pd.DataFrame:
+    """Per function and loss: the fewest anchors (rounds) whose median error is within ``within``
+    (relative) of full training's (K = 1), over the K grid; NaN when none but K = 1 is."""
+    out = []
+    for fn, g in table.groupby("function", sort=True):
+        g = g.sort_values("rounds")
+        for method in METHODS:
+            full = float(g.loc[g.every == 1, method].iloc[0])
+            ok = g[g[method] <= (1 + within) * full]
+            out.append({"function": fn, "method": method, "full_error": full,
+                        "rounds_needed": int(ok.rounds.min()), "fixed_feature_error": float(g[method].iloc[0]),
+                        "fixed_over_full": float(g[method].iloc[0] / full)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def phase(runs: pd.DataFrame, function: str) -> pd.DataFrame:
+    """Median test error over seeds per loss, checkpoint and K for ``function`` (the phase diagram)."""
+    sub = runs[runs.function == function]
+    return sub.groupby(["method", "step", "every"]).test_nmse.median().reset_index()

@@ -1,0 +1,173 @@
+"""The feature-update section's verdicts, metrics, README block and figures (all computed from runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import pyplot as plt
+
+from sobolev.common.claims import Claim, format_claims
+from sobolev.common.plotting import METHOD_COLORS, style
+from sobolev.common.stats import LOSS, UNDECIDED, WIN
+from sobolev.common.utils import atomic_write_json, atomic_write_text
+from sobolev.features.compute import METHODS, final
+
+
+def _counts(verdicts: pd.Series) -> str:
+    c = verdicts.value_counts()
+    return f"{c.get(WIN, 0)} win / {c.get(LOSS, 0)} loss / {c.get(UNDECIDED, 0)} undecided"
+
+
+def claims(table: pd.DataFrame, needed: pd.DataFrame, steps: int, within: float) -> list[Claim]:
+    """Verdicts from :func:`sobolev.features.compute.curve` (``table``) and
+    :func:`~sobolev.features.compute.updates_needed` (``needed``)."""
+    out = []
+    by_k = "; ".join(f"K={k}: {_counts(g.verdict)}" for k, g in table.groupby("every"))
+    full = table[table.every == 1].set_index("function").verdict
+    fixed = table[table.every == table.every.max()].set_index("function").verdict
+    winners = full[full == WIN].index
+    kept = [f for f in winners if (table[(table.function == f)].verdict == WIN).all()]
+    lost = [f for f in winners if (table[(table.function == f)].verdict == LOSS).any()]
+    out.append(Claim(
+        "Sobolev's advantage over regular training holds at every K (every number of feature updates)",
+        None if not len(winners) else (False if lost else len(kept) == len(winners) or None),
+        f"of {len(winners)} functions where Sobolev wins with ordinary training (K = 1), it wins at every K on "
+        f"{len(kept)} and loses at some K on {len(lost)}; per K over functions: {by_k}",
+    ))  # fmt: skip
+    nt = [f for f in winners if fixed[f] == WIN]
+    out.append(Claim(
+        "Sobolev's advantage survives with the features frozen at initialisation (K = steps: the linearised, NTK end)",
+        None if not len(winners) else (len(nt) == len(winners) if len(nt) in (0, len(winners)) else None),
+        f"wins at the fixed-feature end on {len(nt)} of those {len(winners)} functions "
+        f"({_counts(fixed)} over all functions)",
+    ))  # fmt: skip
+    few = steps // 10
+    for method in METHODS:
+        mine = needed[needed.method == method]
+        ok = int((mine.rounds_needed <= few).sum())
+        holds = True if ok == len(mine) else (False if ok < len(mine) / 2 else None)
+        out.append(Claim(
+            f"{method}: a few feature updates recover full training — error within {within:.0%} of K = 1's with at "
+            f"most {few} anchors (a tenth of the {steps} updates)",
+            holds, f"{ok} of {len(mine)} functions; anchors needed: "
+            + ", ".join(f"{r.function} {r.rounds_needed}" for r in mine.itertuples()),
+        ))  # fmt: skip
+    pair = needed.pivot(index="function", columns="method", values="rounds_needed")
+    fewer, more = int((pair.sobolev < pair.regular).sum()), int((pair.sobolev > pair.regular).sum())
+    out.append(Claim(
+        "Sobolev training needs fewer feature updates than regular training to come within "
+        f"{within:.0%} of its own full training",
+        True if fewer > len(pair) / 2 and more == 0 else (False if more > len(pair) / 2 else None),
+        f"fewer on {fewer}, more on {more}, as many on {len(pair) - fewer - more} of {len(pair)} functions",
+    ))  # fmt: skip
+    return out
+
+
+def metrics_dict(table: pd.DataFrame, needed: pd.DataFrame, claims_: list[Claim]) -> dict:
+    """Everything the README and ``dvc metrics`` show, keyed for stable diffs."""
+    return {
+        "curve": {f"{r.function}/K{r.every}": {"rounds": r.rounds, "regular": r.regular, "sobolev": r.sobolev,
+                  "ratio": r.ratio, "low": r.low, "high": r.high, "verdict": r.verdict} for r in table.itertuples()},
+        "updates_needed": {f"{r.function}/{r.method}": {"rounds": r.rounds_needed, "full": r.full_error,
+                           "fixed_over_full": r.fixed_over_full} for r in needed.itertuples()},
+        "claims": [c.to_dict() for c in claims_],
+    }  # fmt: skip
+
+
+def save_artifacts(runs: pd.DataFrame, table: pd.DataFrame, metrics: dict, output_dir: str | Path) -> None:
+    """Write ``runs.csv`` (every run at every checkpoint), ``curve.csv`` and ``metrics.json``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "runs.csv", runs.to_csv(index=False))
+    atomic_write_text(out / "curve.csv", table.to_csv(index=False))
+    atomic_write_json(out / "metrics.json", metrics)
+
+
+def readme_block(metrics: dict) -> str:
+    """Markdown: Sobolev / regular per function and K (ratio [interval] verdict), then the claims."""
+    curve = metrics["curve"]
+    ks = sorted({int(k.split("/K")[1]) for k in curve})
+    functions = sorted({k.split("/K")[0] for k in curve})
+    lines = ["| function | " + " | ".join(f"K={k} ({curve[f'{functions[0]}/K{k}']['rounds']} anchors)" for k in ks)
+             + " |", "| --- |" + " ---: |" * len(ks)]  # fmt: skip
+    for fn in functions:
+        cells = []
+        for k in ks:
+            c = curve[f"{fn}/K{k}"]
+            mark = "**" if c["verdict"] == WIN else ""
+            cells.append(f"{c['ratio']:.2g} [{c['low']:.2g}, {c['high']:.2g}] {mark}{c['verdict']}{mark}")
+        lines.append(f"| {fn} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", format_claims([Claim.from_dict(c) for c in metrics["claims"]], bullet="* ")])
+
+
+def curves_figure(runs: pd.DataFrame) -> plt.Figure:
+    """Test error at the full budget against the number of anchors (feature sets), per function: every
+    seed a point, the median a line, both losses; log-log."""
+    style()
+    end = final(runs)
+    functions = sorted(set(end.function))
+    cols = min(4, len(functions))
+    rows_ = -(-len(functions) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.1 * rows_), squeeze=False)
+    for ax, fn in zip(axes.flat, functions, strict=False):
+        sub = end[end.function == fn]
+        for method in METHODS:
+            m = sub[sub.method == method]
+            ax.scatter(m.rounds, m.test_nmse, s=8, alpha=0.4, color=METHOD_COLORS[method])
+            med = m.groupby("rounds").test_nmse.median()
+            ax.plot(med.index, med.values, "-o", ms=3, color=METHOD_COLORS[method], label=method)
+        ax.set(xscale="log", yscale="log", title=fn, xlabel="anchors (feature sets) in training",
+               ylabel="test MSE / Var f")  # fmt: skip
+    for ax in axes.flat[len(functions) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Left end: features frozen at initialisation (NTK); right end: ordinary training (K = 1)")
+    fig.tight_layout()
+    return fig
+
+
+def ratio_figure(table: pd.DataFrame) -> plt.Figure:
+    """Sobolev / regular test MSE against the number of anchors, per function, with 95% intervals
+    (filled: decided)."""
+    style()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    palette = dict(zip(sorted(set(table.function)), sns.color_palette("colorblind", table.function.nunique()),
+                       strict=True))  # fmt: skip
+    for fn, g in table.groupby("function"):
+        g = g.sort_values("rounds")
+        c = palette[fn]
+        ax.plot(g.rounds, g.ratio, "-", color=c, label=fn)
+        ax.fill_between(g.rounds, g.low, g.high, color=c, alpha=0.15)
+        decided = (g.verdict != UNDECIDED).to_numpy()
+        ax.scatter(g.rounds[decided], g.ratio[decided], color=c, zorder=3)
+        ax.scatter(g.rounds[~decided], g.ratio[~decided], facecolor="white", edgecolor=c, zorder=3)
+    ax.axhline(1, color="black", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="anchors (feature sets) in training",
+           ylabel="test MSE, Sobolev / regular")  # fmt: skip
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def phase_figure(phase: pd.DataFrame, function: str) -> plt.Figure:
+    """Heat maps of the median test error over training time (rows) and K (columns), per loss, and
+    their ratio Sobolev / regular (log10)."""
+    style()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    grids = {m: phase[phase.method == m].pivot(index="step", columns="every", values="test_nmse") for m in METHODS}
+    vmin = np.log10(min(g.min().min() for g in grids.values()))
+    vmax = np.log10(max(g.max().max() for g in grids.values()))
+    for ax, method in zip(axes[:2], METHODS, strict=True):
+        sns.heatmap(np.log10(grids[method]), ax=ax, vmin=vmin, vmax=vmax, cmap="viridis", annot=True, fmt=".1f",
+                    cbar_kws={"label": "log10 test MSE / Var f"})  # fmt: skip
+        ax.set(title=f"{function}, {method}", xlabel="K (updates between feature updates)", ylabel="update")
+    ratio = np.log10(grids["sobolev"] / grids["regular"])
+    lim = float(np.nanmax(np.abs(ratio.to_numpy())))
+    sns.heatmap(ratio, ax=axes[2], cmap="coolwarm", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".2f",
+                cbar_kws={"label": "log10 Sobolev / regular"})  # fmt: skip
+    axes[2].set(title="Sobolev / regular (blue: Sobolev better)", xlabel="K", ylabel="update")
+    fig.tight_layout()
+    return fig

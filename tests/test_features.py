@@ -1,0 +1,66 @@
+"""Section 5.3 (iterative linearisation): the run grid, the curve statistics, the verdicts."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sobolev.common.params import ParamError, read_params
+from sobolev.features import compute, report
+from sobolev.features.config import FeaturesConfig
+
+SECTION = {k: v for k, v in read_params()["features"].items() if k not in ("ci", "paper")}
+
+
+def tiny(**changes) -> FeaturesConfig:
+    values = {**SECTION, "functions": ["booth", "beale"], "seeds": 3, "steps": 24, "every": [1, 6, 24],
+              "checkpoints": [12, 24], "hidden": 16, "phase_function": "booth", "n_test": 100, "n_boot": 200,
+              "threads": 1, "log_every": 12}  # fmt: skip
+    return FeaturesConfig.from_values({**values, **changes})
+
+
+def test_rounds_count_the_anchors():
+    assert compute.rounds(512, 1) == 512 and compute.rounds(512, 512) == 1 and compute.rounds(512, 1000) == 1
+    assert compute.rounds(100, 30) == 4
+
+
+def test_config_errors_name_the_parameter():
+    with pytest.raises(ParamError, match=r"features.every=\[2, 24\]: must start at 1"):
+        tiny(every=[2, 24])
+    with pytest.raises(ParamError, match=r"features.checkpoints=\[12\]: must end at steps"):
+        tiny(checkpoints=[12])
+    with pytest.raises(ParamError, match=r"features.phase_function='ackley': must be one of functions"):
+        tiny(phase_function="ackley")
+
+
+def test_run_all_records_every_run_at_every_checkpoint_and_the_report_decides(tmp_path):
+    cfg = tiny()
+    runs = compute.run_all(cfg, progress=False)
+    assert len(runs) == 2 * 3 * 2 * 3 * 2  # functions x seeds x losses x K x checkpoints
+    assert np.isfinite(runs.test_mse).all()
+    end = compute.final(runs)
+    assert set(end.rounds) == {24, 4, 1}
+    # the same initial weights and data for every K: at K = steps the features never move, and the
+    # first update of every K is the same, so all runs of a seed start from one network
+    table = compute.curve(runs, cfg.n_boot)
+    assert len(table) == 2 * 3 and ((table.low <= table.ratio) & (table.ratio <= table.high)).all()
+    needed = compute.updates_needed(table, cfg.within)
+    assert (needed.rounds_needed >= 1).all() and (needed.rounds_needed <= 24).all()
+    claims = report.claims(table, needed, cfg.steps, cfg.within)
+    assert len(claims) == 5 and all(c.holds in (True, False, None) for c in claims)
+    metrics = report.metrics_dict(table, needed, claims)
+    report.save_artifacts(runs, table, metrics, tmp_path)
+    block = report.readme_block(json.loads((tmp_path / "metrics.json").read_text()))
+    assert "| booth |" in block and "K=24 (1 anchors)" in block
+    phase = compute.phase(runs, "booth")
+    assert set(phase.step) == {12, 24} and set(phase.every) == {1, 6, 24}
+
+
+def test_updates_needed_on_a_constructed_curve():
+    table = pd.DataFrame({"function": "f", "every": [1, 8, 64], "rounds": [64, 8, 1],
+                          "regular": [1.0, 1.05, 3.0], "sobolev": [0.5, 0.6, 0.52]})  # fmt: skip
+    needed = compute.updates_needed(table, 0.1).set_index("method")
+    assert needed.loc["regular", "rounds_needed"] == 8  # 1.05 <= 1.1, 3.0 is not
+    assert needed.loc["sobolev", "rounds_needed"] == 1  # 0.52 <= 0.55
+    assert needed.loc["regular", "fixed_over_full"] == pytest.approx(3.0)
