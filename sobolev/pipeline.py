@@ -101,7 +101,7 @@ STAGES: dict[str, Stage] = {
     ),
     "features": Stage(
         "features", "results/features", ("s53_feature_updates.ipynb", "figures", "runs.csv", "curve.csv",
-                                         "metrics.json"),
+                                         "digits.csv", "metrics.json"),
         notebook="notebooks/s53_feature_updates.ipynb",
     ),
 }  # fmt: skip

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sobolev.common.params import ParamError, read_params
-from sobolev.features import compute, report
+from sobolev.features import classification, compute, report
 from sobolev.features.config import FeaturesConfig
 
 SECTION = {k: v for k, v in read_params()["features"].items() if k not in ("ci", "paper")}
@@ -16,6 +16,7 @@ SECTION = {k: v for k, v in read_params()["features"].items() if k not in ("ci",
 def tiny(**changes) -> FeaturesConfig:
     values = {**SECTION, "functions": ["booth", "beale"], "seeds": 3, "steps": 24, "every": [1, 6, 24],
               "checkpoints": [12, 24], "hidden": 16, "phase_function": "booth", "n_test": 100, "n_boot": 200,
+              "class_train": 60, "class_hidden": 16, "class_teacher_steps": 150, "class_lr": 0.01,
               "threads": 1, "log_every": 12}  # fmt: skip
     return FeaturesConfig.from_values({**values, **changes})
 
@@ -47,12 +48,20 @@ def test_run_all_records_every_run_at_every_checkpoint_and_the_report_decides(tm
     assert len(table) == 2 * 3 and ((table.low <= table.ratio) & (table.ratio <= table.high)).all()
     needed = compute.updates_needed(table, cfg.within)
     assert (needed.rounds_needed >= 1).all() and (needed.rounds_needed <= 24).all()
-    claims = report.claims(table, needed, cfg.steps, cfg.within)
-    assert len(claims) == 5 and all(c.holds in (True, False, None) for c in claims)
-    metrics = report.metrics_dict(table, needed, claims)
-    report.save_artifacts(runs, table, metrics, tmp_path)
+    digit_runs, teacher = classification.run_classification(cfg)
+    assert len(digit_runs) == 3 * 2 * 3 * 2 and 0.8 < teacher["teacher_test_accuracy"] <= 1
+    digits = compute.curve(digit_runs.assign(function="digits"), cfg.n_boot, error="test_kl", shown="test_kl")
+    accuracy = compute.accuracy_table(digit_runs, cfg.n_boot)
+    assert ((accuracy.low <= accuracy.difference) & (accuracy.difference <= accuracy.high)).all()
+    claims = report.claims(table, needed, cfg.steps, cfg.within) + report.claims(
+        digits, compute.updates_needed(digits, cfg.within), cfg.steps, cfg.within, task="digits"
+    )
+    assert len(claims) == 10 and all(c.holds in (True, False, None) for c in claims)
+    assert claims[5].text.startswith("digits: ")
+    metrics = report.metrics_dict(table, needed, digits, accuracy, teacher, claims)
+    report.save_artifacts(runs, table, digit_runs, metrics, tmp_path)
     block = report.readme_block(json.loads((tmp_path / "metrics.json").read_text()))
-    assert "| booth |" in block and "K=24 (1 anchors)" in block
+    assert "| booth |" in block and "K=24 (1 anchors)" in block and "| digits students" in block
     phase = compute.phase(runs, "booth")
     assert set(phase.step) == {12, 24} and set(phase.every) == {1, 6, 24}
 
@@ -64,3 +73,9 @@ def test_updates_needed_on_a_constructed_curve():
     assert needed.loc["regular", "rounds_needed"] == 8  # 1.05 <= 1.1, 3.0 is not
     assert needed.loc["sobolev", "rounds_needed"] == 1  # 0.52 <= 0.55
     assert needed.loc["regular", "fixed_over_full"] == pytest.approx(3.0)
+
+
+def test_digits_split_is_offline_standardised_and_disjoint():
+    data = classification.load_digits_split()
+    assert data.x_train.shape == (1200, 64) and data.x_test.shape == (597, 64)
+    assert abs(float(data.x_train.mean())) < 1e-5 and set(data.y_test.tolist()) == set(range(10))

@@ -115,3 +115,30 @@ def test_bad_every_is_rejected():
     x, t, _ = data()
     with pytest.raises(ValueError, match="every must be a positive integer"):
         train_linearised(make(), x, t, 0.01, steps=5, every=0, progress=False)
+
+
+def test_module_linearisation_matches_the_network_at_the_anchor_and_the_batched_form():
+    from sobolev.core.linearisation import linearised_module
+
+    batched = make(M=1)
+    net = batched.to_module(0).double()
+    anchor = {k: v.detach().clone() for k, v in net.named_parameters()}
+    x, _, _ = data(M=1)
+    torch.testing.assert_close(linearised_module(net, anchor, anchor, x[0]), net(x[0]))
+    theta = shifted(anchor, 0.05)
+    mine = linearised_module(net, theta, anchor, x[0])
+    names = {"net.0.weight": "W1", "net.0.bias": "b1", "net.2.weight": "W2", "net.2.bias": "b2",
+             "net.4.weight": "w3", "net.4.bias": "b3"}  # fmt: skip
+    to_batched = {
+        names[k]: (v.reshape(1, -1) if names[k] in ("w3", "b3") else v.unsqueeze(0)) for k, v in theta.items()
+    }
+    to_batched["b3"] = to_batched["b3"].reshape(1)
+    ref, _ = linearised(to_batched, batched.params, x, masks_at(batched.params, x))
+    torch.testing.assert_close(mine, ref[0])
+    # its input JVP is the derivative of f_lin: compare with autograd
+    xr = x[0].clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(linearised_module(net, theta, anchor, xr).sum(), xr)
+    v = torch.zeros_like(x[0])
+    v[:, 0] = 1.0
+    _, jv = torch.func.jvp(lambda z: linearised_module(net, theta, anchor, z), (x[0],), (v,))
+    torch.testing.assert_close(jv, auto[:, 0])

@@ -157,6 +157,9 @@ def test_committed_feature_results_match_committed_params():
     assert all(c["low"] <= c["ratio"] <= c["high"] for c in m["curve"].values())
     runs = pd.read_csv(ROOT / "results/features/runs.csv")
     assert len(runs) == len(cfg.functions) * cfg.seeds * 2 * len(cfg.every) * len(cfg.checkpoints)
+    assert set(m["digits_kl"]) == {f"K{k}" for k in cfg.every}
+    digits = pd.read_csv(ROOT / "results/features/digits.csv")
+    assert len(digits) == cfg.seeds * 2 * len(cfg.every) * len(cfg.checkpoints)
 
 
 def test_committed_synthetic_results_match_committed_params():

@@ -178,3 +178,15 @@ def predict_linearised(params: Params, anchor: Params, x: Tensor, chunk: int = 5
         ys.append(y)
         gs.append(g)
     return torch.cat(ys, 1), torch.cat(gs, 1)
+
+
+def linearised_module(module: torch.nn.Module, params: Params, anchor: Params, x: Tensor) -> Tensor:
+    """``f_lin(x; θ)`` of any ``module`` around ``anchor`` θₖ at ``params`` θ, by ``torch.func.jvp``.
+
+    For modules other than the batched MLP (e.g. a classifier). Differentiable in ``params`` and
+    in ``x``: its input derivatives (``torch.func.jvp`` over ``x``, as eq. (2)'s projections use)
+    are those of the linearised model, the ReLU masks frozen at the anchor.
+    """
+    tangent = {k: params[k] - anchor[k] for k in anchor}
+    out, d_out = torch.func.jvp(lambda p: torch.func.functional_call(module, p, (x,)), (anchor,), (tangent,))
+    return out + d_out

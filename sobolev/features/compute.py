@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sobolev.common.stats import Interval, paired_ratio
+from sobolev.common.stats import Interval, paired_difference, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import make_sample
 from sobolev.core.functions import get_function
@@ -85,16 +85,17 @@ def final(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs.step == runs.step.max()]
 
 
-def curve(runs: pd.DataFrame, n_boot: int) -> pd.DataFrame:
-    """Per function, K and loss at the full budget: the median test error over seeds, and the paired
-    Sobolev / regular ratio with its bootstrap interval and verdict (win = Sobolev better)."""
+def curve(runs: pd.DataFrame, n_boot: int, error: str = "test_mse", shown: str = "test_nmse") -> pd.DataFrame:
+    """Per function (or task), K and loss at the full budget: the median ``shown`` error over seeds,
+    and the paired Sobolev / regular ratio of ``error`` with its bootstrap interval and verdict (win =
+    Sobolev better). For the digits students: ``error = shown = "test_kl"`` (to the teacher)."""
     end = final(runs)
     out = []
     for (fn, every), cell in end.groupby(["function", "every"], sort=True):
         both = cell[cell.method == "sobolev"].merge(cell[cell.method == "regular"], on="seed", suffixes=("", "_reg"))
-        r: Interval = paired_ratio(both.test_mse, both.test_mse_reg, n_boot)
+        r: Interval = paired_ratio(both[error], both[f"{error}_reg"], n_boot)
         out.append({"function": fn, "every": int(every), "rounds": int(cell.rounds.iloc[0]),
-                    "regular": float(both.test_nmse_reg.median()), "sobolev": float(both.test_nmse.median()),
+                    "regular": float(both[f"{shown}_reg"].median()), "sobolev": float(both[shown].median()),
                     "ratio": r.estimate, "low": r.low, "high": r.high, "verdict": r.verdict})  # fmt: skip
     return pd.DataFrame(out)
 
@@ -118,3 +119,20 @@ def phase(runs: pd.DataFrame, function: str) -> pd.DataFrame:
     """Median test error over seeds per loss, checkpoint and K for ``function`` (the phase diagram)."""
     sub = runs[runs.function == function]
     return sub.groupby(["method", "step", "every"]).test_nmse.median().reset_index()
+
+
+def accuracy_table(runs: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Digits students at the full budget, per K: median test accuracy (labels) and agreement with the
+    teacher per loss, and the paired difference Sobolev − regular in accuracy with its interval."""
+    end = final(runs)
+    out = []
+    for every, cell in end.groupby("every", sort=True):
+        both = cell[cell.method == "sobolev"].merge(cell[cell.method == "regular"], on="seed", suffixes=("", "_reg"))
+        d = paired_difference(both.test_accuracy, both.test_accuracy_reg, n_boot)
+        out.append({"every": int(every), "rounds": int(cell.rounds.iloc[0]),
+                    "regular_accuracy": float(both.test_accuracy_reg.median()),
+                    "sobolev_accuracy": float(both.test_accuracy.median()),
+                    "regular_agreement": float(both.test_agreement_reg.median()),
+                    "sobolev_agreement": float(both.test_agreement.median()),
+                    "difference": d.estimate, "low": d.low, "high": d.high, "verdict": d.verdict})  # fmt: skip
+    return pd.DataFrame(out)

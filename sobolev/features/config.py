@@ -18,7 +18,8 @@ class FeaturesConfig(SectionConfig):
     anchor (the features) moves every K updates, K over ``every``, at a fixed budget of ``steps``
     updates (Adam at the constant rate ``lr``, full batch, raw targets, λ = 1); paired seeds (same
     training points and initial weights for every K and both losses). Test error is recorded at
-    ``checkpoints`` (the phase diagram: training time × K)."""
+    ``checkpoints`` (the phase diagram: training time × K). The classification task: students of a
+    digits teacher (``class_*``) distilled as f_lin, by regular and by Sobolev distillation."""
 
     SECTION: ClassVar[str] = "features"
 
@@ -32,6 +33,11 @@ class FeaturesConfig(SectionConfig):
     hidden: int = param(integer(1, 16_384))
     phase_function: str = param(FUNCTION)
     within: float = param(number(0, 10, open_low=True))
+    class_train: int = param(integer(10, 1200))  # digits images the students are distilled on
+    class_hidden: int = param(integer(1, 16_384))
+    class_lr: float = param(number(0, MAX_LR, open_low=True))
+    class_teacher_steps: int = param(integer(1, 10_000_000))
+    class_weight: float = param(number(0, 1e6, open_low=True))  # λ of the projection term
     n_test: int = param(integer(1, MAX_POINTS))
     n_boot: int = param(integer(100, 10_000_000))
     ensemble_size: int = param(integer(1, 100_000))

@@ -21,9 +21,12 @@ def _counts(verdicts: pd.Series) -> str:
     return f"{c.get(WIN, 0)} win / {c.get(LOSS, 0)} loss / {c.get(UNDECIDED, 0)} undecided"
 
 
-def claims(table: pd.DataFrame, needed: pd.DataFrame, steps: int, within: float) -> list[Claim]:
+def claims(
+    table: pd.DataFrame, needed: pd.DataFrame, steps: int, within: float, task: str = "regression"
+) -> list[Claim]:
     """Verdicts from :func:`sobolev.features.compute.curve` (``table``) and
-    :func:`~sobolev.features.compute.updates_needed` (``needed``)."""
+    :func:`~sobolev.features.compute.updates_needed` (``needed``), each text prefixed by ``task``
+    (``regression``: the functions' test MSE; ``digits``: the students' test KL to the teacher)."""
     out = []
     by_k = "; ".join(f"K={k}: {_counts(g.verdict)}" for k, g in table.groupby("every"))
     full = table[table.every == 1].set_index("function").verdict
@@ -63,12 +66,28 @@ def claims(table: pd.DataFrame, needed: pd.DataFrame, steps: int, within: float)
         True if fewer > len(pair) / 2 and more == 0 else (False if more > len(pair) / 2 else None),
         f"fewer on {fewer}, more on {more}, as many on {len(pair) - fewer - more} of {len(pair)} functions",
     ))  # fmt: skip
-    return out
+    return [Claim(f"{task}: {c.text}", c.holds, c.evidence) for c in out]
 
 
-def metrics_dict(table: pd.DataFrame, needed: pd.DataFrame, claims_: list[Claim]) -> dict:
-    """Everything the README and ``dvc metrics`` show, keyed for stable diffs."""
+def metrics_dict(
+    table: pd.DataFrame,
+    needed: pd.DataFrame,
+    digits: pd.DataFrame,
+    accuracy: pd.DataFrame,
+    teacher: dict,
+    claims_: list[Claim],
+) -> dict:
+    """Everything the README and ``dvc metrics`` show, keyed for stable diffs (``digits``: the
+    students' :func:`~sobolev.features.compute.curve` of test KL; ``accuracy``:
+    :func:`~sobolev.features.compute.accuracy_table`; ``teacher``: its test accuracy)."""
     return {
+        "digits_kl": {f"K{r.every}": {"rounds": r.rounds, "regular": r.regular, "sobolev": r.sobolev,
+                      "ratio": r.ratio, "low": r.low, "high": r.high, "verdict": r.verdict}
+                      for r in digits.itertuples()},
+        "digits_accuracy": {f"K{r.every}": {"regular": r.regular_accuracy, "sobolev": r.sobolev_accuracy,
+                            "difference": r.difference, "low": r.low, "high": r.high, "verdict": r.verdict}
+                            for r in accuracy.itertuples()},
+        **teacher,
         "curve": {f"{r.function}/K{r.every}": {"rounds": r.rounds, "regular": r.regular, "sobolev": r.sobolev,
                   "ratio": r.ratio, "low": r.low, "high": r.high, "verdict": r.verdict} for r in table.itertuples()},
         "updates_needed": {f"{r.function}/{r.method}": {"rounds": r.rounds_needed, "full": r.full_error,
@@ -77,10 +96,14 @@ def metrics_dict(table: pd.DataFrame, needed: pd.DataFrame, claims_: list[Claim]
     }  # fmt: skip
 
 
-def save_artifacts(runs: pd.DataFrame, table: pd.DataFrame, metrics: dict, output_dir: str | Path) -> None:
-    """Write ``runs.csv`` (every run at every checkpoint), ``curve.csv`` and ``metrics.json``."""
+def save_artifacts(
+    runs: pd.DataFrame, table: pd.DataFrame, digit_runs: pd.DataFrame, metrics: dict, output_dir: str | Path
+) -> None:
+    """Write ``runs.csv`` (every regression run at every checkpoint), ``curve.csv``, ``digits.csv``
+    (every digits student at every checkpoint) and ``metrics.json``."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "digits.csv", digit_runs.to_csv(index=False))
     atomic_write_text(out / "runs.csv", runs.to_csv(index=False))
     atomic_write_text(out / "curve.csv", table.to_csv(index=False))
     atomic_write_json(out / "metrics.json", metrics)
@@ -100,6 +123,13 @@ def readme_block(metrics: dict) -> str:
             mark = "**" if c["verdict"] == WIN else ""
             cells.append(f"{c['ratio']:.2g} [{c['low']:.2g}, {c['high']:.2g}] {mark}{c['verdict']}{mark}")
         lines.append(f"| {fn} | " + " | ".join(cells) + " |")
+    cells = []
+    for k in ks:
+        c, a = metrics["digits_kl"][f"K{k}"], metrics["digits_accuracy"][f"K{k}"]
+        mark = "**" if c["verdict"] == WIN else ""
+        cells.append(f"{c['ratio']:.2g} [{c['low']:.2g}, {c['high']:.2g}] {mark}{c['verdict']}{mark}; accuracy "
+                     f"{a['regular']:.3f} → {a['sobolev']:.3f}")  # fmt: skip
+    lines.append("| digits students (test KL to the teacher) | " + " | ".join(cells) + " |")
     return "\n".join([*lines, "", format_claims([Claim.from_dict(c) for c in metrics["claims"]], bullet="* ")])
 
 
@@ -169,5 +199,26 @@ def phase_figure(phase: pd.DataFrame, function: str) -> plt.Figure:
     sns.heatmap(ratio, ax=axes[2], cmap="coolwarm", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".2f",
                 cbar_kws={"label": "log10 Sobolev / regular"})  # fmt: skip
     axes[2].set(title="Sobolev / regular (blue: Sobolev better)", xlabel="K", ylabel="update")
+    fig.tight_layout()
+    return fig
+
+
+def digits_figure(runs: pd.DataFrame, teacher_accuracy: float) -> plt.Figure:
+    """Digits students at the full budget against the number of anchors: test KL to the teacher and
+    test accuracy (every seed a point, the median a line), both distillation losses."""
+    style()
+    end = final(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, column, label in ((axes[0], "test_kl", "test KL(teacher ‖ student)"),
+                              (axes[1], "test_accuracy", "test accuracy (labels)")):  # fmt: skip
+        for method in METHODS:
+            m = end[end.method == method]
+            ax.scatter(m.rounds, m[column], s=10, alpha=0.5, color=METHOD_COLORS[method])
+            med = m.groupby("rounds")[column].median()
+            ax.plot(med.index, med.values, "-o", ms=3, color=METHOD_COLORS[method], label=f"{method} distillation")
+        ax.set(xscale="log", xlabel="anchors (feature sets) in training", ylabel=label)
+    axes[0].set_yscale("log")
+    axes[1].axhline(teacher_accuracy, ls="--", color="grey", label="teacher")
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
