@@ -63,8 +63,11 @@ def claims(
     out.append(Claim(
         "Sobolev training needs fewer feature updates than regular training to come within "
         f"{within:.0%} of its own full training",
-        True if fewer > len(pair) / 2 and more == 0 else (False if more > len(pair) / 2 else None),
-        f"fewer on {fewer}, more on {more}, as many on {len(pair) - fewer - more} of {len(pair)} functions",
+        # a comparison of medians without an interval: decided only as a count over at least 3 functions
+        None if len(pair) < 3 else (True if fewer > len(pair) / 2 and more == 0 else
+                                    (False if more > len(pair) / 2 else None)),
+        f"fewer on {fewer}, more on {more}, as many on {len(pair) - fewer - more} of {len(pair)} functions"
+        + (" (fewer than 3: not decided)" if len(pair) < 3 else ""),
     ))  # fmt: skip
     return [Claim(f"{task}: {c.text}", c.holds, c.evidence) for c in out]
 
