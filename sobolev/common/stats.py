@@ -16,6 +16,12 @@ import numpy as np
 WIN, LOSS, UNDECIDED = "win", "loss", "undecided"
 
 
+def count_verdicts(verdicts: Sequence[str]) -> str:
+    """``"a win / b loss / c undecided"`` for a collection of verdicts."""
+    v = list(verdicts)
+    return f"{v.count(WIN)} win / {v.count(LOSS)} loss / {v.count(UNDECIDED)} undecided"
+
+
 @dataclass(frozen=True)
 class Interval:
     """An estimate with its bootstrap interval, over ``n`` paired seeds.

@@ -11,14 +11,9 @@ from matplotlib import pyplot as plt
 
 from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import METHOD_COLORS, style
-from sobolev.common.stats import LOSS, UNDECIDED, WIN
+from sobolev.common.stats import LOSS, UNDECIDED, WIN, count_verdicts
 from sobolev.common.utils import atomic_write_json, atomic_write_text
 from sobolev.features.compute import METHODS, final
-
-
-def _counts(verdicts: pd.Series) -> str:
-    c = verdicts.value_counts()
-    return f"{c.get(WIN, 0)} win / {c.get(LOSS, 0)} loss / {c.get(UNDECIDED, 0)} undecided"
 
 
 def claims(
@@ -28,7 +23,7 @@ def claims(
     :func:`~sobolev.features.compute.updates_needed` (``needed``), each text prefixed by ``task``
     (``regression``: the functions' test MSE; ``digits``: the students' test KL to the teacher)."""
     out = []
-    by_k = "; ".join(f"K={k}: {_counts(g.verdict)}" for k, g in table.groupby("every"))
+    by_k = "; ".join(f"K={k}: {count_verdicts(g.verdict)}" for k, g in table.groupby("every"))
     full = table[table.every == 1].set_index("function").verdict
     fixed = table[table.every == table.every.max()].set_index("function").verdict
     winners = full[full == WIN].index
@@ -45,7 +40,7 @@ def claims(
         "Sobolev's advantage survives with the features frozen at initialisation (K = steps: the linearised, NTK end)",
         None if not len(winners) else (len(nt) == len(winners) if len(nt) in (0, len(winners)) else None),
         f"wins at the fixed-feature end on {len(nt)} of those {len(winners)} functions "
-        f"({_counts(fixed)} over all functions)",
+        f"({count_verdicts(fixed)} over all functions)",
     ))  # fmt: skip
     few = steps // 10
     for method in METHODS:

@@ -11,17 +11,12 @@ from matplotlib import pyplot as plt
 
 from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import style
-from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, median_interval, paired_ratio
+from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, count_verdicts, median_interval, paired_ratio
 from sobolev.common.utils import atomic_write_json, atomic_write_text
 from sobolev.trust.compute import ADAM, FROMAGE, WEIGHTS, run_norms
 
 ARM_COLORS = {ADAM: "#4c72b0", FROMAGE: "#dd8452"}
 OPTIMISER_COLORS = {"adam": "#4c72b0", "fromage": "#dd8452", "lars": "#55a868", "lars-momentum": "#8172b3"}
-
-
-def _counts(verdicts: pd.Series) -> str:
-    c = verdicts.value_counts()
-    return f"{c.get(WIN, 0)} win / {c.get(LOSS, 0)} loss / {c.get(UNDECIDED, 0)} undecided"
 
 
 def convergence(runs: pd.DataFrame) -> pd.DataFrame:
@@ -58,8 +53,8 @@ def claims(
         lost, kept = int((adam_wins[FROMAGE] == LOSS).sum()), int((adam_wins[FROMAGE] == WIN).sum())
         holds = None if not len(adam_wins) else (False if lost else (True if kept == len(adam_wins) else None))
         per_size = "; ".join(
-            f"n={n}: Adam {_counts(mine[(mine.arm == ADAM) & (mine.n_train == n)].verdict)}, "
-            f"Fromage {_counts(mine[(mine.arm == FROMAGE) & (mine.n_train == n)].verdict)}"
+            f"n={n}: Adam {count_verdicts(mine[(mine.arm == ADAM) & (mine.n_train == n)].verdict)}, "
+            f"Fromage {count_verdicts(mine[(mine.arm == FROMAGE) & (mine.n_train == n)].verdict)}"
             for n in sorted(set(mine.n_train))
         )
         out.append(Claim(
@@ -72,7 +67,7 @@ def claims(
         mine = optimiser_cells[optimiser_cells.normalisation == norm]
         losses = int((mine.verdict == LOSS).sum())
         holds = False if losses > len(mine) / 2 else (True if losses == 0 else None)
-        detail = "; ".join(f"{m}: {_counts(mine[mine.method == m].verdict)}" for m in sorted(set(mine.method)))
+        detail = "; ".join(f"{m}: {count_verdicts(mine[mine.method == m].verdict)}" for m in sorted(set(mine.method)))
         out.append(Claim(
             f"{norm} data: Fromage at η = {default_lr:g} is competitive with Adam at its tuned rate "
             "(Fromage / Adam test MSE per cell; not reproduced when Fromage loses in most cells)",
