@@ -72,7 +72,8 @@ STAGES: dict[str, Stage] = {
         notebook="notebooks/s41_regression.ipynb",
     ),
     "synthetic": Stage(
-        "synthetic", "results/synthetic", ("s43_synthetic_gradients.ipynb", "figures", "curves.csv", "metrics.json"),
+        "synthetic", "results/synthetic",
+        ("s43_synthetic_gradients.ipynb", "figures", "runs.csv", "curves.csv", "metrics.json"),
         notebook="notebooks/s43_synthetic_gradients.ipynb",
     ),
     "teacher": Stage(

@@ -165,11 +165,14 @@ def test_committed_feature_results_match_committed_params():
 def test_committed_synthetic_results_match_committed_params():
     cfg = SyntheticConfig.load(path=PARAMS)
     m = json.loads((ROOT / "results/synthetic/metrics.json").read_text())
-    assert m["dataset"] == cfg.dataset
+    assert m["dataset"] == cfg.dataset and m["settings"]["sg_loss"] == cfg.sg_loss
     rows = {r["variant"]: r for r in m["table"]}
     assert set(rows) == set(cfg.variants)
-    assert all(r["seeds"] == cfg.seeds for r in rows.values())
+    assert all(r["seeds"] == cfg.seeds and len(r["per_seed"]) == cfg.seeds for r in rows.values())
     assert len(m["runs"]) == len(cfg.variants) * cfg.seeds
+    assert len(m["ordering"]) == len(cfg.variants) - 1
+    runs = pd.read_csv(ROOT / "results/synthetic/runs.csv")
+    assert len(runs) == len(cfg.variants) * cfg.seeds
 
 
 def test_committed_distillation_results_match_committed_params():

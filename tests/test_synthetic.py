@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 import torch
@@ -160,10 +161,12 @@ def test_bad_input_is_rejected():
     blocks = nn.ModuleList([nn.Linear(4, 3)])
     with pytest.raises(ValueError, match="need at least 2 blocks"):
         DecoupledTrainer(blocks, "sobolev", 3, torch.randn(2, 4), torch.optim.SGD(blocks.parameters(), lr=0.1))
-    with pytest.raises(ValueError, match="feature_shape must be"):
-        DirectSG((2, 3), 3)
+    with pytest.raises(ValueError, match=r"feature_shape must be \(C,\), \(C, L\) or \(C, H, W\), got \(1, 2, 3, 4\)"):
+        DirectSG((1, 2, 3, 4), 3)
     with pytest.raises(ValueError, match="feature_shape must be"):
         CriticSG((1, 2, 3, 4), 3)
+    with pytest.raises(ValueError, match="sg_loss must be one of l1, l2, got 'huber'"):
+        make("sobolev", sg_loss="huber")
     assert set(VARIANTS) >= set(CRITIC_VARIANTS)
 
 
@@ -179,3 +182,46 @@ def test_conv_feature_maps_are_supported():
         t = DecoupledTrainer(blocks, variant, 3, x, torch.optim.SGD(blocks.parameters(), lr=0.01))
         out = t.step(x, y, diagnostics=True)
         assert len(out["cosine"]) == 1 and out["loss"] > 0
+
+
+def test_signal_feature_maps_are_supported():
+    blocks = nn.ModuleList(
+        [
+            nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.BatchNorm1d(4), nn.ReLU()),
+            nn.Sequential(nn.Flatten(), nn.Linear(4 * 12, 3)),
+        ]
+    )
+    x, y = torch.randn(5, 1, 12), torch.randint(0, 3, (5,))
+    for variant in ("direct", "sobolev"):
+        t = DecoupledTrainer(blocks, variant, 3, x, torch.optim.SGD(blocks.parameters(), lr=0.01))
+        assert any(isinstance(m, nn.Conv1d) for m in t.sg_modules.modules())
+        out = t.step(x, y, diagnostics=True)
+        assert len(out["cosine"]) == 1 and len(out["norm_ratio"]) == 1 and out["loss"] > 0
+
+
+def test_module_loss_is_l1_or_squared_l2_and_relative_is_scale_free():
+    trainer, _, _ = make("sobolev", sg_loss="l1", relative=False)
+    estimate, target = torch.tensor([[1.0, -2.0], [0.0, 4.0]]), torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    assert float(trainer._distance(estimate, target)) == pytest.approx(((1 + 2) + (1 + 3)) / 2)
+    trainer, _, _ = make("sobolev", sg_loss="l2", relative=False)
+    assert float(trainer._distance(estimate, target)) == pytest.approx(((1 + 4) + (1 + 9)) / 2)
+    # Relative: the error over the batch's mean target size, so scaling estimate and target together
+    # changes nothing: gradients of any scale weigh alike.
+    for loss, size in (("l1", (0 + 2) / 2), ("l2", (0 + 2) / 2)):
+        rel, _, _ = make("sobolev", sg_loss=loss, relative=True)
+        plain, _, _ = make("sobolev", sg_loss=loss, relative=False)
+        torch.testing.assert_close(rel._distance(estimate, target), plain._distance(estimate, target) / size)
+        torch.testing.assert_close(rel._distance(1e-3 * estimate, 1e-3 * target), rel._distance(estimate, target))
+    # A target that is exactly zero (below a zero-initialised module) gives a zero loss, not a division by 0.
+    rel, _, _ = make("sobolev", sg_loss="l2", relative=True)
+    zero = rel._distance(estimate.requires_grad_(True), torch.zeros(2, 2))
+    assert float(zero) == 0.0 and zero.requires_grad
+
+
+def test_zero_last_critics_start_from_the_uniform_loss_and_a_zero_gradient():
+    h, y = torch.randn(4, 8), torch.randint(0, 10, (4,))
+    m, g = CriticSG((8,), 10, zero_last=True).loss_and_grad(h, y, create_graph=False)
+    torch.testing.assert_close(m, torch.full((4,), math.log(10)))
+    assert torch.count_nonzero(g) == 0
+    _, g = CriticSG((8,), 10).loss_and_grad(h, y, create_graph=False)
+    assert torch.count_nonzero(g) > 0

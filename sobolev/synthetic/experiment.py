@@ -10,18 +10,19 @@ digits (8×8 images, which the three stride-2 layers take down to 1×1).
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TextIO
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sobolev.common.paths import resolve
-from sobolev.common.utils import pick_device, set_threads
+from sobolev.common.utils import pick_device, progress_bar, set_threads
 from sobolev.core.training import train_loop
 from sobolev.synthetic.config import SyntheticConfig
+from sobolev.synthetic.data import Split, augment, load_dataset
 from sobolev.synthetic.decoupled import DecoupledTrainer
 
 # (output channels, stride) per convolution, as listed in SM §4.2.
@@ -31,18 +32,21 @@ SM_CIFAR_LAYERS: tuple[tuple[int, int], ...] = (
 DEFAULT_CUTS: tuple[int, ...] = (2, 5, 8)  # after layers 2, 5 and 8: the end of each of the first 3 resolutions
 
 
-def cifar_blocks(
+def sm_blocks(
     in_channels: int = 3,
     n_classes: int = 10,
-    image_size: int = 32,
+    size: int = 32,
     width_scale: float = 1.0,
     cuts: Sequence[int] = DEFAULT_CUTS,
+    dims: int = 2,
 ) -> nn.ModuleList:
     """SM §4.2's network split after the layers in ``cuts`` (1-based layer counts).
 
+    ``dims = 2``: 3×3 convolutions on images ``(B, C, size, size)`` (CIFAR-10, digits);
+    ``dims = 1``: its 1-D analogue, kernel-3 convolutions on signals ``(B, C, size)`` (MNIST-1D).
     Returns ``len(cuts) + 1`` blocks; the last ends in the linear classifier. Raises a
-    ``ValueError`` for a cut outside ``1 .. len(layers) - 1`` or an image size that the
-    stride-2 layers cannot halve exactly.
+    ``ValueError`` for a cut outside ``1 .. len(layers) - 1`` or a size that the stride-2
+    layers cannot halve exactly.
     """
     n = len(SM_CIFAR_LAYERS)
     cuts = list(cuts)
@@ -50,66 +54,25 @@ def cifar_blocks(
         raise ValueError(
             f"cuts must be increasing layer counts within 1..{n - 1} (the network has {n} layers), got {cuts}"
         )
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 (signals) or 2 (images), got {dims}")
     downsample = 2 ** sum(1 for _, s in SM_CIFAR_LAYERS if s == 2)
-    if image_size % downsample:
-        raise ValueError(f"image_size must be a multiple of {downsample}, got {image_size}")
+    if size % downsample:
+        raise ValueError(f"size must be a multiple of {downsample}, got {size}")
     if not width_scale > 0:
         raise ValueError(f"width_scale must be positive, got {width_scale}")
+    conv, norm = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv1d, nn.BatchNorm1d)
     layers: list[nn.Module] = []
     channels = in_channels
     for out, stride in SM_CIFAR_LAYERS:
         out = max(1, round(out * width_scale))
-        layers.append(nn.Sequential(nn.Conv2d(channels, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU()))
+        layers.append(nn.Sequential(conv(channels, out, 3, stride, 1, bias=False), norm(out), nn.ReLU()))
         channels = out
-    side = image_size // downsample
-    head = nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, n_classes))
+    head = nn.Sequential(nn.Flatten(), nn.Linear(channels * (size // downsample) ** dims, n_classes))
     bounds = [0, *cuts, n]
     blocks = [nn.Sequential(*layers[a:b]) for a, b in itertools.pairwise(bounds)]
     blocks[-1].append(head)
     return nn.ModuleList(blocks)
-
-
-def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> dict[str, tuple[Tensor, Tensor]]:
-    """scikit-learn's digits (ships with the package, offline): ``x (N, 1, 8, 8)`` in [0, 1], ``y (N,)``,
-    split at random (fixed ``seed``) into train and test."""
-    from sklearn.datasets import load_digits
-
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    data = load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target, dtype=torch.long)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_test = round(len(y) * test_fraction)
-    test, train = order[:n_test], order[n_test:]
-    return {"train": (x[train], y[train]), "test": (x[test], y[test])}
-
-
-def load_cifar10_split(path: str) -> dict[str, tuple[Tensor, Tensor]]:
-    """The official CIFAR-10 archive (checksum verified; a clear error says how to fetch it),
-    as float images standardised per channel with the training set's statistics."""
-    from sobolev.synthetic.cifar import load_cifar10
-
-    raw = load_cifar10(path)
-    x_train = raw["train"][0].float() / 255
-    mean, std = x_train.mean((0, 2, 3), keepdim=True), x_train.std((0, 2, 3), keepdim=True)
-    return {split: ((x.float() / 255 - mean) / std, y) for split, (x, y) in raw.items()}
-
-
-def augment(x: Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> Tensor:
-    """Random crop with zero padding and random horizontal flip, batched on ``x``'s device."""
-    B, _, H, W = x.shape
-    if pad:
-        padded = F.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (B,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (B,), generator=generator).to(x.device)
-        rows = (dy.view(B, 1) + torch.arange(H, device=x.device)).view(B, 1, H, 1)
-        cols = (dx.view(B, 1) + torch.arange(W, device=x.device)).view(B, 1, 1, W)
-        x = padded.gather(2, rows.expand(B, x.shape[1], H, padded.shape[3])).gather(3, cols.expand(B, x.shape[1], H, W))
-    if flip:
-        mask = (torch.rand(B, generator=generator) < 0.5).to(x.device).view(B, 1, 1, 1)
-        x = torch.where(mask, x.flip(3), x)
-    return x
 
 
 @torch.no_grad()
@@ -128,7 +91,7 @@ def accuracy(blocks: nn.ModuleList, x: Tensor, y: Tensor, batch: int = 1000) -> 
 
 def train_variant(
     variant: str,
-    data: dict[str, tuple[Tensor, Tensor]],
+    data: Split,
     seed: int,
     steps: int,
     batch_size: int,
@@ -137,6 +100,10 @@ def train_variant(
     weight_decay: float = 1e-4,
     sg_lr: float = 1e-4,
     width_scale: float = 1.0,
+    sg_width: int | None = None,
+    sg_loss: str = "l2",
+    relative: bool = True,
+    zero_last: bool = False,
     n_classes: int = 10,
     augment_pad: int = 0,
     augment_flip: bool = False,
@@ -144,24 +111,41 @@ def train_variant(
     device: torch.device | str = "cpu",
     progress: bool | TextIO = False,
 ) -> dict:
-    """Train one network with ``variant`` and report test accuracy and the SG diagnostics.
+    """Train one network with ``variant`` and report its accuracies and the SG diagnostics.
 
     Main optimiser as SM §4.2: SGD with momentum 0.9, learning rate ``lr`` divided by 10 at
-    each of ``milestones`` (update counts), L2 ``weight_decay``; SG modules: Adam ``sg_lr``.
+    each of ``milestones`` (update counts), L2 ``weight_decay``; SG modules: Adam ``sg_lr``,
+    hidden width ``sg_width``, ``sg_loss``, ``relative`` and ``zero_last`` as in
+    :class:`~sobolev.synthetic.decoupled.DecoupledTrainer`. The network's initial weights and
+    the batches depend on ``seed`` only, so every variant of a seed starts alike (paired).
 
     Returns:
-        ``{"test_accuracy": float, "curve": [{"step", "loss", "cut", "cosine"}, ...]}``.
+        ``{"test_accuracy", "train_accuracy", "curve": [{"step", "loss", "cut", "cosine",
+        "norm_ratio"}, ...]}``: every ``log_every`` updates the mean training loss since the last
+        log and, per cut, the cosine and norm ratio of synthetic to true gradient.
     """
     x, y = (t.to(device) for t in data["train"])
     torch.manual_seed(seed)
-    blocks = cifar_blocks(x.shape[1], n_classes, x.shape[2], width_scale).to(device)
+    blocks = sm_blocks(x.shape[1], n_classes, x.shape[2], width_scale, dims=x.ndim - 2).to(device)
     opt = torch.optim.SGD(blocks.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma=0.1)
-    trainer = DecoupledTrainer(blocks, variant, n_classes, x[:batch_size], opt, sg_lr=sg_lr)
+    trainer = DecoupledTrainer(
+        blocks,
+        variant,
+        n_classes,
+        x[:batch_size],
+        opt,
+        sg_lr=sg_lr,
+        sg_width=sg_width,
+        sg_loss=sg_loss,
+        relative=relative,
+        zero_last=zero_last,
+    )
     for m in trainer.sg_modules:
         m.to(device)
     g = torch.Generator().manual_seed(10_000 + seed)
-    curve = []
+    curve: list[dict] = []
+    window: list[float] = []  # batch losses since the last log: the curve's loss is their mean
 
     def step(i: int) -> float:
         idx = torch.randint(len(y), (batch_size,), generator=g).to(device)
@@ -171,40 +155,73 @@ def train_variant(
         log = i % log_every == 0 or i == steps
         out = trainer.step(xb, y[idx], diagnostics=log)
         sched.step()
+        window.append(out["loss"])
         if log:
+            loss = sum(window) / len(window)
+            window.clear()
             cos = out.get("cosine") or [float("nan")]
-            curve.extend({"step": i, "loss": out["loss"], "cut": k, "cosine": c} for k, c in enumerate(cos))
+            ratio = out.get("norm_ratio") or [float("nan")]
+            curve.extend(
+                {"step": i, "loss": loss, "cut": k, "cosine": c, "norm_ratio": r}
+                for k, (c, r) in enumerate(zip(cos, ratio, strict=True))
+            )
         return out["loss"]
 
     hint = "synthetic.lr, synthetic.sg_lr or synthetic.weight_decay too large (or not a number)"
     train_loop(step, steps, desc=f"synthetic: {variant} seed {seed}", hint=hint, progress=progress)
     x_test, y_test = (t.to(device) for t in data["test"])
-    return {"test_accuracy": accuracy(blocks, x_test, y_test), "curve": curve}
+    return {"test_accuracy": accuracy(blocks, x_test, y_test), "train_accuracy": accuracy(blocks, x, y), "curve": curve}
 
 
-def load_dataset(name: str, cifar_path: str) -> dict[str, tuple[Tensor, Tensor]]:
-    if name == "digits":
-        return load_digits_split()
-    if name == "cifar10":
-        return load_cifar10_split(str(resolve(cifar_path)))
-    raise ValueError(f"dataset must be 'digits' or 'cifar10', got {name!r}")
+# Longest first, so that the last runs to finish are short ones (better packing over workers).
+_COST_ORDER = ("direct", "sobolev", "small_model", "critic", "backprop", "no_backprop")
+
+
+def _train_job(job: tuple[SyntheticConfig, str, int, Split]) -> tuple[dict, list[dict]]:
+    """One (variant, seed) run of ``cfg``: its result row and its curve rows (a worker's task)."""
+    cfg, variant, seed, data = job
+    set_threads(cfg.threads)
+    cifar = cfg.dataset == "cifar10"
+    out = train_variant(
+        variant, data, seed, cfg.steps, cfg.batch_size, cfg.lr, cfg.milestones, cfg.weight_decay, cfg.sg_lr,
+        cfg.width_scale, cfg.sg_width, cfg.sg_loss, cfg.sg_scale == "relative", cfg.sg_last_init == "zero",
+        augment_pad=4 if cifar else 0, augment_flip=cifar, log_every=cfg.log_every, device=pick_device(cfg.device),
+    )  # fmt: skip
+    row = {"variant": variant, "seed": seed, "test_accuracy": out["test_accuracy"],
+           "train_accuracy": out["train_accuracy"], "test_images": len(data["test"][1])}  # fmt: skip
+    return row, [{"variant": variant, "seed": seed, **c} for c in out["curve"]]
 
 
 def run_table(cfg: SyntheticConfig, progress: bool | TextIO = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train every variant × seed of ``cfg``; returns (results, curves) DataFrames."""
+    """Train every variant × seed of ``cfg``; returns (results, curves) DataFrames.
+
+    With ``cfg.workers > 1`` the runs are spread over that many processes (spawned, each with
+    ``cfg.threads`` threads); a run's numbers do not depend on which worker trains it.
+    """
     set_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.cifar_path)
-    cifar = cfg.dataset == "cifar10"
-    rows, curves = [], []
-    for variant in cfg.variants:
-        for seed in range(cfg.seeds):
-            out = train_variant(
-                variant, data, seed, cfg.steps, cfg.batch_size, cfg.lr, cfg.milestones, cfg.weight_decay,
-                cfg.sg_lr, cfg.width_scale, augment_pad=4 if cifar else 0, augment_flip=cifar,
-                log_every=cfg.log_every, device=device, progress=progress,
-            )  # fmt: skip
-            rows.append({"variant": variant, "seed": seed, "test_accuracy": out["test_accuracy"],
-                         "test_images": len(data["test"][1])})  # fmt: skip
-            curves += [{"variant": variant, "seed": seed, **c} for c in out["curve"]]
-    return pd.DataFrame(rows), pd.DataFrame(curves)
+    data = load_dataset(cfg.dataset, cfg.cifar_path, cfg.samples, cfg.train_fraction)
+    rank = {v: i for i, v in enumerate(_COST_ORDER)}
+    jobs = [(cfg, v, s, data) for v in sorted(cfg.variants, key=rank.__getitem__) for s in range(cfg.seeds)]
+    bar = progress_bar(range(len(jobs)), f"synthetic: {len(jobs)} runs on {cfg.workers} worker(s)", progress)
+    done = []
+    if cfg.workers == 1:
+        for job in jobs:
+            done.append(_train_job(job))
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
+        with ProcessPoolExecutor(cfg.workers, mp_context=context) as pool:
+            for future in as_completed([pool.submit(_train_job, job) for job in jobs]):
+                done.append(future.result())
+                bar.update()
+    bar.close()
+    order = {v: i for i, v in enumerate(cfg.variants)}
+    rows = sorted((row for row, _ in done), key=lambda r: (order[r["variant"]], r["seed"]))
+    curves = [c for _, curve in done for c in curve]
+    results = pd.DataFrame(rows)
+    curves = pd.DataFrame(curves)
+    if len(curves):
+        curves = curves.sort_values(
+            ["variant", "seed", "step", "cut"], key=lambda c: c.map(order) if c.name == "variant" else c
+        )
+    return results, curves.reset_index(drop=True)
