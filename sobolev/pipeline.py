@@ -84,7 +84,7 @@ STAGES: dict[str, Stage] = {
         foreach="games",
     ),
     "distill": Stage(
-        "distillation", GAME, ("curves.csv", "tuning.csv", "summary.json", "long_curves.csv"),
+        "distillation", GAME, ("curves.csv", "tuning.csv", "summary.json", "long_curves.csv", "students.pt"),
         step=f"{CHAIN}:distill_game", inputs=("teacher.zip", "recording.pt"), foreach="games",
     ),
     "distillation": Stage(
@@ -104,6 +104,11 @@ STAGES: dict[str, Stage] = {
         "features", "results/features", ("s53_feature_updates.ipynb", "figures", "runs.csv", "curve.csv",
                                          "digits.csv", "metrics.json"),
         notebook="notebooks/s53_feature_updates.ipynb",
+    ),
+    "deviations": Stage(
+        "deviations", "results/deviations", ("s54_student_teacher.ipynb", "figures", "runs.csv", "bins.csv",
+                                             "metrics.json"),
+        notebook="notebooks/s54_student_teacher.ipynb",
     ),
 }  # fmt: skip
 SECTIONS = tuple(dict.fromkeys(s.section for s in STAGES.values()))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sobolev.common.paths import ROOT
 from sobolev.common.utils import atomic_write_text
+from sobolev.deviations import report as deviations
 from sobolev.differential import report as differential
 from sobolev.distillation import report as distillation
 from sobolev.features import report as features
@@ -37,6 +38,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
         "differential": differential.readme_block(metrics("differential")),
         "trust": trust.readme_block(metrics("trust")),
         "features": features.readme_block(metrics("features")),
+        "deviations": deviations.readme_block(metrics("deviations")),
     }
 
 

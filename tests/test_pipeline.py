@@ -162,6 +162,19 @@ def test_committed_feature_results_match_committed_params():
     assert len(digits) == cfg.seeds * 2 * len(cfg.every) * len(cfg.checkpoints)
 
 
+def test_committed_deviations_results_match_committed_params():
+    from sobolev.deviations.compute import jobs
+    from sobolev.deviations.config import DeviationsConfig
+
+    cfg = DeviationsConfig.load(path=PARAMS)
+    m = json.loads((ROOT / "results/deviations/metrics.json").read_text())
+    assert m["settings"]["student_widths"] == cfg.student_widths and m["settings"]["seeds"] == cfg.seeds
+    runs = pd.read_csv(ROOT / "results/deviations/runs.csv")
+    assert len(runs) == 2 * len(jobs(cfg))  # every student on train and test inputs
+    assert {r["width"] for r in m["summary"]} == set(cfg.student_widths)
+    assert {r["switch_at"] for r in m["switch"]} == {0.0, *cfg.switch_at}
+
+
 def test_committed_synthetic_results_match_committed_params():
     cfg = SyntheticConfig.load(path=PARAMS)
     m = json.loads((ROOT / "results/synthetic/metrics.json").read_text())
@@ -207,7 +220,8 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["regression", "synthetic", "theory", "distillation", "teacher", "differential", "trust", "features"]
+    "name",
+    ["regression", "synthetic", "theory", "distillation", "teacher", "differential", "trust", "features", "deviations"],
 )
 def test_invalid_params_leave_results_untouched(tmp_path, name):
     params = yaml.safe_load(PARAMS.read_text())

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sobolev.synthetic.data import augment, load_digits_split, load_mnist1d_split
+from sobolev.core.datasets import load_mnist1d_split
+from sobolev.synthetic.data import augment, load_digits_split
 from sobolev.synthetic.decoupled import VARIANTS
 from sobolev.synthetic.experiment import SM_CIFAR_LAYERS, accuracy, sm_blocks, train_variant
 
@@ -70,7 +71,7 @@ def test_mnist1d_is_generated_offline_reproducibly_and_leaves_numpy_seeded_as_it
 def test_missing_mnist1d_package_names_the_pip_command(monkeypatch):
     import sys
 
-    from sobolev.synthetic.data import require_mnist1d
+    from sobolev.core.datasets import require_mnist1d
 
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r"pip install mnist1d==0\.0\.2\.post1"):

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -61,6 +62,22 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename: never half-written."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with NumPy scalars made Python numbers and non-finite floats made ``None``, through dicts
+    (keys as strings) and lists: valid JSON, as ``dvc metrics`` needs (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:

@@ -25,7 +25,14 @@ import torch
 
 from sobolev.common.params import ParamError
 from sobolev.common.paths import RESULTS
-from sobolev.common.utils import atomic_path, atomic_write_json, atomic_write_text, pick_device, set_threads
+from sobolev.common.utils import (
+    atomic_path,
+    atomic_save,
+    atomic_write_json,
+    atomic_write_text,
+    pick_device,
+    set_threads,
+)
 from sobolev.distillation.config import DistillationConfig
 
 GAMES_DIR = RESULTS / "distillation" / "games"
@@ -104,10 +111,12 @@ def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: b
 
 
 def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
-    """Tune, then distill every fraction × method × seed; writes curves, tuning and summary to ``dst``."""
+    """Tune, then distill every fraction × method × seed; writes curves, tuning and summary to ``dst``, and
+    ``students.pt``: the recorded teacher's log-probabilities ``(T, A)`` and, per final student (fraction,
+    method, seed), its training and test state indices and its log-probabilities on them."""
     import pandas as pd
 
-    from sobolev.distillation.distill import Recording, distill, split_by_episode, tune
+    from sobolev.distillation.distill import Recording, distill, predict, split_by_episode, tune
 
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -130,15 +139,23 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
         cfg.batch_size, cfg.n_projections, seed=0, progress=progress,
     )  # fmt: skip
 
-    def run_one(fraction: float, method: str, seed: int, iterations: int, desc: str) -> list[dict]:
+    students: list[dict] = []  # every final student's log-probabilities: for Section 5.4's deviation analysis
+
+    def run_one(fraction: float, method: str, seed: int, iterations: int, desc: str, keep: bool = False) -> list[dict]:
         train_idx, test_idx = splits[fraction]
         # The same fixed subset of training states for every run: the train-KL curve.
         shown = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(0))]
         hp = chosen[method]
-        _, curve = distill(
+        student, curve = distill(
             rec, teacher, train_idx, {"train": shown[: cfg.eval_train_states], "test": test_idx}, hp["lr"],
             hp["alpha"], iterations, seed, cfg.batch_size, cfg.n_projections, cfg.eval_every, progress, desc=desc,
         )  # fmt: skip
+        if keep:
+            students.append({
+                "fraction": float(fraction), "method": method, "seed": seed, "train_idx": train_idx,
+                "test_idx": test_idx, "train": predict(student, rec, train_idx.to(device)),
+                "test": predict(student, rec, test_idx.to(device)),
+            })  # fmt: skip
         return [{"game": game, "fraction": fraction, "method": method, "seed": seed, **row} for row in curve]
 
     start = time.perf_counter()
@@ -147,7 +164,7 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
         for fraction in cfg.fractions
         for method in chosen
         for seed in range(cfg.seeds)
-        for row in run_one(fraction, method, seed, cfg.iterations, f"{game} {fraction:g} {method} seed {seed}")
+        for row in run_one(fraction, method, seed, cfg.iterations, f"{game} {fraction:g} {method} seed {seed}", True)
     ]
     seconds = time.perf_counter() - start
     # Does either method overfit when trained longer? One longer run each, at the tuning fraction.
@@ -170,6 +187,8 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     long_df = pd.DataFrame(long_curves, columns=curves_df.columns)
     atomic_write_text(gdir / "long_curves.csv", long_df.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(gdir / "summary.json", summary)
+    # Plain tensors, ints, floats and strings: readable with torch.load(weights_only=True) by any code.
+    atomic_save({"game": game, "teacher_log_probs": rec.log_probs.cpu(), "students": students}, gdir / "students.pt")
     return gdir
 
 

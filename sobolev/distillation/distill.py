@@ -210,6 +210,16 @@ def distillation_loss(
 
 
 @torch.no_grad()
+def predict(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 1000) -> Tensor:
+    """The student's log-probabilities on states ``idx`` (n,) -> (n, n_actions), in eval mode, on the CPU."""
+    training = student.training
+    student.eval()
+    out = torch.cat([student(rec.inputs(idx[i : i + batch])).cpu() for i in range(0, len(idx), batch)])
+    student.train(training)
+    return out
+
+
+@torch.no_grad()
 def evaluate(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 1000) -> dict[str, float]:
     """Action-prediction error (the most probable actions disagree) and mean KL on states ``idx``."""
     errors, kl = 0.0, 0.0

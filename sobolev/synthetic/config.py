@@ -59,7 +59,7 @@ class SyntheticConfig(SectionConfig):
         """CIFAR-10 must be present and intact (raises with how to fetch it); MNIST-1D needs its
         package (raises with the pip command); digits ship offline."""
         if self.dataset == "mnist1d":
-            from sobolev.synthetic.data import require_mnist1d
+            from sobolev.core.datasets import require_mnist1d
 
             require_mnist1d()
         if self.dataset == "cifar10":

@@ -14,6 +14,7 @@ import seaborn as sns
 from sobolev.common.claims import Claim
 from sobolev.common.plotting import style
 from sobolev.common.stats import LOSS, WIN, median_interval, paired_difference
+from sobolev.common.utils import json_safe
 
 # Table 1 of the paper, CIFAR-10 with 3 SG modules: test accuracy (%), mean and std.
 PAPER_CIFAR10 = {
@@ -182,18 +183,7 @@ def metrics(
 ) -> dict:  # fmt: skip
     """What the stage writes to ``metrics.json`` (valid JSON: no NaN, so ``dvc metrics`` reads it)."""
 
-    def clean(x):
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        if isinstance(x, float | np.floating):
-            return float(x) if np.isfinite(x) else None
-        if isinstance(x, np.integer):
-            return int(x)
-        return x
-
-    return clean({
+    return json_safe({
         "dataset": dataset,
         "settings": settings,
         "test_images": int(results.test_images.iloc[0]),

@@ -1,0 +1,488 @@
+"""Section 5.4's report: slopes, low-confidence deviations, accuracies and the switch experiment,
+each compared on paired seeds; figures, ``metrics.json`` and the README block (nothing here trains)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from sobolev.common.claims import Claim
+from sobolev.common.plotting import style
+from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, median_interval, paired_difference
+from sobolev.common.utils import json_safe
+
+MIN_SEEDS = 5  # fewer paired seeds decide nothing
+METHOD_ORDER = ("labels", "regular", "sobolev")
+
+
+def _main(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs.switch_at == 0]
+
+
+def _paired(runs: pd.DataFrame, width: int, split: str, column: str, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    """``column`` of methods ``a`` and ``b`` on the same seeds (students from the start)."""
+    sub = _main(runs)
+    sub = sub[(sub.width == width) & (sub.split == split)].pivot(index="seed", columns="method", values=column)
+    return sub[a].to_numpy(), sub[b].to_numpy()
+
+
+def _decided(d: Interval) -> str:
+    return d.verdict if d.n >= MIN_SEEDS else UNDECIDED
+
+
+# (name, column, transform, lower is better for Sobolev): each Sobolev − regular comparison's quantities.
+QUANTITIES = (
+    ("|log slope|", "slope", lambda v: np.abs(np.log(v)), True),
+    ("|low deviation|", "low_deviation", np.abs, True),
+    ("accuracy", "accuracy", lambda v: v, False),
+    ("agreement", "agreement", lambda v: v, False),
+)
+
+
+def _difference(a: np.ndarray, b: np.ndarray, lower_is_better: bool, n_boot: int) -> dict:
+    """The paired mean difference ``a − b`` over seeds, its 95% interval and verdict, as table columns."""
+    d = paired_difference(a, b, n_boot, lower_is_better=lower_is_better)
+    return {"difference": d.estimate, "low": d.low, "high": d.high, "seeds": d.n, "verdict": _decided(d)}
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per width, method and split (students from the start): the median over seeds, with its 95%
+    bootstrap interval, of the slope, the low-confidence deviation, the accuracy and the agreement."""
+    rows = []
+    for (width, method, split), g in _main(runs).groupby(["width", "method", "split"]):
+        row = {"width": width, "method": method, "split": split, "seeds": len(g)}
+        for col in ("slope", "low_deviation", "accuracy", "agreement", "kl"):
+            low, high = median_interval(g[col].to_numpy(), 10_000)
+            row |= {col: float(g[col].median()), f"{col}_low": low, f"{col}_high": high}
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return out.sort_values(
+        ["width", "split", "method"],
+        key=lambda s: s.map(order) if s.name == "method" else s,
+        ascending=[False, False, True],
+    ).reset_index(drop=True)
+
+
+def comparisons(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
+    """Sobolev against regular distillation per width and split, paired over seeds (mean difference
+    Sobolev − regular, 95% interval): ``|log slope|`` (distance from a faithful copy; below 0 Sobolev
+    exaggerates less), ``|low deviation|`` (the least-confident bin), test ``accuracy`` and ``agreement``
+    (above 0 Sobolev better); and regular distillation − labels in accuracy (distillation's gain)."""
+    rows = []
+    for width in sorted(runs.width.unique(), reverse=True):
+        for split in ("train", "test"):
+            where = {"width": width, "split": split}
+            for name, col, transform, lower_better in QUANTITIES:
+                a, b = _paired(runs, width, split, col, "sobolev", "regular")
+                rows.append(
+                    {
+                        **where,
+                        "quantity": name,
+                        "compare": "sobolev − regular",
+                        **_difference(transform(a), transform(b), lower_better, n_boot),
+                    }
+                )
+            for method in ("regular", "sobolev"):
+                a, b = _paired(runs, width, split, "accuracy", method, "labels")
+                rows.append(
+                    {
+                        **where,
+                        "quantity": "accuracy",
+                        "compare": f"{method} − labels",
+                        **_difference(a, b, False, n_boot),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def exaggeration(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
+    """Per width, method and split: the mean slope over seeds with its 95% interval, against 1
+    (``exaggerates``: the interval lies above 1; ``faithful``: it contains 1; ``softens``: below)."""
+    rows = []
+    for (width, method, split), g in _main(runs).groupby(["width", "method", "split"]):
+        d = paired_difference(g.slope.to_numpy(), np.ones(len(g)), n_boot)
+        word = {WIN: "exaggerates", LOSS: "softens"}.get(_decided(d), "undecided")
+        rows.append(
+            {
+                "width": width,
+                "method": method,
+                "split": split,
+                "slope": 1 + d.estimate,
+                "low": 1 + d.low,
+                "high": 1 + d.high,
+                "seeds": d.n,
+                "verdict": word,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def switch_width(runs: pd.DataFrame) -> int:
+    """The student width the switch experiment ran at (the smallest width if it did not run)."""
+    switched = runs[runs.switch_at > 0]
+    return int(switched.width.iloc[0]) if len(switched) else int(runs.width.min())
+
+
+def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
+    """The switch experiment (test accuracy, at :func:`switch_width`): per loss and switch point, the mean
+    paired gain over label training and the share of distillation-from-the-start's gain it recovers
+    (ratio of mean gains, seeds resampled), each with a 95% interval."""
+    test = runs[(runs.split == "test") & (runs.width == switch_width(runs))]
+    labels = test[test.method == "labels"].set_index("seed").accuracy
+    rows = []
+    for method in ("regular", "sobolev"):
+        mine = test[test.method == method]
+        start = mine[mine.switch_at == 0].set_index("seed").accuracy
+        for at, g in mine.groupby("switch_at"):
+            acc = g.set_index("seed").accuracy.reindex(labels.index)
+            gain = paired_difference(acc.to_numpy(), labels.to_numpy(), n_boot)
+            full = (start - labels).reindex(labels.index).to_numpy()
+            got = (acc - labels).to_numpy()
+            both = np.stack([got, full], 1)
+            idx = np.random.default_rng(0).integers(0, len(both), size=(n_boot, len(both)))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                shares = both[idx, 0].mean(1) / both[idx, 1].mean(1)
+            share = float(got.mean() / full.mean()) if full.mean() != 0 else float("nan")
+            low, high = np.nanpercentile(shares, [2.5, 97.5]) if np.isfinite(shares).any() else (np.nan, np.nan)
+            rows.append(
+                {
+                    "width": switch_width(runs),
+                    "method": method,
+                    "switch_at": float(at),
+                    "accuracy": float(acc.median()),
+                    "gain": gain.estimate,
+                    "gain_low": gain.low,
+                    "gain_high": gain.high,
+                    "share": share,
+                    "share_low": float(low),
+                    "share_high": float(high),
+                    "seeds": gain.n,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, switch: pd.DataFrame) -> list[Claim]:
+    """The verdicts, computed from the tables above."""
+
+    def cells(frame: pd.DataFrame, **match) -> pd.DataFrame:
+        for k, v in match.items():
+            frame = frame[frame[k] == v]
+        return frame
+
+    def say(frame: pd.DataFrame) -> str:
+        return "; ".join(
+            f"width {r.width} {r.split}: {r.difference:+.3g} [{r.low:+.3g}, {r.high:+.3g}]" for r in frame.itertuples()
+        )
+
+    def verdict(frame: pd.DataFrame, good: str) -> bool | None:
+        v = list(frame.verdict)
+        return True if all(x == good for x in v) else (False if any(x not in (good, UNDECIDED) for x in v) else None)
+
+    out = []
+    reg = cells(exag, method="regular")
+    out.append(
+        Claim(
+            "Regular distillation: the student exaggerates the teacher's confidence levels (slope of student on "
+            "teacher logit above 1; Nagarajan et al.)",
+            True if (reg.verdict == "exaggerates").all() else (False if (reg.verdict == "softens").any() else None),
+            "; ".join(
+                f"width {r.width} {r.split}: slope {r.slope:.3g} [{r.low:.3g}, {r.high:.3g}]" for r in reg.itertuples()
+            ),
+        )
+    )
+    for quantity, text in (
+        ("|log slope|", "Sobolev distillation exaggerates less than regular distillation (|log slope|, paired)"),
+        (
+            "|low deviation|",
+            "Sobolev distillation deviates less on the teacher's least-confident inputs "
+            "(|student − teacher logit| in the lowest-confidence bin, paired)",
+        ),
+    ):
+        for split in ("train", "test"):
+            frame = cells(comp, quantity=quantity, compare="sobolev − regular", split=split)
+            out.append(Claim(f"{text}, {split} inputs", verdict(frame, WIN), say(frame)))
+    for quantity in ("accuracy", "agreement"):
+        frame = cells(comp, quantity=quantity, compare="sobolev − regular", split="test")
+        out.append(
+            Claim(
+                f"Deviating less pays: Sobolev students' test {quantity} ≥ regular students'",
+                verdict(frame, WIN),
+                say(frame),
+            )
+        )
+    for method in ("regular", "sobolev"):
+        frame = cells(comp, quantity="accuracy", compare=f"{method} − labels", split="test")
+        out.append(
+            Claim(
+                f"{method} distillation beats training on the labels (test accuracy, paired)",
+                verdict(frame, WIN),
+                say(frame),
+            )
+        )
+        mine = cells(switch, method=method)
+        width = int(mine.width.iloc[0]) if len(mine) else None
+        gain = cells(frame, width=width)
+        has_gain = len(gain) and (gain.verdict == WIN).all()
+        late = mine[mine.switch_at == mine.switch_at.max()]
+        late_row = late.iloc[0] if len(late) else None
+        holds = None
+        if has_gain and late_row is not None and late_row.seeds >= MIN_SEEDS:
+            holds = True if late_row.share_low > 0.5 else (False if late_row.share_high < 0.5 else None)
+        detail = "; ".join(
+            f"switch at {r.switch_at:g}: gain {r.gain:+.3g} [{r.gain_low:+.3g}, {r.gain_high:+.3g}], "
+            f"share {r.share:.2f} [{r.share_low:.2f}, {r.share_high:.2f}]"
+            for r in mine.itertuples()
+        )
+        if not has_gain:
+            detail += " (distillation from the start has no decided gain over the labels: nothing to recover)"
+        out.append(
+            Claim(
+                f"{method}: switching from labels to distillation late recovers most (over half) of "
+                f"distillation's gain (students of width {width})",
+                holds,
+                detail,
+            )
+        )
+    if len(summary) and int(summary.seeds.min()) < MIN_SEEDS:
+        note = f" (fewer than {MIN_SEEDS} seeds: not decided)"
+        out = [Claim(c.text, None, c.evidence + note) for c in out]
+    return out
+
+
+def deviation_figure(
+    bins: pd.DataFrame, row: str = "width", title: str = "How students deviate from the teacher, by its confidence"
+) -> plt.Figure:
+    """Student − teacher logit (of the teacher's top-1 class) per teacher-confidence bin, per loss, on
+    train and test inputs, one row of panels per value of ``row`` (the student width; ``fraction`` for
+    Section 4.2's students): the median over seeds, with a 95% interval when there are at least
+    :data:`MIN_SEEDS` seeds. Below 0: the student is less confident than the teacher."""
+    style()
+    order = [m for m in METHOD_ORDER if m in set(bins.method)]
+    seeds = bins.groupby([row, "method", "split", "bin"]).size().min()
+    grid = sns.relplot(data=bins, x="teacher_logit", y="deviation", hue="method", hue_order=order, col="split",
+                       row=row, kind="line", estimator="median", errorbar=("ci", 95) if seeds >= MIN_SEEDS else None,
+                       marker="o", height=2.8, aspect=1.3, facet_kws={"sharex": False})  # fmt: skip
+    for ax in grid.axes.flat:
+        ax.axhline(0, color="0.5", lw=0.8)
+    grid.set(xlabel="teacher logit of its top-1 class (bin mean)", ylabel="student − teacher logit")
+    grid.figure.suptitle(title, y=1.03)
+    return grid.figure
+
+
+def slope_figure(runs: pd.DataFrame) -> plt.Figure:
+    """Exaggeration slopes per loss, width and split: every seed as a point, the median as a dash; 1
+    (a faithful copy) as a line."""
+    style()
+    data = _main(runs).assign(student=lambda d: d.method + ", width " + d.width.astype(str))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, split in zip(axes, ("train", "test"), strict=True):
+        part = data[data.split == split]
+        sns.stripplot(
+            data=part,
+            x="student",
+            y="slope",
+            hue="method",
+            hue_order=list(METHOD_ORDER),
+            jitter=0.1,
+            ax=ax,
+            legend=False,
+            size=4,
+        )
+        sns.pointplot(
+            data=part,
+            x="student",
+            y="slope",
+            estimator="median",
+            errorbar=None,
+            color="k",
+            markers="_",
+            markersize=20,
+            linestyle="none",
+            ax=ax,
+        )
+        ax.axhline(1, color="0.5", lw=0.8)
+        ax.set(title=f"{split} inputs", xlabel="", ylabel="slope: student on teacher logit")
+        ax.tick_params(axis="x", rotation=35)
+    fig.suptitle("Exaggeration slope per student (points: seeds; dashes: medians)")
+    return fig
+
+
+def switch_figure(runs: pd.DataFrame) -> plt.Figure:
+    """Test accuracy against the share of training spent on the labels before distilling (0: distil
+    from the start), per loss; the label-trained students as a band. Seeds as points, medians as lines."""
+    style()
+    test = runs[(runs.split == "test") & (runs.width == switch_width(runs))]
+    dist = test[test.method != "labels"]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    sns.lineplot(
+        data=dist, x="switch_at", y="accuracy", hue="method", estimator="median", errorbar=None, marker="o", ax=ax
+    )
+    sns.stripplot(
+        data=dist,
+        x="switch_at",
+        y="accuracy",
+        hue="method",
+        native_scale=True,
+        jitter=False,
+        size=3,
+        alpha=0.5,
+        legend=False,
+        ax=ax,
+    )
+    labels = test[test.method == "labels"].accuracy
+    ax.axhspan(labels.min(), labels.max(), color="0.85", label="labels only (range over seeds)")
+    ax.axhline(labels.median(), color="0.5", lw=1)
+    ax.set(xlabel="share of training on labels before switching to distillation", ylabel="test accuracy")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(f"The switch experiment (students of width {switch_width(runs)})")
+    return fig
+
+
+def metrics(
+    teacher: dict,
+    summary: pd.DataFrame,
+    exag: pd.DataFrame,
+    comp: pd.DataFrame,
+    switch: pd.DataFrame,
+    bins: pd.DataFrame,
+    verdicts: list[Claim],
+    settings: dict,
+    atari: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> dict:
+    """What the stage writes to ``metrics.json`` (valid JSON: no NaN); ``atari``: Section 4.2's students'
+    (:func:`atari_table`, :func:`atari_comparisons`) when analysed."""
+    low = bins[bins.bin == 0].groupby(["width", "method", "split"])[["teacher_p", "student_p", "deviation", "lower"]]
+
+    return json_safe(
+        {
+            "teacher": teacher,
+            "settings": settings,
+            "summary": summary.to_dict("records"),
+            "exaggeration": exag.to_dict("records"),
+            "comparisons": comp.to_dict("records"),
+            "switch": switch.to_dict("records"),
+            "lowest_bin": low.median().reset_index().to_dict("records"),
+            "claims": [c.to_dict() for c in verdicts],
+            "atari": None
+            if atari is None
+            else {"table": atari[0].to_dict("records"), "comparisons": atari[1].to_dict("records")},
+        }
+    )
+
+
+def readme_block(m: dict) -> str:
+    """Markdown from ``results/deviations/metrics.json``."""
+    t = m["teacher"]
+    lines = [
+        f"Teacher: test accuracy {t['test_accuracy']:.3f} (train {t['train_accuracy']:.3f}), "
+        f"{t['train_signals']} training and {t['test_signals']} test signals.",
+        "",
+        "| width | loss | split | slope [95% CI] | lowest-bin student − teacher logit | accuracy | agreement |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in m["summary"]:
+        lines.append(
+            f"| {r['width']} | {r['method']} | {r['split']} | {r['slope']:.3g} [{r['slope_low']:.3g}, "
+            f"{r['slope_high']:.3g}] | {r['low_deviation']:+.3g} | {r['accuracy']:.3f} | {r['agreement']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Switch experiment (test accuracy, students of width {m['switch'][0]['width'] if m['switch'] else '-'}): "
+        "gain over labels and share of distillation-from-the-start's gain recovered, 95% intervals:",
+        "",
+        "| loss | switch at | accuracy | gain | share recovered |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in m["switch"]:
+        share = "n/a" if r["share"] is None else f"{r['share']:.2f} [{r['share_low']:.2f}, {r['share_high']:.2f}]"
+        lines.append(
+            f"| {r['method']} | {r['switch_at']:g} | {r['accuracy']:.3f} | {r['gain']:+.3f} "
+            f"[{r['gain_low']:+.3f}, {r['gain_high']:+.3f}] | {share} |"
+        )
+    if m.get("atari"):
+        lines += [
+            "",
+            "Section 4.2's Atari students against their (recorded) teacher, median over seeds:",
+            "",
+            "| game | fraction | loss | split | slope | lowest-bin student − teacher logit | agreement | seeds |",
+            "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['game']} | {r['fraction']:g} | {r['method']} | {r['split']} | {r['slope']:.3g} | "
+            f"{r['low_deviation']:+.3g} | {r['agreement']:.3f} | {r['seeds']} |"
+            for r in m["atari"]["table"]
+        ]
+    lines += ["", "Verdicts:", ""] + [f"* {Claim.from_dict(c)}" for c in m["claims"]]
+    return "\n".join(lines)
+
+
+ATARI_KEYS = ["game", "fraction", "split"]
+
+
+def atari_table(atari: pd.DataFrame) -> pd.DataFrame:
+    """Section 4.2's students per game, fraction of states, method and split: the median over seeds of
+    the slope, the lowest-bin deviation, the agreement with the teacher's action and the KL."""
+    cols = ["slope", "low_deviation", "agreement", "kl"]
+    out = atari.groupby(["game", "fraction", "method", "split"])[cols].median()
+    return out.join(atari.groupby(["game", "fraction", "method", "split"]).size().rename("seeds")).reset_index()
+
+
+def atari_comparisons(atari: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
+    """Sobolev − regular on the same seeds per game, fraction and split, with 95% intervals: the slope
+    against 1 for each method, ``|log slope|``, ``|low deviation|`` (below 0: Sobolev deviates less) and
+    the agreement (above 0: Sobolev agrees more); decided only with at least :data:`MIN_SEEDS` seeds."""
+    rows = []
+    for key, g in atari.groupby(ATARI_KEYS):
+        if not {"regular", "sobolev"} <= set(g.method):
+            continue
+        pair = g.pivot(index="seed", columns="method")
+        for name, col, transform, lower_better in QUANTITIES:
+            if col in g:  # the Atari students have no labels: no accuracy
+                a, b = pair[col]["sobolev"].to_numpy(), pair[col]["regular"].to_numpy()
+                rows.append(
+                    {
+                        **dict(zip(ATARI_KEYS, key, strict=True)),
+                        "quantity": name,
+                        **_difference(transform(a), transform(b), lower_better, n_boot),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def atari_claims(table: pd.DataFrame, comp: pd.DataFrame) -> list[Claim]:
+    """Section 4.2's students: does regular distillation exaggerate, and does Sobolev distillation
+    exaggerate and deviate less? (Section 4.2 trains few seeds: undecided below :data:`MIN_SEEDS`.)"""
+    out = []
+    reg = table[table.method == "regular"]
+    seeds = int(table.seeds.min()) if len(table) else 0
+    note = f" (Section 4.2 trains {seeds} seeds, fewer than {MIN_SEEDS}: not decided)" if seeds < MIN_SEEDS else ""
+    above = int((reg.slope > 1).sum())
+    out.append(
+        Claim(
+            "Atari (Section 4.2's students): regular distillation exaggerates the teacher's confidence (slope above 1)",
+            None if note else (True if above == len(reg) else (False if above < len(reg) / 2 else None)),
+            "median slope per game, fraction and split: "
+            + "; ".join(f"{r.game} {r.fraction:g} {r.split}: {r.slope:.3g}" for r in reg.itertuples())
+            + note,
+        )
+    )
+    texts = (("|log slope|", "exaggerate less"), ("|low deviation|", "deviate less on the least-confident states"))
+    for quantity, text in texts:
+        frame = comp[comp.quantity == quantity] if len(comp) else comp
+        wins, losses = int((frame.verdict == WIN).sum()), int((frame.verdict == LOSS).sum())
+        out.append(
+            Claim(
+                f"Atari: Sobolev students {text} than regular students (paired, Sobolev − regular)",
+                None if note or not len(frame) else (True if wins == len(frame) else (False if losses else None)),
+                "; ".join(
+                    f"{r.game} {r.fraction:g} {r.split}: {r.difference:+.3g} [{r.low:+.3g}, {r.high:+.3g}]"
+                    for r in frame.itertuples()
+                )
+                + note,
+            )
+        )
+    return out
