@@ -13,35 +13,13 @@ Sobolev module. Single-process numbers; the stage runs ``workers`` such processe
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import log, timed, write
 
 from sobolev.synthetic.config import SyntheticConfig
 from sobolev.synthetic.decoupled import VARIANTS, DecoupledTrainer
 from sobolev.synthetic.experiment import sm_blocks
-
-LINES: list[str] = []
-
-
-def log(line: str = "") -> None:
-    print(line, flush=True)
-    LINES.append(line)
-
-
-def timed(step: Callable[[], None], repeats: int = 5, inner: int = 20) -> float:
-    """Median seconds per call over ``repeats`` timings of ``inner`` calls (after a warm-up)."""
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            step()
-        times.append((time.perf_counter() - start) / inner)
-    return statistics.median(times)
 
 
 def trainer_for(variant: str, cfg: SyntheticConfig, x: torch.Tensor) -> DecoupledTrainer:
@@ -79,9 +57,7 @@ def main() -> None:
     log(
         f"sobolev with diagnostics (every log_every-th step): {logged * 1e3:.2f} ms = {logged / times['sobolev']:.2f} x"
     )
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(LINES) + "\n")
+    write(args.out)
 
 
 if __name__ == "__main__":

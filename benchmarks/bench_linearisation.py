@@ -16,34 +16,14 @@ and the ordinary hand-written Sobolev step of :meth:`BatchedMLP.loss_and_grads` 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import log, timed, write
 
 from sobolev.core.linearisation import frozen, linearised, masks_at
 from sobolev.core.models import BatchedMLP
 
 M, H = 42, 256
-LINES: list[str] = []
-
-
-def log(line: str = "") -> None:
-    print(line, flush=True)
-    LINES.append(line)
-
-
-def timed(step: Callable[[], None], repeats: int = 5, inner: int = 10) -> float:
-    """Median seconds per call over ``repeats`` timings of ``inner`` calls (after a warm-up)."""
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            step()
-        times.append((time.perf_counter() - start) / inner)
-    return statistics.median(times)
 
 
 def bench(n: int) -> None:
@@ -67,10 +47,10 @@ def bench(n: int) -> None:
         (y0, g0), (dy, dg) = torch.func.jvp(lambda p: frozen(p, x, masks), (anchor,), (tangent,))
         torch.autograd.grad(loss(y0 + dy, g0 + dg), list(params.values()))
 
-    unit = timed(lambda: model.loss_and_grads(x, t, G, w))
+    unit = timed(lambda: model.loss_and_grads(x, t, G, w), inner=10, warmup=1)
     log(f"n={n}: ordinary Sobolev step (hand-written backward) {unit * 1e3:.1f} ms = 1.00")
     for name, fn in (("hand-written tangent", hand), ("torch.func.jvp", func)):
-        seconds = timed(fn)
+        seconds = timed(fn, inner=10, warmup=1)
         log(f"n={n}: linearised Sobolev step, {name}: {seconds * 1e3:.1f} ms = {seconds / unit:.2f}")
 
 
@@ -83,9 +63,7 @@ def main() -> None:
     log(f"# {M} models x {H} hidden, Sobolev loss, {args.threads} threads, torch {torch.__version__}")
     for n in (20, 100):
         bench(n)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(LINES) + "\n")
+    write(args.out)
 
 
 if __name__ == "__main__":
