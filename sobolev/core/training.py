@@ -31,7 +31,7 @@ def train_loop(
     desc: str,
     hint: str,
     log_every: int = 0,
-    on_log: Callable[[int, Tensor], None] | None = None,
+    on_log: Callable[[int, Tensor], bool | None] | None = None,
     progress: bool | TextIO = True,
     tolerate: bool = False,
     describe: Callable[[list[int]], str] | None = None,
@@ -44,7 +44,8 @@ def train_loop(
         desc: names the run (progress bar and error messages), e.g. ``"regression: sobolev n=20"``.
         hint: the likely cause of a non-finite loss, naming the parameter to change
             (e.g. ``"regression.lrs too large"``).
-        log_every: call ``on_log(i, loss)`` every this many steps and at the last (0: never).
+        log_every: call ``on_log(i, loss)`` every this many steps and at the last (0: never);
+            when it returns ``True`` training stops there (early stopping).
         progress: a tqdm bar; a stream (``sys.__stderr__``) keeps it out of papermill notebooks.
         tolerate: for ensembles of independent models: a model whose loss is non-finite is
             reported (its losses stay NaN, and model selection must let it lose); the run
@@ -60,7 +61,8 @@ def train_loop(
     if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     diverged: list[int] = []
-    for i in progress_bar(range(1, steps + 1), desc, progress):
+    bar = progress_bar(range(1, steps + 1), desc, progress)
+    for i in bar:
         loss = step(i)
         loss_t = loss.detach() if isinstance(loss, Tensor) else torch.tensor(float(loss))
         finite = torch.isfinite(loss_t)
@@ -74,8 +76,9 @@ def train_loop(
                     f"{steps}{who}; likely cause: {hint}. Nothing was written."
                 )
             diverged += new
-        if on_log is not None and log_every and (i % log_every == 0 or i == steps):
-            on_log(i, loss_t)
+        if on_log is not None and log_every and (i % log_every == 0 or i == steps) and on_log(i, loss_t):
+            break
+    bar.close()
     return diverged
 
 
