@@ -77,15 +77,15 @@ STAGES: dict[str, Stage] = {
         notebook="notebooks/s43_synthetic_gradients.ipynb",
     ),
     "teacher": Stage(
-        "distillation", GAME, ("teacher.zip", "teacher_training.json"), step=f"{CHAIN}:make_teacher", foreach="games"
+        "distillation", GAME, ("teacher.pt", "teacher_training.json"), step=f"{CHAIN}:make_teacher", foreach="games"
     ),
     "record": Stage(
-        "distillation", GAME, ("recording.pt", "teacher.json"), step=f"{CHAIN}:record", inputs=("teacher.zip",),
+        "distillation", GAME, ("recording.pt", "teacher.json"), step=f"{CHAIN}:record", inputs=("teacher.pt",),
         foreach="games",
     ),
     "distill": Stage(
-        "distillation", GAME, ("curves.csv", "tuning.csv", "summary.json", "long_curves.csv", "students.pt"),
-        step=f"{CHAIN}:distill_game", inputs=("teacher.zip", "recording.pt"), foreach="games",
+        "distillation", GAME, ("runs.csv", "curves.csv", "summary.json", "students.pt"),
+        step=f"{CHAIN}:distill_game", inputs=("teacher.pt", "recording.pt"), foreach="games",
     ),
     "distillation": Stage(
         "distillation", "results/distillation/report", ("s42_distillation.ipynb", "figures", "metrics.json"),

@@ -19,7 +19,7 @@ from sobolev.common.params import ParamError
 from sobolev.pipeline import StageError, check_params
 
 ROOT = Path(__file__).resolve().parent.parent
-ZERO_OK = {"threads", "long_steps", "long_iterations", "teacher_ent_coef", "weight_decay", "record_seed", "warmup"}
+ZERO_OK = {"threads", "long_steps", "teacher_ent_coef", "weight_decay", "record_seed", "warmup"}
 EMPTY_OK = {"sweep_weights", "sweep_sizes", "sweep_arms", "milestones"}
 REPEATS_OK = {"seeds"}  # one seed count per size: sizes may share a count
 FREE_TEXT = {"teacher_dir", "cifar_path"}

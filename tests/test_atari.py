@@ -49,18 +49,27 @@ def test_histories_rebuilt_from_single_frames_equal_the_envs_frame_stack():
     assert torch.equal(rec.stacks(torch.arange(len(frames))), torch.stack(stacks))
 
 
-def test_policy_net_is_the_agents_policy(saved_agents):
+def test_teacher_net_is_the_agents_policy_and_pins_in_float16(saved_agents, tmp_path):
     agent = atari.load_agent(saved_agents / "ppo.zip", "ppo")
     obs = torch.randint(0, 256, (3, 84, 84, 4), dtype=torch.uint8)
     sb3_obs, _ = agent.policy.obs_to_tensor(obs.numpy())
     expected = agent.policy.get_distribution(sb3_obs).distribution.logits  # normalised log-probs
-    net = atari.PolicyNet(agent.policy)
+    net = atari.TeacherNet.from_sb3(agent.policy)
     assert torch.allclose(net(atari.as_model_input(obs)), expected, atol=1e-6)
-    sharp = atari.PolicyNet(agent.policy, temperature=0.5)(atari.as_model_input(obs))
+    sharp = atari.TeacherNet.from_sb3(agent.policy, temperature=0.5)(atari.as_model_input(obs))
     assert torch.allclose(sharp, torch.log_softmax(2 * expected, -1), atol=1e-5)
     assert (atari.policy_entropy_ratio(sharp) < atari.policy_entropy_ratio(expected)).all()
     with pytest.raises(ValueError, match="temperature"):
-        atari.PolicyNet(agent.policy, temperature=0.0)
+        atari.TeacherNet(4, temperature=0.0)
+    # Pinned: float16 weights on disk, float32 and frozen when loaded; the policy moves by float16 rounding only.
+    atari.save_teacher(net, tmp_path / "teacher.pt", game="breakout", env_steps=0)
+    assert (tmp_path / "teacher.pt").stat().st_size < 2.2 * sum(p.numel() for p in net.parameters())
+    back = atari.load_teacher(tmp_path / "teacher.pt")
+    assert all(not p.requires_grad and p.dtype == torch.float32 for p in back.parameters())
+    assert torch.allclose(back(atari.as_model_input(obs)), expected, atol=1e-2)
+    assert atari.teacher_info(tmp_path / "teacher.pt")["game"] == "breakout"
+    with pytest.raises(FileNotFoundError, match="run teacher GAME"):
+        atari.load_teacher(tmp_path / "missing.pt")
 
 
 def test_loaders_fail_clearly(saved_agents, tmp_path, monkeypatch):
@@ -91,7 +100,7 @@ def test_hub_download_goes_through_huggingface_sb3(saved_agents, monkeypatch):
 
 
 def test_run_policy_records_what_it_played(saved_agents):
-    net = atari.PolicyNet(atari.load_agent(saved_agents / "ppo.zip", "ppo").policy).eval()
+    net = atari.TeacherNet.from_sb3(atari.load_agent(saved_agents / "ppo.zip", "ppo").policy).eval()
     rec = run_policy(net, "breakout", n_states=50, seed=0)
     assert len(rec) == 50 and rec.frames.dtype == torch.uint8 and rec.log_probs.shape == (50, 4)
     assert torch.allclose(rec.log_probs.exp().sum(1), torch.ones(50))
@@ -105,8 +114,9 @@ def _params(tmp_path, **overrides):
     section = {
         **base,
         "games": ["breakout"], "teacher_source": "train", "teacher_algo": "ppo", "teacher_steps": 256,
-        "teacher_envs": 2, "states": 1500, "fractions": [0.5, 0.8], "tune_fraction": 0.8, "seeds": 1,
-        "iterations": 2, "long_iterations": 3, "batch_size": 16, "lrs": [0.001, 0.0001], "alphas": [1.0],
+        "teacher_envs": 2, "states": 1500, "fractions": [0.3, 0.5], "val_share": 0.2, "test_share": 0.3,
+        "tune_fraction": 0.3, "seeds": 2, "max_iterations": 3, "patience": 2, "batch_size": 16,
+        "lrs": [0.001, 0.0001], "alphas": [1.0], "teacher_gradients": "stored",
         "eval_every": 1, "eval_train_states": 50, "threads": 2, **overrides,
     }  # fmt: skip
     path = tmp_path / "params.yaml"
@@ -123,31 +133,44 @@ def _root(tmp_path, **overrides):
 
 
 def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
+    import pandas as pd
+
     root = _root(tmp_path)
     params, out = root / "params.yaml", root / "results/distillation/games"
 
     def run(step, game):
         return run_stage(step, game, params, root, progress=False)
 
-    with pytest.raises(FileNotFoundError, match=r"has no \['teacher\.zip'\]"):
+    with pytest.raises(FileNotFoundError, match=r"has no \['teacher\.pt'\]"):
         run("record", "breakout")
     with pytest.raises(StageError, match="unknown stage"):
         run("play", "breakout")
     with pytest.raises(StageError, match=r"needs one of distillation\.games"):
         run("teacher", "pong")
     assert run("teacher", "breakout") == out / "breakout"
-    assert (out / "breakout/teacher.zip").exists()
+    info = atari.teacher_info(out / "breakout/teacher.pt")
+    assert info["game"] == "breakout" and info["env_steps"] == 256 and info["source"] == "train"
     run("record", "breakout")
     teacher = yaml.safe_load((out / "breakout/teacher.json").read_text())
     assert teacher["states"] == 1500 and teacher["n_actions"] == 4 and 0 < teacher["entropy_ratio_mean"] <= 1
+    assert len(teacher["random_returns"]) == 10 and teacher["rl_zoo_a2c_return"] > 100
     run("distill", "breakout")
     summary = yaml.safe_load((out / "breakout/summary.json").read_text())
-    assert summary["budget_runs"] == {"regular": 2, "sobolev": 2}
-    assert set(summary["splits"]) == {"0.5", "0.8"}
-    import pandas as pd
-
-    long = pd.read_csv(out / "breakout/long_curves.csv")
-    assert set(long.method) == {"regular", "sobolev"} and long.iteration.max() == 3 and set(long.fraction) == {0.8}
+    assert summary["budget_runs"] == {"regular": 2 * 2, "sobolev": 2 * 2}  # lrs × seeds each
+    assert set(summary["splits"]) == {"train 0.3", "train 0.5", "val", "test"}
+    runs = pd.read_csv(out / "breakout/runs.csv")
+    grid = runs[runs.role == "grid"]  # both methods at both lrs, both seeds, at the tuning fraction
+    assert len(grid) == 2 * 2 * 2 and set(grid.fraction) == {0.3} and set(grid.lr) == {0.001, 0.0001}
+    final = runs[runs.role == "final"]  # the other fraction at the chosen points
+    assert len(final) == 2 * 2 and set(final.fraction) == {0.5} and final.chosen.all()
+    assert (runs.best_iteration <= runs.stopped_at).all() and runs.chosen.sum() == 2 * 2 * 2
+    for method, hp in summary["chosen"].items():
+        chosen = runs[runs.chosen & (runs.method == method)]
+        assert set(chosen.lr) == {hp["lr"]}
+        medians = grid[grid.method == method].groupby("lr").val_kl.median()
+        assert medians.idxmin() == pytest.approx(hp["lr"])  # chosen by the median validation KL
+    students = torch.load(out / "breakout/students.pt", weights_only=True)
+    assert len(students["students"]) == runs.chosen.sum()
     assert not list(out.rglob("*.tmp-*"))  # nothing half-written left behind
     assert not (root / "results/.staging").exists()
 
@@ -155,7 +178,11 @@ def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
 def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):
     root = _root(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(saved_agents))
     out = run_stage("teacher", "breakout", root / "params.yaml", root, progress=False)
-    assert (out / "teacher.zip").read_bytes() == (saved_agents / atari.hub_zip_name("breakout", "a2c")).read_bytes()
+    agent = atari.load_agent(saved_agents / atari.hub_zip_name("breakout", "a2c"), "a2c")
+    obs = torch.randint(0, 256, (2, 84, 84, 4), dtype=torch.uint8)
+    want = atari.TeacherNet.from_sb3(agent.policy)(atari.as_model_input(obs))
+    assert torch.allclose(atari.load_teacher(out / "teacher.pt")(atari.as_model_input(obs)), want, atol=1e-2)
+    assert atari.teacher_info(out / "teacher.pt")["hub_file"] == "a2c-BreakoutNoFrameskip-v4.zip"
     missing = _root(tmp_path, teacher_source="hub", teacher_algo="a2c", teacher_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"huggingface\.co/sb3/a2c-BreakoutNoFrameskip-v4"):
         run_stage("teacher", "breakout", missing / "params.yaml", missing, progress=False)
@@ -167,11 +194,13 @@ def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):
         ("games", ["tetris"], "must be one of pong, breakout, space_invaders"),
         ("fractions", [0.1, 1.0], r"fraction in \(0, 1\)"),
         ("fractions", [0.0], r"number in \(0, 1\]"),
-        ("tune_fraction", 0.3, "must be one of fractions"),
+        ("tune_fraction", 0.4, "must be one of fractions"),
         ("alphas", [1.0, 10.0, 100.0], "at most len"),
         ("teacher_source", "zoo", "must be one of train, hub"),
         ("teacher_temperature", 0, r"number in \(0, 100\]"),
-        ("long_iterations", 1, r"integer > iterations \(2\)"),
+        ("fractions", [0.6], r"val_share \(0.2\) \+ test_share \(0.3\) must be at most 1"),
+        ("eval_every", 10, r"at most max_iterations \(3\)"),
+        ("teacher_gradients", "cached", "must be one of stored, on_the_fly"),
         ("batch_size", 2000, r"must be at most states \(1500\)"),
     ],
 )

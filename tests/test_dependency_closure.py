@@ -91,9 +91,7 @@ def stage_closures(dvc_yaml: Path = ROOT / "dvc.yaml", root: Path = ROOT) -> dic
 
 
 def uncovered(reached: set[Path], deps: list[Path]) -> list[str]:
-    return sorted(
-        str(f.relative_to(ROOT)) for f in reached if not any(f == d or d in f.parents for d in deps)
-    )
+    return sorted(str(f.relative_to(ROOT)) for f in reached if not any(f == d or d in f.parents for d in deps))
 
 
 @pytest.mark.parametrize("stage", sorted(stage_closures()))

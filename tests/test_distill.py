@@ -1,6 +1,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -8,12 +9,13 @@ from torch import nn
 from sobolev.distillation.distill import (
     Recording,
     StudentNet,
+    TeacherJacobians,
     distill,
     distillation_loss,
     evaluate,
     regular_lr_grid,
     reverse_kl,
-    split_by_episode,
+    split_episodes,
     tune,
 )
 
@@ -124,7 +126,10 @@ def test_histories_are_rebuilt_with_zeros_before_an_episode_starts():
     assert torch.equal(stacks[2, 3], rec.frames[3]) and all(torch.equal(stacks[2, k], zero) for k in range(3))  # new ep
     assert torch.equal(stacks[3, 2:], rec.frames[3:5]) and torch.equal(stacks[3, 1], zero)
     assert torch.equal(stacks[4], rec.frames[5:9])
-    assert rec.inputs(torch.tensor([8])).max() <= 1.0
+    idx = torch.tensor([8, 0, 3, 3])
+    inputs = rec.inputs(idx)  # from the cached (T, 84, 84, 4) histories: the same numbers, channels-last
+    assert torch.equal(inputs, rec.stacks(idx).float() / 255.0)
+    assert inputs.is_contiguous(memory_format=torch.channels_last) and inputs.min() >= 0.0 and inputs.max() <= 1.0
 
 
 def test_recording_round_trips_and_rejects_bad_shapes(tmp_path):
@@ -138,21 +143,30 @@ def test_recording_round_trips_and_rejects_bad_shapes(tmp_path):
         Recording(rec.frames, rec.episode.flip(0), rec.log_probs)
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5, 0.9])
-def test_split_keeps_every_episode_on_one_side(fraction):
-    episode = _recording([7, 3, 12, 5, 9, 4]).episode
-    train, test = split_by_episode(episode, fraction)
-    assert len(train) + len(test) == len(episode) and len(train) and len(test)
-    assert set(episode[train].tolist()).isdisjoint(episode[test].tolist())
-    assert train.max() < test.min()  # time-wise
+@pytest.mark.parametrize("fractions", [[0.1], [0.1, 0.3], [0.2, 0.5]])
+def test_split_keeps_every_episode_in_one_role_in_time_order(fractions):
+    episode = _recording([7, 3, 12, 5, 9, 4, 8, 6, 10]).episode
+    splits = split_episodes(episode, fractions, val_share=0.2, test_share=0.3)
+    val, test = splits.val, splits.test
+    assert len(val) and len(test) and val.max() < test.min() and test.max() == len(episode) - 1
+    assert set(episode[val].tolist()).isdisjoint(episode[test].tolist())
+    for f, train in splits.train.items():
+        assert torch.equal(train, torch.arange(len(train))) and len(train) and train.max() < val.min()
+        assert set(episode[train].tolist()).isdisjoint(episode[val].tolist())
+        assert abs(len(train) - f * len(episode)) <= 12  # the nearest boundary: at most an episode away
+    sizes = [len(splits.train[f]) for f in sorted(fractions)]
+    assert sizes == sorted(sizes)  # a larger fraction holds the smaller one's episodes and more
 
 
-def test_split_rejects_bad_fractions_and_single_episodes():
-    for bad in (0.0, 1.0, -0.2, 1.5):
-        with pytest.raises(ValueError, match=r"\(0, 1\)"):
-            split_by_episode(torch.zeros(10, dtype=torch.long), bad)
-    with pytest.raises(ValueError, match="single episode"):
-        split_by_episode(torch.zeros(10, dtype=torch.long), 0.5)
+def test_split_rejects_bad_shares_and_too_few_episodes():
+    episode = _recording([7, 3, 12, 5]).episode
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ValueError, match=r"val_share must be in \(0, 1\)"):
+            split_episodes(episode, [0.3], bad, 0.3)
+    with pytest.raises(ValueError, match="exceed 1"):
+        split_episodes(episode, [0.6], 0.2, 0.3)
+    with pytest.raises(ValueError, match="at least 3 are needed"):
+        split_episodes(torch.tensor([0, 0, 0, 1, 1]), [0.3], 0.2, 0.3)
 
 
 def test_student_is_the_sm_architecture():
@@ -163,64 +177,165 @@ def test_student_is_the_sm_architecture():
     assert out.shape == (2, 6) and torch.allclose(out.exp().sum(1), torch.ones(2))
 
 
-def test_distill_fits_a_student_teacher_and_evaluates():
-    torch.set_num_threads(2)
-    rec = _recording([40, 40, 40])
+def _teacher_recording(episode_lengths, n_actions=4):
+    """A recording whose log-probabilities are a random StudentNet teacher's own on the rebuilt inputs."""
+    rec = _recording(episode_lengths, n_actions)
     torch.manual_seed(123)  # a teacher other than the student's initialisation (seed 0)
-    teacher = StudentNet(4).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher = StudentNet(n_actions).eval().requires_grad_(False)
     with torch.no_grad():
         rec.log_probs = teacher(rec.inputs(torch.arange(len(rec))))
-    train, test = split_by_episode(rec.episode, 0.67)
+    return rec, teacher
+
+
+def test_distill_fits_stops_early_on_validation_and_returns_the_best_checkpoint():
+    torch.set_num_threads(2)
+    rec, teacher = _teacher_recording([40, 40, 40, 40])
+    train, val, test = torch.arange(80), torch.arange(80, 120), torch.arange(120, 160)
     untrained = StudentNet(4)
     before = evaluate(untrained, rec, test)
-    _, curve = distill(rec, teacher, train, {"test": test}, lr=1e-3, alpha=1.0, iterations=30, seed=0,
-                       batch_size=16, eval_every=10)  # fmt: skip
-    assert [r["iteration"] for r in curve] == [0, 10, 20, 30]
-    assert curve[-1]["kl"] < 0.5 * curve[0]["kl"]
     with torch.no_grad():
         disagree = untrained(rec.inputs(test)).argmax(1) != rec.log_probs[test].argmax(1)
     assert before["action_error"] == pytest.approx(float(disagree.float().mean()))
+    d = distill(rec, teacher, train, {"val": val, "test": test}, lr=1e-3, alpha=1.0, max_iterations=30, seed=0,
+                batch_size=16, eval_every=10, patience=5)  # fmt: skip
+    its = sorted({r["iteration"] for r in d.curve})
+    assert its == [0, 10, 20, 30] and d.stopped_at == 30 and not d.early
+    val_kl = {r["iteration"]: r["kl"] for r in d.curve if r["set"] == "val"}
+    assert val_kl[30] < 0.5 * val_kl[0]
+    assert d.best_iteration == min(val_kl, key=val_kl.get)
+    assert evaluate(d.student, rec, val)["kl"] == pytest.approx(val_kl[d.best_iteration], rel=1e-5)
+    # A learning rate so large that validation never improves after the first steps: stopped by patience,
+    # and the student returned is the best one seen, not the last.
+    d = distill(rec, teacher, train, {"val": val}, lr=0.5, alpha=0.0, max_iterations=200, seed=0, batch_size=16,
+                eval_every=5, patience=2)  # fmt: skip
+    val_kl = {r["iteration"]: r["kl"] for r in d.curve}
+    assert d.early and d.stopped_at < 200 and d.stopped_at - d.best_iteration == 2 * 5
+    assert evaluate(d.student, rec, val)["kl"] == pytest.approx(min(val_kl.values()), rel=1e-5)
+    with pytest.raises(ValueError, match="'val' set"):
+        distill(rec, teacher, train, {"test": test}, 1e-3, 0.0, 10, 0)
 
 
-def test_equal_tuning_budget():
+def test_stored_teacher_jacobians_equal_the_vjp_on_the_fly():
+    torch.set_num_threads(2)
+    rec, teacher = _teacher_recording([30, 30], n_actions=3)
+    teacher = teacher.double()
+    rec.frames.float()  # inputs are rebuilt from frames; compare in float64 below
+    idx = torch.tensor([3, 17, 40, 41, 59])
+    jac = TeacherJacobians(teacher, _Float64(rec), torch.arange(60), batch=7)
+    full = torch.autograd.functional.jacobian(lambda x: teacher(x), _Float64(rec).inputs(idx)).sum(2)
+    assert torch.allclose(jac(idx), full.float(), rtol=2e-3, atol=1e-5)  # stored as float16
+    student = StudentNet(3).double()
+    s, target = _Float64(rec).inputs(idx), rec.log_probs[idx].double()
+    fly = distillation_loss(student, teacher, s, target, 1.0, 2, torch.Generator().manual_seed(1))
+    stored = distillation_loss(student, teacher, s, target, 1.0, 2, torch.Generator().manual_seed(1),
+                               jac(idx).double())  # fmt: skip
+    assert stored["sobolev"].item() == pytest.approx(fly["sobolev"].item(), rel=2e-3)
+    with pytest.raises(KeyError, match="no stored teacher Jacobian"):
+        TeacherJacobians(teacher, _Float64(rec), torch.arange(10))(torch.tensor([20]))
+
+
+class _Float64:
+    """A recording whose inputs come in float64 (the derivative checks)."""
+
+    def __init__(self, rec):
+        self.rec, self.frames = rec, rec.frames
+
+    def __len__(self):
+        return len(self.rec)
+
+    def inputs(self, idx):
+        return self.rec.inputs(idx).double()
+
+
+def test_equal_tuning_budget_and_selection_rule():
     assert regular_lr_grid([1e-3, 1e-5], 1) == pytest.approx([1e-3, 1e-4, 1e-5])
     assert regular_lr_grid([1e-3, 1e-4, 1e-5], 0) == pytest.approx([1e-3, 1e-4, 1e-5])
     with pytest.raises(ValueError, match="midpoints"):
         regular_lr_grid([1e-3], 1)
-    rec = _recording([20, 20, 20])
-    teacher = StudentNet(4).eval()
-    train, val = split_by_episode(rec.episode, 0.67)
-    chosen, rows = tune(rec, teacher, train, val, [1e-3, 1e-4], [1.0, 10.0], iterations=2, batch_size=8)
-    runs = {m: sum(r["method"] == m for r in rows) for m in ("regular", "sobolev")}
+    calls = []
+
+    def run(method, lr, alpha):  # a known validation KL per run; regular's lr 1e-3 diverges (NaN)
+        calls.append((method, lr, alpha))
+        return {("regular", 1e-3): math.nan, ("sobolev", 1e-3): 0.5}.get((method, lr), 0.3 + alpha / 100)
+
+    chosen = tune(run, [1e-3, 1e-4], [1.0, 10.0])
+    runs = {m: sum(c[0] == m for c in calls) for m in ("regular", "sobolev")}
     assert runs == {"regular": 3, "sobolev": 3}
-    assert chosen["regular"]["alpha"] == 0.0 and chosen["sobolev"]["alpha"] in (1.0, 10.0)
-    best = min((r for r in rows if r["method"] == "regular"), key=lambda r: r["val_kl"])
-    assert chosen["regular"]["lr"] == best["lr"]
+    assert chosen["regular"] == {"lr": pytest.approx(10**-3.5), "alpha": 0.0}  # the first finite lowest
+    assert chosen["sobolev"] == {"lr": 1e-4, "alpha": 1.0}
+    calls.clear()
+    chosen = tune(run, [1e-3, 1e-4], [1.0])
+    assert [c[1] for c in calls if c[0] == "regular"] == [c[1] for c in calls if c[0] == "sobolev"]  # one grid
 
 
-def test_report_tables_and_claims_from_known_curves():
+def _runs_and_curves(sobolev_kl: float, seeds: int = 3):
+    """Known runs: regular's test KL 0.5 at its selected checkpoint (iteration 10) rising to 0.6; Sobolev's
+    ``sobolev_kl`` times a per-seed factor, reached at iteration 10 and staying; both at one lr."""
+    import pandas as pd
+
+    runs, curves = [], []
+    for game in ("pong", "breakout"):
+        for fraction in (0.1, 0.5):
+            for seed in range(seeds):
+                for method, kls, train_kl in (
+                    ("regular", [1.0, 0.5, 0.6], 0.2),
+                    ("sobolev", [1.0, sobolev_kl * (1 + 0.05 * seed), sobolev_kl * (1 + 0.05 * seed)], 0.3),
+                ):
+                    alpha = 0.0 if method == "regular" else 1.0
+                    key = {"game": game, "role": "grid" if fraction == 0.1 else "final", "fraction": fraction,
+                           "method": method, "seed": seed, "lr": 1e-3, "alpha": alpha}  # fmt: skip
+                    runs.append({**key, "chosen": True, "best_iteration": 10, "stopped_at": 20, "stopped_early": True,
+                                 "test_kl": kls[1], "train_kl": train_kl, "val_kl": kls[1],
+                                 "test_action_error": 0.2 if method == "regular" else 0.1})  # fmt: skip
+                    for it, kl in zip((0, 10, 20), kls, strict=True):
+                        for split in ("test", "val"):
+                            curves.append({**key, "iteration": it, "set": split, "kl": kl, "action_error": 0.1})
+    return pd.DataFrame(runs), pd.DataFrame(curves)
+
+
+def test_report_decides_claims_from_paired_seeds():
+    from sobolev.distillation import report
+
+    runs, curves = _runs_and_curves(0.25)
+    comp = report.comparisons(runs, curves)
+    kl = comp[comp.quantity == "test KL"]
+    assert len(kl) == 4 and (kl.verdict == "win").all()
+    assert kl.estimate.iloc[0] == pytest.approx(float(np.exp(np.mean(np.log([0.5, 0.525, 0.55])))))
+    rise = comp[comp.quantity == "test KL rise after its best"]
+    assert rise.regular.iloc[0] == pytest.approx(0.2) and rise.sobolev.iloc[0] == pytest.approx(0.0)
+    fast = comp[comp.quantity == "iterations to 1.1 × regular's best val KL"]
+    assert (fast.sobolev == 10).all() and (fast.regular == 10).all() and (fast.verdict == "undecided").all()
+    table = report.selected_table(runs)
+    assert table.loc[("pong", 0.1, "regular"), "test_kl"] == pytest.approx(0.5)
+    assert table.loc[("pong", 0.1, "sobolev"), "stopped_early"] == 1.0
+    summaries = {g: {"chosen": {"regular": {"lr": 1e-3, "alpha": 0.0}, "sobolev": {"lr": 1e-3, "alpha": 1.0}}}
+                 for g in ("pong", "breakout")}  # fmt: skip
+    ctrl = report.control(runs, curves, summaries)  # both chose 1e-3: one control row per game, the grid's runs
+    assert len(ctrl) == 2 and (ctrl.verdict == "win").all() and set(ctrl.lr_chosen_by) == {"regular and sobolev"}
+    holds = {c.text.split(" (")[0]: c.holds for c in report.claims(comp, ctrl)}
+    assert holds["Sobolev students are closer to the teacher in every game and fraction"] is True
+    assert holds["regular distillation overfits with more iterations, Sobolev less"] is True
+    gap = next(v for k, v in holds.items() if k.startswith("Sobolev students generalise better"))
+    assert gap is True  # test − train: Sobolev 0.25 − 0.3 < 0, regular 0.5 − 0.2 > 0
+    assert holds["the gain is largest in the low-data regime"] is None  # the same ratio at both fractions
+    # Sobolev worse in every seed: the closeness claim is lost, not undecided.
+    comp = report.comparisons(*_runs_and_curves(0.8))
+    assert report.claims(comp, report.control(*_runs_and_curves(0.8), {}))[0].holds is False
+    # Two seeds that disagree: undecided.
+    runs, curves = _runs_and_curves(0.25, seeds=2)
+    runs.loc[(runs.method == "sobolev") & (runs.seed == 1), "test_kl"] = 0.9
+    assert report.claims(report.comparisons(runs, curves), report.control(runs, curves, {}))[0].holds is None
+
+
+def test_teacher_beats_chance_is_decided_on_game_scores():
     import pandas as pd
 
     from sobolev.distillation import report
 
-    rows = []
-    # regular: test KL 1.0 -> 0.5 -> 0.6 (overfits, best at 10); Sobolev: 1.0 -> 0.4 -> 0.3.
-    runs = [("regular", [1.0, 0.5, 0.6], 0.2, 0.3), ("sobolev", [1.0, 0.4, 0.3], 0.25, 0.1)]
-    for method, test_kls, train_kl, err in runs:
-        for seed in range(2):
-            for it, kl in zip([0, 10, 20], test_kls, strict=True):
-                base = {"game": "pong", "fraction": 0.1, "method": method, "seed": seed, "iteration": it}
-                rows.append({**base, "set": "test", "kl": kl, "action_error": err + 0.01 * seed})
-                rows.append({**base, "set": "train", "kl": train_kl, "action_error": 0.0})
-    curves = pd.DataFrame(rows)
-    final = report.final_table(curves)
-    assert final.loc[("pong", 0.1, "sobolev"), "kl mean"] == pytest.approx(0.3)
-    assert final.loc[("pong", 0.1, "regular"), "action_error mean"] == pytest.approx(0.305)
-    over = report.overfitting_table(curves)
-    assert over.loc[("pong", 0.1, "regular"), "rise above best %"] == pytest.approx(20.0)
-    assert over.loc[("pong", 0.1, "regular"), "best at iteration"] == 10
-    assert over.loc[("pong", 0.1, "sobolev"), "test / train kl"] == pytest.approx(1.2)
-    verdicts = [c.holds for c in report.claims(final, over)]
-    assert verdicts == [True, True, False, True, True]  # one fraction: "largest at low data" cannot hold
+    t = pd.DataFrame([{"game": "breakout", "returns": [10.0, 12.0, 14.0, 9.0], "random_returns": [1.0, 2.0, 1.0],
+                       "entropy_ratio_at_temperature_1": 0.5}])  # fmt: skip
+    assert report.beats_chance(t.iloc[0]).verdict == "win"
+    assert [c.holds for c in report.teacher_claims(t)] == [True, True]
+    t.at[0, "returns"] = [1.0, 2.0, 1.5]
+    t.at[0, "entropy_ratio_at_temperature_1"] = 0.9
+    assert [c.holds for c in report.teacher_claims(t)] == [None, False]

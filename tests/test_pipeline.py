@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from sobolev.common.params import ParamError, load_config
@@ -61,7 +62,8 @@ def test_every_output_persists_and_only_weights_are_cached():
     for name in STAGES:
         for path, opts in outs(name).items():
             assert (opts or {}).get("persist") is True, path
-            expected_cache = path.endswith((".pt", ".zip"))  # weights and recordings to the DVC cache
+            # Weights and recordings to the DVC cache, except pinned inputs (the teachers): committed to git.
+            expected_cache = path.endswith((".pt", ".zip")) and not path.endswith("/teacher.pt")
             assert (opts or {}).get("cache", True) is expected_cache, path
 
 
@@ -192,12 +194,16 @@ def test_committed_distillation_results_match_committed_params():
     cfg = DistillationConfig.load(path=PARAMS)
     m = json.loads((ROOT / "results/distillation/report/metrics.json").read_text())
     assert [t["game"] for t in m["teachers"]] == cfg.games
-    cells = {(r["game"], r["fraction"], r["method"]) for r in m["final"]}
+    cells = {(r["game"], r["fraction"], r["method"]) for r in m["selected"]}
     assert cells == {(g, f, meth) for g in cfg.games for f in cfg.fractions for meth in ("regular", "sobolev")}
+    assert all(r["seeds"] == cfg.seeds for r in m["selected"])
     for r in m["chosen"]:
         if r["method"] == "sobolev":
             assert r["lr"] in cfg.lrs and r["alpha"] in cfg.alphas
-        assert r["tuning runs"] == len(cfg.lrs) + len(cfg.alphas) - 1  # equal budgets
+        assert r["tuning runs"] == (len(cfg.lrs) + len(cfg.alphas) - 1) * cfg.seeds  # equal budgets, every seed
+    for game in cfg.games:  # the pinned teacher is the one the params describe
+        info = torch.load(ROOT / f"results/distillation/games/{game}/teacher.pt", weights_only=True)
+        assert (info["game"], info["env_steps"], info["algo"]) == (game, cfg.teacher_steps, cfg.teacher_algo)
 
 
 # --- nothing lost: bad params, failures and kills leave the results as they were ---------------
@@ -236,10 +242,10 @@ def test_invalid_params_leave_results_untouched(tmp_path, name):
 
 def test_step_stages_check_their_item_and_inputs(tmp_path):
     root = fake_root(tmp_path)
-    (root / "results/distillation/games/breakout/teacher.zip").unlink()
-    with pytest.raises(StageError, match=r"needs one of distillation.games \['breakout'\], got 'pong'"):
+    (root / "results/distillation/games/breakout/teacher.pt").unlink()
+    with pytest.raises(StageError, match=r"needs one of distillation.games \['breakout', 'space_invaders'\], got 'pong'"):
         run_stage("record", "pong", root / "params.yaml", root)
-    with pytest.raises(FileNotFoundError, match=r"has no \['teacher.zip'\]: run the earlier stages first"):
+    with pytest.raises(FileNotFoundError, match=r"has no \['teacher.pt'\]: run the earlier stages first"):
         run_stage("record", "breakout", root / "params.yaml", root)
     with pytest.raises(StageError, match="unknown stage"):
         run_stage("no_such_stage", None, root / "params.yaml", root)
@@ -257,13 +263,13 @@ def step(cfg, item, src, dst, progress):
         time.sleep(60)
     if sys.argv[1] == "fail":
         raise RuntimeError("the step failed")
-    for name in ("tuning.csv", "summary.json", "long_curves.csv"):
+    for name in ("runs.csv", "summary.json", "students.pt"):
         Path(dst, name).write_text("new")
 
 if __name__ == "__main__":
     pipeline.STAGES["distill"] = pipeline.Stage(
         "distillation", "results/distillation/games/{item}",
-        ("curves.csv", "tuning.csv", "summary.json", "long_curves.csv"), step="fake_step:step", foreach="games")
+        ("curves.csv", "runs.csv", "summary.json", "students.pt"), step="fake_step:step", foreach="games")
     pipeline.run_stage("distill", "breakout", Path(sys.argv[2]) / "params.yaml", Path(sys.argv[2]))
 """
 
@@ -291,7 +297,7 @@ def test_a_kill_or_a_failure_mid_stage_leaves_results_untouched(tmp_path):
     after = snapshot(root)
     games = "results/distillation/games/breakout"
     assert after[f"{games}/curves.csv"] == "new, half written" and after[f"{games}/summary.json"] == "new"
-    assert after[f"{games}/teacher.zip"] == before[f"{games}/teacher.zip"]  # other stages' outputs stay
+    assert after[f"{games}/teacher.pt"] == before[f"{games}/teacher.pt"]  # other stages' outputs stay
     assert not (root / "results/.staging").exists()
 
 

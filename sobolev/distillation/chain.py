@@ -1,12 +1,18 @@
 """Section 4.2's chain per game, one DVC stage each (``python -m sobolev.pipeline run STEP GAME``).
 
 * ``teacher``: train an SB3 agent here (``teacher_source: train``) or take the RL Zoo's
-  (``hub``) -> ``teacher.zip``, ``teacher_training.json``;
+  (``hub``) and pin its policy -> ``teacher.pt`` (float16 weights, a few MB, committed to git) and
+  ``teacher_training.json``. The DVC stage is frozen: ``dvc repro`` starts from the pinned teachers,
+  so every clone distils the same players; retrain with this command, then ``dvc commit teacher@GAME``;
 * ``record``:  play ``states`` states with it -> ``recording.pt`` (single frames, episode
-  boundaries, the teacher's log-probabilities) and ``teacher.json`` (return, entropy);
-* ``distill``: tune each method with an equal budget, then train students for every fraction
-  and seed -> ``curves.csv``, ``tuning.csv``, ``summary.json``; with ``long_iterations``, one
-  longer run per method -> ``long_curves.csv`` (empty otherwise).
+  boundaries, the teacher's log-probabilities) and ``teacher.json`` (return beside random play and
+  the RL Zoo's, entropy);
+* ``distill``: run both methods at every point of the same grid, every seed, at the tuning fraction
+  (the tuning and the equal-learning-rate control at once), choose each method's point on validation
+  episodes, then train the other fractions at the chosen points, every run until its validation KL
+  stops improving -> ``runs.csv`` (one row per run, metrics at the selected checkpoint),
+  ``curves.csv``, ``summary.json`` and ``students.pt`` (the chosen students' log-probabilities, for
+  Section 5.4).
 
 Each step reads its inputs from ``src`` (the game's folder, ``results/distillation/games/<game>``)
 and writes its outputs into ``dst``; the pipeline stages ``dst`` and moves the outputs into the
@@ -16,7 +22,8 @@ game's folder only when the step succeeded. :func:`run_chain` runs all three in 
 
 from __future__ import annotations
 
-import shutil
+import math
+import sys
 import time
 from pathlib import Path
 from typing import TextIO
@@ -25,61 +32,77 @@ import torch
 
 from sobolev.common.params import ParamError
 from sobolev.common.paths import RESULTS
-from sobolev.common.utils import (
-    atomic_path,
-    atomic_save,
-    atomic_write_json,
-    atomic_write_text,
-    pick_device,
-    set_threads,
-)
+from sobolev.common.utils import atomic_save, atomic_write_json, atomic_write_text, pick_device, set_threads
 from sobolev.distillation.config import DistillationConfig
 
 GAMES_DIR = RESULTS / "distillation" / "games"
+RANDOM_PLAY_GAMES = 10
+
+
 def make_teacher(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
-    """Write ``dst/teacher.zip`` (an SB3 agent) and ``dst/teacher_training.json``."""
+    """Write ``dst/teacher.pt`` (the pinned policy, :func:`~sobolev.distillation.atari.save_teacher`)
+    and ``dst/teacher_training.json``."""
     from sobolev.distillation import atari
 
     dst = Path(dst)
-    out = dst / "teacher.zip"
     start = time.perf_counter()
+    info = {"game": game, "source": cfg.teacher_source, "algo": cfg.teacher_algo}
     if cfg.teacher_source == "train":
         set_threads(cfg.threads)
+        stream = None if progress is False else (sys.stderr if progress is True else progress)
         model = atari.train_teacher(
-            game, cfg.teacher_algo, cfg.teacher_steps, seed=0, n_envs=cfg.teacher_envs,
-            ent_coef=cfg.teacher_ent_coef, device=str(pick_device(cfg.device)), progress=bool(progress),
+            game, cfg.teacher_algo, cfg.teacher_steps, seed=0, n_envs=cfg.teacher_envs, ent_coef=cfg.teacher_ent_coef,
+            device=str(pick_device(cfg.device)), progress=stream or False,
+            report_every=max(cfg.teacher_steps // 20, 1),
         )  # fmt: skip
-        with atomic_path(out) as tmp, open(tmp, "wb") as f:
-            model.save(f)  # a file object: SB3 would append ".zip" to a path without it
+        info |= {"env_steps": cfg.teacher_steps, "envs": cfg.teacher_envs, "ent_coef": cfg.teacher_ent_coef,
+                 "threads": torch.get_num_threads()}  # fmt: skip
     else:
         local = Path(cfg.teacher_dir) / atari.hub_zip_name(game, cfg.teacher_algo) if cfg.teacher_dir else None
         agent_zip = local if local is not None else atari.download_hub_agent(game, cfg.teacher_algo)
-        atari.check_action_space(atari.load_agent(agent_zip, cfg.teacher_algo), game)
-        with atomic_path(out) as tmp:
-            shutil.copyfile(agent_zip, tmp)
-    info = {"source": cfg.teacher_source, "algo": cfg.teacher_algo, "seconds": time.perf_counter() - start}
-    if cfg.teacher_source == "train":
-        info |= {"env_steps": cfg.teacher_steps, "ent_coef": cfg.teacher_ent_coef}
+        model = atari.load_agent(agent_zip, cfg.teacher_algo)
+        info |= {"hub_file": agent_zip.name}
+    atari.check_action_space(model, game)
+    info["seconds"] = time.perf_counter() - start
+    out = dst / "teacher.pt"
+    atari.save_teacher(atari.TeacherNet.from_sb3(model.policy), out, **info)
     atomic_write_json(dst / "teacher_training.json", info)
     return out
 
 
 def load_teacher(cfg: DistillationConfig, game: str, src: Path, device: torch.device | str = "cpu"):
-    """The teacher in ``src/teacher.zip`` as a :class:`~sobolev.distillation.atari.PolicyNet`
-    (frozen, eval mode)."""
+    """The pinned teacher ``src/teacher.pt`` at ``teacher_temperature``, frozen, checked to play ``game``."""
     from sobolev.distillation import atari
 
-    agent = atari.load_agent(Path(src) / "teacher.zip", cfg.teacher_algo, device=str(device))
-    atari.check_action_space(agent, game)
-    teacher = atari.PolicyNet(agent.policy, cfg.teacher_temperature).to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
+    path = Path(src) / "teacher.pt"
+    info = atari.teacher_info(path) if path.exists() else {}
+    if info.get("game", game) != game:
+        raise ValueError(f"{path} is a teacher for {info['game']}, not {game}")
+    return atari.load_teacher(path, cfg.teacher_temperature, device)
+
+
+def random_play(game: str, episodes: int, seed: int) -> list[float]:
+    """Raw scores of ``episodes`` whole games played with uniformly random actions (the chance level)."""
+    import numpy as np
+
+    from sobolev.distillation.atari import make_env
+
+    env = make_env(game, seed=seed, for_training=False)
+    rng = np.random.default_rng(seed)
+    returns: list[float] = []
+    env.reset()
+    while len(returns) < episodes:
+        _, _, _, info = env.step(rng.integers(env.action_space.n, size=1))
+        if "episode" in info[0]:
+            returns.append(float(info[0]["episode"]["r"]))
+    env.close()
+    return returns
 
 
 def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
-    """Write ``dst/recording.pt`` and ``dst/teacher.json`` (mean return, entropy ratio) for ``game``."""
-    from sobolev.distillation.atari import policy_entropy_ratio
+    """Write ``dst/recording.pt`` and ``dst/teacher.json`` (returns beside random play and the RL Zoo's
+    score, entropy) for ``game``."""
+    from sobolev.distillation.atari import RL_ZOO_SCORES, policy_entropy_ratio
     from sobolev.distillation.distill import run_policy
 
     set_threads(cfg.threads)
@@ -91,6 +114,7 @@ def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: b
     # log_softmax(τ · log π_τ) recovers the agent's own policy from the sharpened one.
     raw_ratio = policy_entropy_ratio(torch.log_softmax(cfg.teacher_temperature * rec.log_probs, -1))
     returns = torch.tensor(rec.returns)
+    chance = torch.tensor(random_play(game, RANDOM_PLAY_GAMES, seed=cfg.record_seed))
     stats = {
         "game": game,
         "n_actions": rec.n_actions,
@@ -99,6 +123,12 @@ def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: b
         "mean_return": float(returns.mean()) if len(returns) else None,
         "std_return": float(returns.std()) if len(rec.returns) > 1 else None,
         "returns": rec.returns,
+        "random_returns": chance.tolist(),
+        "random_mean_return": float(chance.mean()),
+        "random_std_return": float(chance.std()),
+        "random_games": len(chance),
+        "rl_zoo_a2c_return": RL_ZOO_SCORES["a2c"][game],
+        "rl_zoo_ppo_return": RL_ZOO_SCORES["ppo"][game],
         "entropy_ratio_mean": float(ratio.mean()),
         "entropy_ratio_median": float(ratio.median()),
         "temperature": cfg.teacher_temperature,
@@ -110,82 +140,143 @@ def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: b
     return out
 
 
+def teacher_gradient_scale(cfg: DistillationConfig, folder: str | Path, states: int = 200) -> dict[str, dict]:
+    """How large each teacher's input gradients are: per game, the quartiles over the first ``states``
+    recorded states of ``‖∂ log π*(a|s) / ∂s‖`` (one norm per state and action). The Sobolev term is a norm
+    of such gradients' difference, the KL a number near 0.01-0.1, so a fixed α weighs the two very
+    differently from one game to another. ``{game: {"q25", "median", "q75", "states"}}``."""
+    from sobolev.distillation.distill import Recording, TeacherJacobians
+
+    set_threads(cfg.threads)
+    out = {}
+    for game in cfg.games:
+        src = Path(folder) / game
+        rec = Recording.load(src / "recording.pt")
+        idx = torch.arange(min(states, len(rec)))
+        norms = TeacherJacobians(load_teacher(cfg, game, src), rec, idx).jacobians.float().flatten(2).norm(dim=2)
+        q = torch.quantile(norms.flatten(), torch.tensor([0.25, 0.5, 0.75]))
+        out[game] = {"q25": float(q[0]), "median": float(q[1]), "q75": float(q[2]), "states": len(idx)}
+    return out
+
+
+def _at(curve: list[dict], iteration: int, which: str) -> dict[str, float]:
+    """``{"<set>_kl", "<set>_action_error"}`` of every set evaluated at ``iteration``, prefixed by ``which``."""
+    out = {}
+    for row in curve:
+        if row["iteration"] == iteration:
+            out[f"{which}{row['set']}_kl"] = row["kl"]
+            out[f"{which}{row['set']}_action_error"] = row["action_error"]
+    return out
+
+
 def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
-    """Tune, then distill every fraction × method × seed; writes curves, tuning and summary to ``dst``, and
-    ``students.pt``: the recorded teacher's log-probabilities ``(T, A)`` and, per final student (fraction,
-    method, seed), its training and test state indices and its log-probabilities on them."""
+    """Tune on the grid, then distill the other fractions, every method × seed until validation stops improving.
+
+    The tuning grid *is* the equal-learning-rate control: at ``tune_fraction`` every grid point runs for every seed
+    (role ``grid``), each method's point with the lowest median validation KL is chosen, and its runs are that
+    fraction's final students; the other fractions train at the chosen points (role ``final``). So both methods
+    are seen at every learning rate of the grid, paired by seed. Writes to ``dst``:
+
+    * ``runs.csv``: one row per run (role, ``chosen``, fraction, method, seed, lr, α, selected and last iteration,
+      whether it stopped early) with train/val/test KL and action error at the selected checkpoint
+      (``test_kl`` ...) and at the last evaluation (``end_test_kl`` ...);
+    * ``curves.csv``: every evaluation of every run (sets ``train``, ``val``, ``test``);
+    * ``summary.json``: the chosen hyper-parameters, split sizes, timings;
+    * ``students.pt``: the recorded teacher's log-probabilities ``(T, A)`` and, per chosen student, its
+      training and test state indices and its log-probabilities on them.
+    """
+    import numpy as np
     import pandas as pd
 
-    from sobolev.distillation.distill import Recording, distill, predict, split_by_episode, tune
+    from sobolev.core.training import NonFiniteLossError
+    from sobolev.distillation.distill import Recording, TeacherJacobians, distill, predict, split_episodes, tune
 
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
     rec = Recording.load(Path(src) / "recording.pt").to(device)
     teacher = load_teacher(cfg, game, src, device)
-    splits = {f: split_by_episode(rec.episode.cpu(), f) for f in cfg.fractions}
-
-    # Tuning never sees test states: the tuning fraction's training episodes are split again.
-    train_idx, _ = splits[cfg.tune_fraction]
     try:
-        inner = split_by_episode(rec.episode.cpu()[train_idx], 0.8)
+        splits = split_episodes(rec.episode.cpu(), cfg.fractions, cfg.val_share, cfg.test_share)
     except ValueError as err:
         raise ParamError(
-            f"invalid parameter distillation.tune_fraction={cfg.tune_fraction}: its training part of {game} holds "
-            f"one episode ({len(train_idx)} states), so no validation episodes can be split off; "
-            "raise states or tune_fraction"
+            f"invalid parameters distillation.states={cfg.states} / fractions / val_share / test_share for {game}: "
+            f"{err}"
         ) from err
-    chosen, tuning_rows = tune(
-        rec, teacher, train_idx[inner[0]], train_idx[inner[1]], cfg.lrs, cfg.alphas, cfg.iterations,
-        cfg.batch_size, cfg.n_projections, seed=0, progress=progress,
-    )  # fmt: skip
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    largest = splits.train[max(cfg.fractions)]  # every fraction's training states are its first states
+    stored = cfg.teacher_gradients == "stored"
+    jacobians = TeacherJacobians(teacher, rec, largest, progress=progress) if stored else None
+    timings["teacher_jacobians"] = time.perf_counter() - start
+    # The same fixed subset of training states for every run of a fraction: the train-KL curve.
+    order = torch.randperm(len(largest), generator=torch.Generator().manual_seed(0))
+    shown = {f: idx[order[order < len(idx)][: cfg.eval_train_states]] for f, idx in splits.train.items()}
+    sets = {"val": splits.val, "test": splits.test}
+    runs: list[dict] = []
+    curves: list[dict] = []
+    kept: dict[tuple, object] = {}
 
-    students: list[dict] = []  # every final student's log-probabilities: for Section 5.4's deviation analysis
+    def train(role: str, fraction: float, method: str, seed: int, lr: float, alpha: float) -> float:
+        key = {"game": game, "role": role, "fraction": fraction, "method": method, "seed": seed, "lr": lr,
+               "alpha": alpha}  # fmt: skip
+        desc = f"{game} {role} {fraction:g} {method} lr={lr:.0e} α={alpha:g} seed {seed}"
+        try:
+            d = distill(
+                rec, teacher, splits.train[fraction], {"train": shown[fraction], **sets}, lr, alpha, cfg.max_iterations,
+                seed, cfg.batch_size, cfg.n_projections, cfg.eval_every, cfg.patience, jacobians, progress, desc,
+            )  # fmt: skip
+        except NonFiniteLossError as err:
+            if role != "grid":
+                raise
+            print(f"{err} This grid point loses.", file=sys.stderr)  # a diverged grid run loses (NaN)
+            runs.append({**key, "val_kl": math.nan})
+            return math.nan
+        runs.append({
+            **key, "best_iteration": d.best_iteration, "stopped_at": d.stopped_at, "stopped_early": d.early,
+            "seconds": d.seconds, **_at(d.curve, d.best_iteration, ""), **_at(d.curve, d.stopped_at, "end_"),
+        })  # fmt: skip
+        curves.extend({**key, **row} for row in d.curve)
+        train_idx = splits.train[fraction]
+        kept[(fraction, method, seed, lr, alpha)] = {
+            "fraction": float(fraction), "method": method, "seed": seed, "train_idx": train_idx,
+            "test_idx": splits.test, "train": predict(d.student, rec, train_idx.to(device)),
+            "test": predict(d.student, rec, splits.test.to(device)),
+        }  # fmt: skip
+        return runs[-1]["val_kl"]
 
-    def run_one(fraction: float, method: str, seed: int, iterations: int, desc: str, keep: bool = False) -> list[dict]:
-        train_idx, test_idx = splits[fraction]
-        # The same fixed subset of training states for every run: the train-KL curve.
-        shown = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(0))]
-        hp = chosen[method]
-        student, curve = distill(
-            rec, teacher, train_idx, {"train": shown[: cfg.eval_train_states], "test": test_idx}, hp["lr"],
-            hp["alpha"], iterations, seed, cfg.batch_size, cfg.n_projections, cfg.eval_every, progress, desc=desc,
-        )  # fmt: skip
-        if keep:
-            students.append({
-                "fraction": float(fraction), "method": method, "seed": seed, "train_idx": train_idx,
-                "test_idx": test_idx, "train": predict(student, rec, train_idx.to(device)),
-                "test": predict(student, rec, test_idx.to(device)),
-            })  # fmt: skip
-        return [{"game": game, "fraction": fraction, "method": method, "seed": seed, **row} for row in curve]
+    def grid_point(method: str, lr: float, alpha: float) -> float:
+        """Every seed at the tuning fraction; the median validation KL (NaN if any seed diverged: it loses)."""
+        scores = [train("grid", cfg.tune_fraction, method, seed, lr, alpha) for seed in range(cfg.seeds)]
+        return float(np.median(scores)) if all(math.isfinite(v) for v in scores) else math.nan
 
     start = time.perf_counter()
-    curves = [
-        row
-        for fraction in cfg.fractions
-        for method in chosen
-        for seed in range(cfg.seeds)
-        for row in run_one(fraction, method, seed, cfg.iterations, f"{game} {fraction:g} {method} seed {seed}", True)
-    ]
-    seconds = time.perf_counter() - start
-    # Does either method overfit when trained longer? One longer run each, at the tuning fraction.
-    long_curves = []
-    for method in chosen if cfg.long_iterations else []:
-        desc = f"{game} {cfg.tune_fraction:g} {method} long"
-        long_curves += run_one(cfg.tune_fraction, method, 0, cfg.long_iterations, desc)
-    curves_df = pd.DataFrame(curves)
+    chosen = tune(grid_point, cfg.lrs, cfg.alphas)
+    timings["grid"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for fraction in cfg.fractions:
+        if fraction == cfg.tune_fraction:
+            continue
+        for method, hp in chosen.items():
+            for seed in range(cfg.seeds):
+                train("final", fraction, method, seed, hp["lr"], hp["alpha"])
+    timings["final_runs"] = time.perf_counter() - start
+    runs_df = pd.DataFrame(runs)
+    hp = runs_df.method.map(lambda m: (chosen[m]["lr"], chosen[m]["alpha"]))
+    runs_df["chosen"] = [(r.lr, r.alpha) == h for r, h in zip(runs_df.itertuples(), hp, strict=True)]
     summary = {
         "game": game,
         "chosen": chosen,
-        "budget_runs": {m: sum(r["method"] == m for r in tuning_rows) for m in chosen},
+        "budget_runs": {m: int(((runs_df.role == "grid") & (runs_df.method == m)).sum()) for m in chosen},
         "tune_fraction": cfg.tune_fraction,
-        "splits": {str(f): {"train": len(s[0]), "test": len(s[1])} for f, s in splits.items()},
-        "seconds_final_runs": seconds,
+        "splits": splits.sizes(),
+        "teacher_gradients": cfg.teacher_gradients,
+        "seconds": timings,
+        "threads": torch.get_num_threads(),
     }
+    students = [kept[(r.fraction, r.method, r.seed, r.lr, r.alpha)] for r in runs_df[runs_df.chosen].itertuples()]
     gdir = Path(dst)
-    atomic_write_text(gdir / "curves.csv", curves_df.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(gdir / "tuning.csv", pd.DataFrame(tuning_rows).to_csv(index=False, float_format="%.6g"))
-    long_df = pd.DataFrame(long_curves, columns=curves_df.columns)
-    atomic_write_text(gdir / "long_curves.csv", long_df.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(gdir / "runs.csv", runs_df.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(gdir / "curves.csv", pd.DataFrame(curves).to_csv(index=False, float_format="%.6g"))
     atomic_write_json(gdir / "summary.json", summary)
     # Plain tensors, ints, floats and strings: readable with torch.load(weights_only=True) by any code.
     atomic_save({"game": game, "teacher_log_probs": rec.log_probs.cpu(), "students": students}, gdir / "students.pt")

@@ -6,7 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from sobolev.common.params import MAX_LR, SectionConfig, choice, device, integer, items, number, param, text, threads
+from sobolev.common.params import (
+    MAX_LR,
+    SectionConfig,
+    choice,
+    device,
+    integer,
+    items,
+    number,
+    param,
+    text,
+    threads,
+)
 from sobolev.distillation.atari import ALGOS, GAMES
 
 
@@ -33,14 +44,17 @@ class DistillationConfig(SectionConfig):
     states: int = param(integer(2, 10_000_000))
     record_seed: int = param(integer(0, 2**31 - 1))
     fractions: list[float] = param(items(number(0, 1, open_low=True)))
+    val_share: float = param(number(0, 1, open_low=True), "share of the states in validation episodes")
+    test_share: float = param(number(0, 1, open_low=True), "share of the states in test episodes (the last)")
     tune_fraction: float = param(number(0, 1, open_low=True))
     seeds: int = param(integer(1, 10_000))
-    iterations: int = param(integer(1, 10_000_000))
-    long_iterations: int = param(integer(0, 10_000_000))
+    max_iterations: int = param(integer(1, 10_000_000), "Adam steps at most; runs stop early on validation")
+    patience: int = param(integer(1, 100_000), "evaluations without a lower validation KL before stopping")
     batch_size: int = param(integer(1, 1_000_000))
     lrs: list[float] = param(items(number(0, MAX_LR, open_low=True)))
     alphas: list[float] = param(items(number(0, 1e6, open_low=True)))
     n_projections: int = param(integer(1, 1000))
+    teacher_gradients: str = param(choice(("stored", "on_the_fly")), "the teacher's input Jacobians")
     eval_every: int = param(integer(1, 10_000_000))
     eval_train_states: int = param(integer(1, 10_000_000))
     device: str = param(device)
@@ -52,10 +66,15 @@ class DistillationConfig(SectionConfig):
         for f in self.fractions:
             if not f < 1:
                 self.fail("fractions", f"entry {f!r} must be a fraction in (0, 1): some states must stay for testing")
+        if max(self.fractions) + self.val_share + self.test_share > 1 + 1e-9:
+            self.fail(
+                "fractions", f"the largest ({max(self.fractions)}) + val_share ({self.val_share}) + test_share "
+                f"({self.test_share}) must be at most 1: training, validation and test episodes do not overlap",
+            )  # fmt: skip
         if self.tune_fraction not in self.fractions:
             self.fail("tune_fraction", f"must be one of fractions {self.fractions}")
-        if self.long_iterations and self.long_iterations <= self.iterations:
-            self.fail("long_iterations", f"must be 0 (skip) or an integer > iterations ({self.iterations})")
+        if self.eval_every > self.max_iterations:
+            self.fail("eval_every", f"must be at most max_iterations ({self.max_iterations})")
         if self.batch_size > self.states:
             self.fail("batch_size", f"must be at most states ({self.states})")
         if self.eval_train_states > self.states:

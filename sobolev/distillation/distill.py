@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,6 +58,7 @@ class Recording:
         new[1:] = self.episode[1:] != self.episode[:-1]
         positions = torch.arange(t)
         self._episode_start = torch.cummax(torch.where(new, positions, torch.zeros_like(positions)), 0).values
+        self._stacked: Tensor | None = None  # (T, 84, 84, 4) uint8, built by the first inputs() call
 
     @property
     def n_actions(self) -> int:
@@ -79,8 +80,16 @@ class Recording:
         return out * valid[:, :, None, None].to(out.dtype)
 
     def inputs(self, idx: Tensor) -> Tensor:
-        """``stacks(idx)`` as network input: (B, 4, 84, 84) float in [0, 1]."""
-        return self.stacks(idx).float() / 255.0
+        """``stacks(idx)`` as network input: (B, 4, 84, 84) float in [0, 1], channels-last in memory
+        (the convolutions of student and teacher run faster so on CPU: ``benchmarks/bench_distill_step.py``).
+
+        Gathered from every state's history stored once as (T, 84, 84, 4) uint8 (28 KB per state): a row
+        copy and a conversion instead of a 4-frame gather and a transposing copy per call, 3× faster."""
+        if self._stacked is None:
+            chunks = [self.stacks(torch.arange(s, min(s + 1000, len(self)), device=self.frames.device))
+                      for s in range(0, len(self), 1000)]  # fmt: skip
+            self._stacked = torch.cat([c.permute(0, 2, 3, 1).contiguous() for c in chunks])
+        return (self._stacked[idx].float().div_(255.0)).permute(0, 3, 1, 2)
 
     def save(self, path: str | Path) -> None:
         from sobolev.common.utils import atomic_save
@@ -136,19 +145,58 @@ def run_policy(
     return Recording(torch.stack(frames), torch.tensor(episodes), torch.stack(log_probs), returns, game)
 
 
-def split_by_episode(episode: Tensor, train_fraction: float) -> tuple[Tensor, Tensor]:
-    """Time-wise split: the first episodes (about ``train_fraction`` of the states) train, the
-    rest test; the cut is at the episode boundary nearest to the fraction, so no episode is
-    on both sides. Returns (train_idx, test_idx)."""
-    if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train fraction must be in (0, 1), got {train_fraction}")
+def _boundary_near(starts: Tensor, position: float) -> int:
+    """The episode start (an index in ``starts``) nearest to ``position``."""
+    return int(starts[(starts - position).abs().argmin()])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """State indices by role, whole episodes only: ``train[f]`` (the first episodes, about ``f`` of
+    the states), ``val`` (the episodes before the test part: early stopping and tuning) and ``test``
+    (the last episodes). Every fraction shares the same validation and test episodes."""
+
+    train: dict[float, Tensor]
+    val: Tensor
+    test: Tensor
+
+    def sizes(self) -> dict[str, int]:
+        return {**{f"train {f:g}": len(t) for f, t in self.train.items()}, "val": len(self.val), "test": len(self.test)}
+
+
+def split_episodes(episode: Tensor, fractions: Sequence[float], val_share: float, test_share: float) -> Splits:
+    """Time-wise split of a recording by episode (``episode``: (T,) non-decreasing).
+
+    The last episodes (about ``test_share`` of the states) test, the episodes before them (about
+    ``val_share``) validate, and each fraction ``f`` trains on the first episodes (about ``f`` of the
+    states); every cut is at the episode boundary nearest to its target, so no episode is in two
+    roles. Raises ``ValueError`` when there are too few episodes for non-empty, non-overlapping parts.
+    """
+    for name, share in (("val_share", val_share), ("test_share", test_share), *(("fraction", f) for f in fractions)):
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"{name} must be in (0, 1), got {share}")
+    if max(fractions) + val_share + test_share > 1.0 + 1e-9:
+        raise ValueError(
+            f"the largest fraction ({max(fractions)}) + val_share ({val_share}) + test_share ({test_share}) exceed 1"
+        )
     t = len(episode)
     starts = torch.nonzero(episode[1:] != episode[:-1]).flatten() + 1  # first state of episodes 2..
-    if len(starts) == 0:
-        raise ValueError("the recording holds a single episode: record more states to split by episode")
-    cut = int(starts[(starts - train_fraction * t).abs().argmin()])
+    if len(starts) < 2:
+        raise ValueError(
+            f"the recording holds {len(starts) + 1} episode(s): at least 3 are needed for train, validation and "
+            "test episodes; record more states"
+        )
+    test_start = _boundary_near(starts, (1 - test_share) * t)
+    before = starts[starts < test_start]
+    if len(before) == 0:
+        raise ValueError("no episode boundary before the test episodes: record more states or lower test_share")
+    val_start = _boundary_near(before, (1 - test_share - val_share) * t)
+    train = {}
+    for f in fractions:
+        end = _boundary_near(starts[starts <= val_start], f * t)
+        train[f] = torch.arange(end)
     positions = torch.arange(t)
-    return positions[:cut], positions[cut:]
+    return Splits(train, positions[val_start:test_start], positions[test_start:])
 
 
 class StudentNet(nn.Module):
@@ -182,6 +230,7 @@ def distillation_loss(
     alpha: float = 0.0,
     n_projections: int = 1,
     generator: torch.Generator | None = None,
+    teacher_jacobian: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The paper's objective on a batch of states ``s`` (B, 4, 84, 84).
 
@@ -189,6 +238,8 @@ def distillation_loss(
     direction (:func:`sobolev.core.losses.stochastic_sobolev_loss`): per state and per random
     unit ``v`` in action space, the L2 norm of the difference of the input gradients of
     ``⟨log π*(s), v⟩`` and ``⟨log π(s|θ), v⟩``, averaged over states and ``n_projections``.
+    The teacher's side is ``vᵀ J`` from ``teacher_jacobian`` (B, A, 4, 84, 84) when given (see
+    :func:`teacher_jacobians`), else a VJP through ``teacher`` on the fly; both draw the same ``v``.
 
     Returns ``{"loss", "kl", "sobolev"}`` (scalars; ``sobolev`` is 0 when ``alpha = 0``).
     """
@@ -201,16 +252,58 @@ def distillation_loss(
     if alpha == 0:
         kl = reverse_kl(student(s), teacher_log_probs).mean()
         return {"loss": kl, "kl": kl, "sobolev": torch.zeros((), device=s.device)}
+    target = {"target_fn": teacher} if teacher_jacobian is None else {"target_jacobian": teacher_jacobian}
     terms = stochastic_sobolev_loss(
-        student, s, teacher_log_probs, target_fn=teacher, n_projections=n_projections, weight=alpha,
-        distance_kind="norm", direction="output", generator=generator,
-        value_loss=lambda log_probs, target: reverse_kl(log_probs, target).mean(), return_terms=True,
+        student, s, teacher_log_probs, **target, n_projections=n_projections, weight=alpha, distance_kind="norm",
+        direction="output", generator=generator, value_loss=lambda log_probs, t: reverse_kl(log_probs, t).mean(),
+        return_terms=True,
     )  # fmt: skip
     return {"loss": terms["loss"], "kl": terms["value"], "sobolev": terms["projection"]}
 
 
+class TeacherJacobians:
+    """The teacher's input Jacobians ``∂ log π*(s) / ∂s`` of some states, computed once.
+
+    A Sobolev iteration needs ``vᵀ J`` for a fresh random ``v`` per state; with ``J`` stored, that is a
+    contraction instead of a backward pass through the teacher, the costliest part of the iteration
+    (``benchmarks/bench_distill_step.py``). ``A`` VJPs per state, once, beat one per state and
+    iteration as soon as the run visits each state more than ``A`` times. Stored as float16:
+    (n, A, 4·84·84), 2·A·28 224 bytes per state.
+    """
+
+    def __init__(self, teacher: nn.Module, rec: Recording, idx: Tensor, batch: int = 50, progress=False):
+        idx = idx.to(rec.frames.device)
+        self.row = torch.full((len(rec),), -1, dtype=torch.long, device=idx.device)
+        self.row[idx] = torch.arange(len(idx), device=idx.device)
+        parts = []
+        for start in progress_bar(range(0, len(idx), batch), "teacher Jacobians", progress):
+            x = rec.inputs(idx[start : start + batch]).requires_grad_(True)
+            with torch.enable_grad():
+                out = teacher(x)
+                rows = [
+                    torch.autograd.grad(out[:, a].sum(), x, retain_graph=a < out.shape[1] - 1)[0]
+                    for a in range(out.shape[1])
+                ]
+            parts.append(torch.stack(rows, 1).contiguous().to(torch.float16))
+        self.jacobians = torch.cat(parts)  # (n, A, 4, 84, 84)
+        self._buffer: Tensor | None = None
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        """The Jacobians of states ``idx`` (B,) -> (B, A, 4, 84, 84) float32, in a buffer that the next
+        call overwrites (a fresh 100 MB tensor per iteration costs more in page faults than the copy)."""
+        rows = self.row[idx]
+        if bool((rows < 0).any()):
+            raise KeyError("some states have no stored teacher Jacobian (only the training states do)")
+        shape = (len(idx), *self.jacobians.shape[1:])
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = torch.empty(shape, device=self.jacobians.device)
+        for i, r in enumerate(rows.tolist()):  # row by row: index_select on float16 is slow on CPU
+            self._buffer[i].copy_(self.jacobians[r])
+        return self._buffer
+
+
 @torch.no_grad()
-def predict(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 1000) -> Tensor:
+def predict(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 250) -> Tensor:
     """The student's log-probabilities on states ``idx`` (n,) -> (n, n_actions), in eval mode, on the CPU."""
     training = student.training
     student.eval()
@@ -220,7 +313,7 @@ def predict(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 1000) 
 
 
 @torch.no_grad()
-def evaluate(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 1000) -> dict[str, float]:
+def evaluate(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 250) -> dict[str, float]:
     """Action-prediction error (the most probable actions disagree) and mean KL on states ``idx``."""
     errors, kl = 0.0, 0.0
     for start in range(0, len(idx), batch):
@@ -232,6 +325,23 @@ def evaluate(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 1000)
     return {"action_error": errors / len(idx), "kl": kl / len(idx)}
 
 
+@dataclass
+class Distilled:
+    """A student at its selected checkpoint (the lowest validation KL) and how its run went.
+
+    ``curve``: ``[{"iteration", "set", "action_error", "kl"}]`` for every evaluated set;
+    ``best_iteration``: the selected checkpoint; ``stopped_at``: the last iteration trained;
+    ``early``: whether it stopped because the validation KL had not improved for ``patience``
+    evaluations (``False``: it reached ``max_iterations`` still improving); ``seconds``: training time."""
+
+    student: nn.Module
+    curve: list[dict]
+    best_iteration: int
+    stopped_at: int
+    early: bool
+    seconds: float
+
+
 def distill(
     rec: Recording,
     teacher: nn.Module,
@@ -239,45 +349,71 @@ def distill(
     eval_sets: dict[str, Tensor],
     lr: float,
     alpha: float,
-    iterations: int,
+    max_iterations: int,
     seed: int,
     batch_size: int = 200,
     n_projections: int = 1,
     eval_every: int = 100,
+    patience: int = 5,
+    jacobians: TeacherJacobians | None = None,
     progress: bool | TextIO = False,
     desc: str = "distill",
-) -> tuple[nn.Module, list[dict]]:
-    """Train a :class:`StudentNet` on ``train_idx`` with Adam; returns it and its curve:
-    ``[{"iteration", "set", "action_error", "kl"}]`` for each of ``eval_sets`` every
-    ``eval_every`` iterations (and at 0 and the end)."""
+) -> Distilled:
+    """Train a :class:`StudentNet` on ``train_idx`` with Adam until the validation KL (``eval_sets["val"]``)
+    has not improved for ``patience`` evaluations (one every ``eval_every`` iterations) or
+    ``max_iterations`` are done; return it at its best validation KL (early stopping).
+
+    The seed fixes the student's initial weights and its batches: two methods with one seed start
+    from the same network and see the same states."""
+    if "val" not in eval_sets:
+        raise ValueError(f"eval_sets needs a 'val' set for early stopping, got {sorted(eval_sets)}")
+    if not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
     device = rec.frames.device
     torch.manual_seed(seed)
-    student = StudentNet(rec.n_actions).to(device)
+    student = StudentNet(rec.n_actions).to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(20_000 + seed)
     train_idx = train_idx.to(device)
+    eval_sets = {name: idx.to(device) for name, idx in eval_sets.items()}
     curve: list[dict] = []
+    best = {"kl": math.inf, "iteration": 0, "state": None, "since": 0}
 
-    def log(it: int) -> None:
+    def log(it: int) -> bool:
         student.eval()
         for name, idx in eval_sets.items():
-            curve.append({"iteration": it, "set": name, **evaluate(student, rec, idx.to(device))})
+            curve.append({"iteration": it, "set": name, **evaluate(student, rec, idx)})
+            if name == "val":
+                val_kl = curve[-1]["kl"]
         student.train()
+        if val_kl < best["kl"]:
+            best.update(kl=val_kl, iteration=it, since=0, state={k: v.clone() for k, v in student.state_dict().items()})
+        else:
+            best["since"] += 1
+        return best["since"] >= patience
 
     def step(_: int) -> Tensor:
         pick = torch.randint(len(train_idx), (batch_size,), generator=generator).to(device)
         idx = train_idx[pick]
-        out = distillation_loss(student, teacher, rec.inputs(idx), rec.log_probs[idx], alpha, n_projections, generator)
+        jac = None if jacobians is None or alpha == 0 else jacobians(idx)
+        out = distillation_loss(
+            student, teacher, rec.inputs(idx), rec.log_probs[idx], alpha, n_projections, generator, jac
+        )
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
         return out["loss"]
 
+    start = time.perf_counter()
     log(0)
     hint = f"learning rate {lr:g} (distillation.lrs) or α = {alpha:g} (distillation.alphas) too large"
-    train_loop(step, iterations, desc=f"distillation: {desc}", hint=hint, log_every=eval_every,
+    train_loop(step, max_iterations, desc=f"distillation: {desc}", hint=hint, log_every=eval_every,
                on_log=lambda it, _: log(it), progress=progress)  # fmt: skip
-    return student, curve
+    seconds = time.perf_counter() - start
+    stopped_at = int(curve[-1]["iteration"])
+    early = best["since"] >= patience
+    student.load_state_dict(best["state"])
+    return Distilled(student, curve, int(best["iteration"]), stopped_at, early, seconds)
 
 
 def regular_lr_grid(lrs: Sequence[float], n_extra: int) -> list[float]:
@@ -301,41 +437,18 @@ def best(scores: dict) -> Any:
 
 
 def tune(
-    rec: Recording,
-    teacher: nn.Module,
-    train_idx: Tensor,
-    val_idx: Tensor,
+    run: Callable[[str, float, float], float],
     lrs: Sequence[float],
     alphas: Sequence[float],
-    iterations: int,
-    batch_size: int = 200,
-    n_projections: int = 1,
-    seed: int = 0,
-    progress: bool | TextIO = False,
-) -> tuple[dict[str, dict[str, float]], list[dict]]:
-    """Pick each method's hyper-parameters by the final validation KL, with equal budgets.
+) -> dict[str, dict[str, float]]:
+    """Pick each method's hyper-parameters by the lowest validation KL with equal budgets.
 
-    Sobolev: every lr at ``alphas[0]``, then the other α at the best lr
-    (``len(lrs) + len(alphas) − 1`` runs). Regular: the same number of runs over ``lrs`` and
-    geometric midpoints between them. Returns ``({"regular": {"lr", "alpha"}, "sobolev": ...},
-    rows)`` with one row per run.
+    ``run(method, lr, alpha)`` trains one grid point (early-stopped runs on validation) and returns
+    its validation KL (NaN when it diverged: it loses). Regular: ``lrs`` plus one geometric
+    midpoint per extra α. Sobolev: every lr at ``alphas[0]``, then the other α at the best lr
+    (``len(lrs) + len(alphas) − 1`` runs each; with one α both methods search the same grid).
+    Returns ``{"regular": {"lr", "alpha"}, "sobolev": {...}}``.
     """
-    rows: list[dict] = []
-
-    def run(method: str, lr: float, alpha: float) -> float:
-        try:
-            _, curve = distill(
-                rec, teacher, train_idx, {"val": val_idx}, lr, alpha, iterations, seed, batch_size, n_projections,
-                eval_every=iterations, progress=progress, desc=f"tune {method} lr={lr:.0e} α={alpha:g}",
-            )  # fmt: skip
-            final = curve[-1]
-        except NonFiniteLossError as err:  # a diverged tuning run loses (NaN in tuning.csv), and says so
-            print(f"{err} This tuning run loses.", file=sys.stderr)
-            final = {"kl": float("nan"), "action_error": float("nan")}
-        rows.append({"method": method, "lr": lr, "alpha": alpha, "val_kl": final["kl"],
-                     "val_action_error": final["action_error"]})  # fmt: skip
-        return final["kl"]
-
     chosen: dict[str, dict[str, float]] = {}
     scores = {lr: run("regular", lr, 0.0) for lr in regular_lr_grid(lrs, len(alphas) - 1)}
     chosen["regular"] = {"lr": best(scores), "alpha": 0.0}
@@ -344,4 +457,4 @@ def tune(
     scores.update({(best_lr, a): run("sobolev", best_lr, a) for a in alphas[1:]})
     lr, alpha = best(scores)
     chosen["sobolev"] = {"lr": lr, "alpha": alpha}
-    return chosen, rows
+    return chosen

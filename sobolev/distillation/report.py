@@ -1,45 +1,85 @@
-"""Section 4.2's results from the chain's outputs: tables, Figure 4, the paper's claims checked.
+"""Section 4.2's results from the chain's outputs: tables, Figure 4, the paper's claims decided.
 
-Reads ``<results>/<game>/{teacher.json, summary.json, curves.csv, tuning.csv}`` written by
-:mod:`sobolev.distillation.chain`; nothing here trains.
+Reads ``<results>/<game>/{teacher.json, summary.json, runs.csv, curves.csv}`` written by
+:mod:`sobolev.distillation.chain`; nothing here trains. Every comparison pairs the two methods
+within a seed (same initial student, same batches) and is decided by a bootstrap interval over
+seeds (:mod:`sobolev.common.stats`): a claim holds only when every cell it speaks of is a win.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import METHOD_COLORS, style
+from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, median_interval, paired_difference, paired_ratio
 
-METRICS = {"action_error": "test action-prediction error", "kl": "test KL(π ‖ π*)"}
+KEYS = ["game", "fraction", "method", "seed"]
+N_BOOT = 10_000
+# "Learns faster": iterations until the validation KL is within this factor of regular's best.
+FAST_WITHIN = 1.1
 
 
 def load(results: str | Path, games: list[str]) -> dict:
-    """``{"teachers": DataFrame, "curves": DataFrame, "tuning": DataFrame, "summaries": {game: dict}}``."""
+    """``{"teachers", "runs", "curves": DataFrame, "summaries": {game: dict}}``."""
     results = Path(results)
     missing = [g for g in games if not (results / g / "summary.json").exists()]
     if missing:
         raise FileNotFoundError(f"no distillation results for {missing} in {results}: run `dvc repro` first")
     teachers = pd.DataFrame([json.loads((results / g / "teacher.json").read_text()) for g in games])
+    runs = pd.concat([pd.read_csv(results / g / "runs.csv") for g in games], ignore_index=True)
     curves = pd.concat([pd.read_csv(results / g / "curves.csv") for g in games], ignore_index=True)
-    tuning = pd.concat([pd.read_csv(results / g / "tuning.csv").assign(game=g) for g in games], ignore_index=True)
     summaries = {g: json.loads((results / g / "summary.json").read_text()) for g in games}
-    long = [pd.read_csv(results / g / "long_curves.csv") for g in games if (results / g / "long_curves.csv").exists()]
-    long_curves = pd.concat(long, ignore_index=True) if long else pd.DataFrame(columns=curves.columns)
-    return {
-        "teachers": teachers, "curves": curves, "tuning": tuning, "summaries": summaries, "long_curves": long_curves,
-    }  # fmt: skip
+    return {"teachers": teachers, "runs": runs, "curves": curves, "summaries": summaries}
+
+
+# --- the teachers ---------------------------------------------------------------------------------
 
 
 def teacher_table(teachers: pd.DataFrame) -> pd.DataFrame:
-    cols = ["game", "n_actions", "episodes_finished", "mean_return", "std_return", "temperature",
-            "entropy_ratio_at_temperature_1", "entropy_ratio_mean", "max_prob_mean", "peaked"]  # fmt: skip
+    """Each teacher's mean raw score beside random play (measured here) and the RL Zoo's agents (10M
+    steps), and how peaked its policy is (mean entropy / log|A|, at T = 1 and as distilled)."""
+    cols = ["game", "n_actions", "episodes_finished", "mean_return", "std_return", "random_mean_return",
+            "rl_zoo_a2c_return", "rl_zoo_ppo_return", "temperature", "entropy_ratio_at_temperature_1",
+            "entropy_ratio_mean", "max_prob_mean", "peaked"]  # fmt: skip
     return teachers[cols].set_index("game")
+
+
+def beats_chance(teacher: pd.Series, seed: int = 0) -> Interval:
+    """Teacher's mean game score minus random play's, with a bootstrap interval (games resampled on both sides)."""
+    played, chance = np.asarray(teacher["returns"], float), np.asarray(teacher["random_returns"], float)
+    rng = np.random.default_rng(seed)
+    diffs = played[rng.integers(0, len(played), (N_BOOT, len(played)))].mean(1) - chance[
+        rng.integers(0, len(chance), (N_BOOT, len(chance)))
+    ].mean(1)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return Interval(float(played.mean() - chance.mean()), float(low), float(high), len(played), 0.0, False)
+
+
+def teacher_claims(teachers: pd.DataFrame) -> list[Claim]:
+    """Is each teacher competent (better than chance, decided) and peaked at T = 1 (mean entropy ratio ≤ 0.7)?"""
+    rows = [(t["game"], beats_chance(t), t["entropy_ratio_at_temperature_1"]) for _, t in teachers.iterrows()]
+    better = [iv.verdict == WIN for _, iv, _ in rows]
+    peaked = [r <= 0.7 for _, _, r in rows]
+    return [
+        Claim(
+            "every teacher plays clearly better than chance (mean score − random play's, 95% interval above 0)",
+            all(better) if all(better) or any(iv.verdict == LOSS for _, iv, _ in rows) else None,
+            "; ".join(f"{g}: {iv}" for g, iv, _ in rows),
+        ),
+        Claim(
+            "every teacher is peaked at T = 1 (mean entropy at most 0.7 log|A|)",
+            all(peaked),
+            "; ".join(f"{g}: {r:.2f}" for g, _, r in rows),
+        ),
+    ]
 
 
 def chosen_table(summaries: dict) -> pd.DataFrame:
@@ -52,202 +92,427 @@ def chosen_table(summaries: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["game", "method"])
 
 
-def final_table(curves: pd.DataFrame) -> pd.DataFrame:
-    """Test action error and KL at the last iteration: mean and std over seeds, per game,
-    fraction and method."""
-    test = curves[curves.set == "test"]
-    last = test[test.iteration == test.iteration.max()]
-    agg = last.groupby(["game", "fraction", "method"])[["action_error", "kl"]].agg(["mean", "std"])
-    agg.columns = [f"{a} {b}" for a, b in agg.columns]
-    return agg
+# --- runs at their selected checkpoints -----------------------------------------------------------
 
 
-def overfitting_table(curves: pd.DataFrame) -> pd.DataFrame:
-    """Does test KL rise with more iterations? Per run: the best test KL over the logged
-    iterations, where it was reached, and how far above it the final one is (%); then the
-    mean over seeds."""
-    keys = ["game", "fraction", "method", "seed"]
-    final_train = curves[curves.set == "train"].sort_values("iteration").groupby(keys).kl.last()
-    rows = []
-    for key, run in curves[curves.set == "test"].groupby(keys):
-        run = run.sort_values("iteration")
-        best, final = run.loc[run.kl.idxmin()], run.iloc[-1]
-        rows.append({
-            **dict(zip(keys, key, strict=True)),
-            "best test kl": best.kl, "best at iteration": best.iteration, "final test kl": final.kl,
-            "rise above best %": 100 * (final.kl / best.kl - 1), "final train kl": final_train[key],
-            "test / train kl": final.kl / final_train[key],
-        })  # fmt: skip
-    df = pd.DataFrame(rows)
-    return df.groupby(["game", "fraction", "method"]).mean(numeric_only=True).drop(columns="seed")
-
-
-def claims(final: pd.DataFrame, overfit: pd.DataFrame, long_overfit: pd.DataFrame | None = None) -> list[Claim]:
-    """The paper's Section 4.2 claims, checked on our runs (means over seeds).
-
-    * in all scenarios Sobolev-distilled students are closer to the teacher (test KL and
-      action error lower, per game and fraction);
-    * the gain is largest with the least data (smallest fraction: the largest relative KL gain);
-    * Sobolev students generalise better: a smaller gap between test and train KL;
-    * Sobolev shows minor to no overfitting, regular more (test KL rise above its best; from
-      the longer runs when there are any).
-    """
-    out = []
-    cells = final.index.droplevel("method").unique()
-    wins_kl = wins_err = 0
-    gains = {}
-    for game, fraction in cells:
-        reg, sob = final.loc[(game, fraction, "regular")], final.loc[(game, fraction, "sobolev")]
-        wins_kl += sob["kl mean"] < reg["kl mean"]
-        wins_err += sob["action_error mean"] < reg["action_error mean"]
-        gains.setdefault(game, {})[fraction] = 1 - sob["kl mean"] / reg["kl mean"]
-    out.append(Claim(
-        "Sobolev students are closer to the teacher in every game and fraction (test KL)",
-        bool(wins_kl == len(cells)),
-        f"lower test KL in {wins_kl}/{len(cells)} cells",
-    ))
-    out.append(Claim(
-        "... and agree more often on the most probable action",
-        bool(wins_err == len(cells)),
-        f"lower action error in {wins_err}/{len(cells)} cells",
-    ))
-    # A gain that is largest at the smallest fraction, and a gain there at all.
-    low = [g[min(g)] > max(0.0, g[max(g)]) for g in gains.values() if len(g) > 1]
-    detail = "; ".join(
-        f"{game}: " + ", ".join(f"{f:g}: {100 * v:.0f}%" for f, v in sorted(g.items())) for game, g in gains.items()
-    )
-    out.append(Claim(
-        "the gain is largest in the low-data regime (relative test-KL gain at the smallest fraction)",
-        bool(low and all(low)),
-        f"KL reduction by fraction: {detail}",
-    ))
-    ratio = overfit["test / train kl"].unstack("method")
-    smaller = int((ratio["sobolev"] < ratio["regular"]).sum())
-    out.append(Claim(
-        "Sobolev students generalise better (smaller test / train KL ratio at the end)",
-        bool(smaller == len(ratio)),
-        "; ".join(
-            f"{g} {f:g}: regular {r['regular']:.2f}, Sobolev {r['sobolev']:.2f}" for (g, f), r in ratio.iterrows()
-        ),
-    ))
-    longer = long_overfit is not None and len(long_overfit) > 0
-    rise = (long_overfit if longer else overfit)["rise above best %"].unstack("method")
-    more = int((rise["regular"] > rise["sobolev"]).sum())
-    out.append(Claim(
-        "regular distillation overfits with more iterations, Sobolev little or not at all"
-        + (" (longer runs)" if longer else ""),
-        bool(more == len(rise)),
-        f"final test KL above its best: regular {rise['regular'].mean():.1f}%, "
-        f"Sobolev {rise['sobolev'].mean():.1f}% (mean over cells); regular rises more in {more}/{len(rise)} cells",
-    ))
+def with_gap(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus ``kl_gap``: test − train KL at the selected checkpoint."""
+    out = runs.copy()
+    out["kl_gap"] = out.test_kl - out.train_kl
     return out
 
 
-def figure4(curves: pd.DataFrame) -> plt.Figure:
-    """Figure 4: test action error (top row) and test KL (bottom row) against iterations, one
-    column per game and fraction; mean ± std over seeds; linear axes from zero, so gaps look
-    as large as they are (the reviews' complaint about the paper's axes)."""
+def overfitting(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the lowest test KL it reached, where, its test KL at its last evaluation (``patience``
+    evaluations after its best validation KL) and the rise above the lowest (fraction)."""
+    test = curves[curves.set == "test"]
+    keys = ["lr", *KEYS]
+    rows = []
+    for key, run in test.groupby(keys):
+        run = run.sort_values("iteration")
+        low = run.loc[run.kl.idxmin()]
+        rows.append({**dict(zip(keys, key, strict=True)), "min_test_kl": low.kl, "min_at": low.iteration,
+                     "end_test_kl": run.kl.iloc[-1], "rise": run.kl.iloc[-1] / low.kl - 1})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def iterations_to(curves: pd.DataFrame, by_lr: bool = False) -> pd.DataFrame:
+    """Per seed pair: iterations until each method's validation KL is within ``FAST_WITHIN`` × regular's best;
+    a run that never gets there counts its last evaluated iteration (a lower bound, so a decided "faster" is
+    never flattered). Paired by game, fraction and seed (and lr with ``by_lr``: the control)."""
+    val = curves[curves.set == "val"]
+    keys = ["game", "fraction", "seed", *(["lr"] if by_lr else [])]
+    rows = []
+    for key, pair in val.groupby(keys):
+        reg = pair[pair.method == "regular"]
+        if reg.empty or set(pair.method) != {"regular", "sobolev"}:
+            continue
+        target = FAST_WITHIN * reg.kl.min()
+        row = dict(zip(keys, key, strict=True))
+        for method, run in pair.groupby("method"):
+            hit = run[run.kl <= target].iteration
+            row[method] = float(hit.min()) if len(hit) else float(run.iteration.max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def chosen_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The curves of the chosen runs (each method at its chosen point, every fraction and seed)."""
+    keys = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]
+    return curves.merge(runs.loc[runs.chosen, keys], on=keys)
+
+
+def selected_table(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Final runs at their selected checkpoints: median and 95% interval over seeds of test KL, test action
+    error, train KL and the test − train gap; the median selected and last iteration; the share that stopped
+    early (``1``: every seed's validation KL stopped improving before ``max_iterations``)."""
+    final = with_gap(runs[runs.chosen])
+    rows = []
+    for (game, fraction, method), cell in final.groupby(["game", "fraction", "method"]):
+        row = {"game": game, "fraction": fraction, "method": method, "seeds": len(cell)}
+        for col in ("test_kl", "test_action_error", "train_kl", "kl_gap"):
+            low, high = median_interval(cell[col].to_numpy(), N_BOOT, seed=seed)
+            row |= {col: float(cell[col].median()), f"{col}_low": low, f"{col}_high": high}
+        row |= {"best_iteration": float(cell.best_iteration.median()), "stopped_at": float(cell.stopped_at.median()),
+                "stopped_early": float(cell.stopped_early.astype(bool).mean())}  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["game", "fraction", "method"])
+
+
+def _pair(df: pd.DataFrame, col: str, by: list[str]) -> dict:
+    """``{cell: (sobolev values, regular values)}`` over seeds present for both methods, per ``by`` cell."""
+    out = {}
+    for cell, part in df.groupby(by):
+        wide = part.pivot_table(index="seed", columns="method", values=col)
+        if {"regular", "sobolev"} <= set(wide.columns):
+            wide = wide.dropna()
+            out[cell] = (wide["sobolev"].to_numpy(), wide["regular"].to_numpy())
+    return out
+
+
+def comparisons(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """Sobolev against regular per game and fraction, paired by seed, at the selected checkpoints:
+
+    * ``test KL``: ratio Sobolev / regular (below 1: Sobolev closer to the teacher);
+    * ``test action error``: difference Sobolev − regular;
+    * ``test − train KL gap``: difference (below 0: Sobolev generalises better at its own fit);
+    * ``test KL rise after its best``: difference of the rises (below 0: Sobolev overfits less);
+    * ``iterations to 1.1 × regular's best val KL``: ratio (below 1: Sobolev learns faster).
+    """
+    final = with_gap(runs[runs.chosen])
+    chosen = chosen_curves(curves, runs)
+    rise = overfitting(chosen)
+    fast = iterations_to(chosen)
+    fast_long = fast.melt(["game", "fraction", "seed"], ["regular", "sobolev"], "method", "iterations")
+    specs = [
+        ("test KL", final, "test_kl", paired_ratio, {}),
+        ("test action error", final, "test_action_error", paired_difference, {"lower_is_better": True}),
+        ("test − train KL gap", final, "kl_gap", paired_difference, {"lower_is_better": True}),
+        ("test KL rise after its best", rise, "rise", paired_difference, {"lower_is_better": True}),
+        ("iterations to 1.1 × regular's best val KL", fast_long, "iterations", paired_ratio, {}),
+    ]
+    rows = []
+    for name, df, col, fn, kw in specs:
+        for (game, fraction), (sob, reg) in _pair(df, col, ["game", "fraction"]).items():
+            iv = fn(sob, reg, N_BOOT, **kw)
+            rows.append({"quantity": name, "game": game, "fraction": fraction, "seeds": iv.n,
+                         "sobolev": float(np.median(sob)), "regular": float(np.median(reg)),
+                         "estimate": iv.estimate, "low": iv.low, "high": iv.high, "null": iv.null,
+                         "verdict": iv.verdict})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _at_lr(grid: pd.DataFrame, lr: float, alpha: float) -> pd.DataFrame:
+    """Both methods' grid runs at ``lr``; Sobolev's at ``alpha`` where it ran more than one α there."""
+    at = grid[np.isclose(grid.lr, lr)]
+    sob = at[at.method == "sobolev"]
+    if sob.alpha.nunique() > 1:
+        same = np.isclose(sob.alpha, alpha)
+        sob = sob[same] if same.any() else sob[sob.alpha == sob.alpha.min()]
+    return pd.concat([at[at.method == "regular"], sob])
+
+
+def control(runs: pd.DataFrame, curves: pd.DataFrame, summaries: dict) -> pd.DataFrame:
+    """The equal-learning-rate control: at the tuning fraction the grid ran both methods at every learning rate for
+    every seed; at each method's chosen lr, the test-KL ratio and the iterations-to-threshold ratio Sobolev /
+    regular, paired by seed. One row per chosen lr (one row when both chose the same)."""
+    rows = []
+    for game, s in summaries.items():
+        grid = runs[(runs.game == game) & (runs.role == "grid")]
+        cur = curves[(curves.game == game) & (curves.role == "grid")]
+        alpha = s["chosen"]["sobolev"]["alpha"]
+        owners = {}
+        for method, hp in s["chosen"].items():
+            owners.setdefault(hp["lr"], []).append(method)
+        for lr, who in owners.items():
+            at = _at_lr(grid, lr, alpha)
+            pair = next(iter(_pair(at, "test_kl", ["game"]).values()), None)
+            if pair is None:
+                continue
+            iv = paired_ratio(*pair, N_BOOT)
+            keys = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]
+            fast = iterations_to(cur.merge(at[keys], on=keys), by_lr=True)
+            fast_iv = paired_ratio(fast.sobolev.to_numpy(), fast.regular.to_numpy(), N_BOOT) if len(fast) else None
+            rows.append({
+                "game": game, "lr": lr, "lr_chosen_by": " and ".join(who), "seeds": iv.n,
+                "sobolev_test_kl": float(np.median(pair[0])), "regular_test_kl": float(np.median(pair[1])),
+                "ratio": iv.estimate, "low": iv.low, "high": iv.high,
+                "verdict": iv.verdict, "iterations_ratio": fast_iv.estimate if fast_iv else math.nan,
+                "iterations_low": fast_iv.low if fast_iv else math.nan,
+                "iterations_high": fast_iv.high if fast_iv else math.nan,
+                "iterations_verdict": fast_iv.verdict if fast_iv else UNDECIDED,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The tuning grid at the tuning fraction: per game, method, lr and α, the median validation KL over seeds
+    (what the choice is made on), the median test KL, and the share of seeds that stopped early."""
+    grid = runs[runs.role == "grid"]
+    agg = grid.groupby(["game", "method", "lr", "alpha"]).agg(
+        seeds=("seed", "size"), median_val_kl=("val_kl", "median"), median_test_kl=("test_kl", "median"),
+        stopped_early=("stopped_early", "mean"), chosen=("chosen", "any"),
+    )  # fmt: skip
+    return agg
+
+
+def _decide(verdicts: list[str]) -> bool | None:
+    """A claim over cells: holds when every cell is a win, fails when any is a loss, else undecided."""
+    if not verdicts:
+        return None
+    if all(v == WIN for v in verdicts):
+        return True
+    return False if LOSS in verdicts else None
+
+
+def _cells(rows: pd.DataFrame, fmt: str = "{:.3g}") -> str:
+    return "; ".join(
+        f"{r.game} {r.fraction:g}: {fmt.format(r.estimate)} [{fmt.format(r.low)}, {fmt.format(r.high)}]"
+        for r in rows.itertuples()
+    )
+
+
+def claims(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
+    """The paper's Section 4.2 claims, each decided from paired seeds in every game and fraction."""
+    out = []
+
+    def q(name: str) -> pd.DataFrame:
+        return comp[comp.quantity == name].sort_values(["game", "fraction"])
+
+    kl, err = q("test KL"), q("test action error")
+    out.append(Claim(
+        "Sobolev students are closer to the teacher in every game and fraction (test KL at the selected "
+        "checkpoint, ratio Sobolev / regular)",
+        _decide(list(kl.verdict)), _cells(kl),
+    ))  # fmt: skip
+    out.append(Claim(
+        "... and agree more often on the most probable action (test action error, Sobolev − regular)",
+        _decide(list(err.verdict)), _cells(err, "{:+.3f}"),
+    ))  # fmt: skip
+    # Low data: the paired log-ratio at the smallest fraction is below the one at the largest.
+    low_rows = []
+    for game, part in kl.groupby("game"):
+        if part.fraction.nunique() < 2:
+            continue
+        small, large = part.fraction.min(), part.fraction.max()
+        low_rows.append((game, part[part.fraction == small].iloc[0], part[part.fraction == large].iloc[0]))
+    low_ok = [s.verdict == WIN and s.estimate < lg.estimate and s.high < 1 for _, s, lg in low_rows]
+    out.append(Claim(
+        "the gain is largest in the low-data regime (test-KL ratio decided below 1 at the smallest fraction and "
+        "below the ratio at the largest)",
+        (all(low_ok) or None) if low_rows else None,
+        "; ".join(f"{g}: {s.fraction:g}: {s.estimate:.3g} [{s.low:.3g}, {s.high:.3g}], {lg.fraction:g}: "
+                  f"{lg.estimate:.3g} [{lg.low:.3g}, {lg.high:.3g}]" for g, s, lg in low_rows),
+    ))  # fmt: skip
+    gap = q("test − train KL gap")
+    out.append(Claim(
+        "Sobolev students generalise better: a smaller gap between test and train KL at the selected checkpoint "
+        "(Sobolev − regular)",
+        _decide(list(gap.verdict)),
+        "; ".join(f"{r.game} {r.fraction:g}: gap Sobolev {r.sobolev:.3g}, regular {r.regular:.3g}, difference "
+                  f"{r.estimate:+.3g} [{r.low:+.3g}, {r.high:+.3g}]" for r in gap.itertuples()),
+    ))  # fmt: skip
+    rise = q("test KL rise after its best")
+    out.append(Claim(
+        "regular distillation overfits with more iterations, Sobolev less (rise of test KL from its lowest to the "
+        "run's end, patience evaluations after the best validation KL; Sobolev − regular)",
+        _decide(list(rise.verdict)),
+        "; ".join(f"{r.game} {r.fraction:g}: regular +{100 * r.regular:.1f}%, Sobolev +{100 * r.sobolev:.1f}%, "
+                  f"difference {100 * r.estimate:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}] points"
+                  for r in rise.itertuples()),
+    ))  # fmt: skip
+    fast = q("iterations to 1.1 × regular's best val KL")
+    out.append(Claim(
+        f"Sobolev students learn faster (iterations until the validation KL is within {FAST_WITHIN} × regular's "
+        "best, ratio Sobolev / regular; at each method's chosen learning rate)",
+        _decide(list(fast.verdict)), _cells(fast),
+    ))  # fmt: skip
+    if len(ctrl):
+        out.append(Claim(
+            "at the same learning rate, Sobolev students are still closer to the teacher (test KL ratio, tuning "
+            "fraction, both methods at each chosen lr)",
+            _decide(list(ctrl.verdict)),
+            "; ".join(f"{r.game} lr {r.lr:g} ({r.lr_chosen_by}'s): {r.ratio:.3g} [{r.low:.3g}, {r.high:.3g}]"
+                      for r in ctrl.itertuples()),
+        ))  # fmt: skip
+        out.append(Claim(
+            "at the same learning rate, Sobolev students still learn faster (iterations ratio)",
+            _decide(list(ctrl.iterations_verdict)),
+            "; ".join(f"{r.game} lr {r.lr:g}: {r.iterations_ratio:.3g} [{r.iterations_low:.3g}, "
+                      f"{r.iterations_high:.3g}]" for r in ctrl.itertuples()),
+        ))  # fmt: skip
+    return out
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def _panel(df: pd.DataFrame) -> pd.Series:
+    return df.game + ", " + (100 * df.fraction).round().astype(int).astype(str) + "% train"
+
+
+def figure4(curves: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
+    """Figure 4: KL to the teacher (top) and action error (bottom) against iterations, one column per game and
+    fraction, final runs; test solid, train dashed; median over seeds with the range of seeds shaded; crosses:
+    each seed's selected checkpoint (test KL). Linear axes from zero, so gaps look as large as they are."""
     style()
-    test = curves[curves.set == "test"].copy()
-    test["panel"] = test.game + ", " + (100 * test.fraction).round().astype(int).astype(str) + "% train"
-    panels = list(dict.fromkeys(test.sort_values(["game", "fraction"]).panel))
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 5.6), squeeze=False, sharex=True)
+    df = chosen_curves(curves, runs)
+    df = df[df.set.isin(["train", "test"])].copy()
+    df["panel"] = _panel(df)
+    sel = runs[runs.chosen].copy()
+    sel["panel"] = _panel(sel)
+    panels = list(dict.fromkeys(df.sort_values(["game", "fraction"]).panel))
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels), 6.0), squeeze=False, sharex="col")
     for j, panel in enumerate(panels):
-        for i, (metric, label) in enumerate(METRICS.items()):
+        for i, (metric, label) in enumerate({"kl": "KL(π ‖ π*)", "action_error": "action-prediction error"}.items()):
             ax = axes[i, j]
-            sns.lineplot(data=test[test.panel == panel], x="iteration", y=metric, hue="method", errorbar="sd",
+            sns.lineplot(data=df[df.panel == panel], x="iteration", y=metric, hue="method", style="set",
+                         style_order=["test", "train"], estimator="median", errorbar=("pi", 100),
                          palette=METHOD_COLORS, ax=ax, legend=(i == 0 and j == 0))  # fmt: skip
+            if metric == "kl":
+                for method, pts in sel[sel.panel == panel].groupby("method"):
+                    ax.scatter(pts.best_iteration, pts.test_kl, marker="x", color=METHOD_COLORS[method], zorder=5)
             ax.set_ylim(bottom=0)
             ax.set_title(panel if i == 0 else "")
             ax.set_ylabel(label if j == 0 else "")
-    fig.suptitle("Figure 4: distilling Atari policies (mean ± std over seeds)", y=1.01)
+    fig.suptitle("Figure 4: distilling Atari policies (median and range over seeds; ×: selected checkpoints)", y=1.01)
     fig.tight_layout()
     return fig
 
 
-def figure_long(long_curves: pd.DataFrame) -> plt.Figure:
-    """The longer runs: train and test KL against iterations per method (one seed). Test KL
-    rising while train KL keeps falling is overfitting."""
+def paired_figure(runs: pd.DataFrame, summaries: dict) -> plt.Figure:
+    """Each seed's test KL at the selected checkpoint, regular and Sobolev joined by a line (same seed): per game
+    and fraction at each method's chosen point, then the control (both at each chosen lr, tuning fraction); log
+    scale."""
     style()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, (method, run) in zip(axes, long_curves.groupby("method"), strict=False):
-        sns.lineplot(data=run, x="iteration", y="kl", hue="set", hue_order=["train", "test"], ax=ax)
-        ax.set_ylim(bottom=0)
-        ax.set_title(f"{method}, {run.game.iloc[0]}, {100 * run.fraction.iloc[0]:.0f}% train")
-        ax.set_ylabel("KL(π ‖ π*)")
-    fig.suptitle("Longer training: does the student overfit?", y=1.03)
+    panels = []
+    for (game, fraction), cell in runs[runs.chosen].groupby(["game", "fraction"]):
+        panels.append((f"{game}, {100 * fraction:.0f}% train", cell))
+    for game, s in summaries.items():
+        grid = runs[(runs.game == game) & (runs.role == "grid")]
+        for lr in sorted({hp["lr"] for hp in s["chosen"].values()}):
+            panels.append((f"{game}, both at lr {lr:g}", _at_lr(grid, lr, s["chosen"]["sobolev"]["alpha"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 3.4), squeeze=False, sharey=True)
+    for ax, (title, cell) in zip(axes[0], panels, strict=True):
+        for _, pair in cell.groupby("seed"):
+            pair = pair.set_index("method").reindex(["regular", "sobolev"])
+            ax.plot([0, 1], pair.test_kl, color="grey", lw=0.8)
+            ax.scatter([0, 1], pair.test_kl, c=[METHOD_COLORS["regular"], METHOD_COLORS["sobolev"]], zorder=3)
+        ax.set_xticks([0, 1], ["regular", "Sobolev"])
+        ax.set_xlim(-0.4, 1.4)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+    axes[0, 0].set_ylabel("test KL at the selected checkpoint")
+    fig.suptitle("Paired seeds: each line is one seed (same initial student, same batches)", y=1.03)
     fig.tight_layout()
     return fig
+
+
+# --- metrics and README ---------------------------------------------------------------------------
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.reset_index().to_json(orient="records"))
+
+
+def _interval_dict(iv: Interval) -> dict[str, float]:
+    return {"estimate": iv.estimate, "low": iv.low, "high": iv.high}
 
 
 def metrics(data: dict) -> dict:
     """What the notebook stage writes to ``metrics.json`` (valid JSON, for ``dvc metrics``)."""
-    final = final_table(data["curves"])
-    overfit = overfitting_table(data["curves"])
-    long = data.get("long_curves")
-    long_overfit = overfitting_table(long) if long is not None and len(long) else None
-
-    def records(df: pd.DataFrame) -> list[dict]:
-        return json.loads(df.reset_index().to_json(orient="records"))
-
+    comp = comparisons(data["runs"], data["curves"])
+    ctrl = control(data["runs"], data["curves"], data["summaries"])
+    teachers = data["teachers"]
+    chance = {t["game"]: beats_chance(t) for _, t in teachers.iterrows()}
     return {
-        "teachers": records(teacher_table(data["teachers"])),
-        "chosen": records(chosen_table(data["summaries"])),
-        "final": records(final),
-        "overfitting": records(overfit),
-        "overfitting_long": records(long_overfit) if long_overfit is not None else [],
-        "claims": [c.to_dict() for c in claims(final, overfit, long_overfit)],
+        "teachers": [
+            {**t, "beats_chance": _interval_dict(chance[t["game"]])} for t in _records(teacher_table(teachers))
+        ],
+        "chosen": _records(chosen_table(data["summaries"])),
+        "grid": _records(grid_table(data["runs"])),
+        "selected": _records(selected_table(data["runs"])),
+        "comparisons": _records(comp),
+        "control": _records(ctrl),
+        "teacher_gradient_scale": data.get("gradient_scale", {}),
+        "seconds": {g: s["seconds"] for g, s in data["summaries"].items()},
+        "claims": [c.to_dict() for c in teacher_claims(teachers) + claims(comp, ctrl)],
     }
 
 
 def readme_block(m: dict) -> str:
-    """Markdown: the teachers, the chosen hyper-parameters, the final test metrics, the
-    overfitting check and the claims, from ``results/distillation/report/metrics.json``."""
+    """Markdown from ``results/distillation/report/metrics.json``: teachers, chosen hyper-parameters, test
+    metrics at the selected checkpoints, paired comparisons, the control and the claims."""
 
-    def pm(mean, std):
-        return f"{mean:.3g}" if std is None else f"{mean:.3g} ± {std:.2g}"
+    def ci(r: dict, col: str, fmt: str = "{:.3g}") -> str:
+        return f"{fmt.format(r[col])} [{fmt.format(r[col + '_low'])}, {fmt.format(r[col + '_high'])}]"
 
     lines = [
-        "| game | actions | games finished | mean return | entropy / log\\|A\\| (T = 1) | "
-        "entropy / log\\|A\\| (teacher, T) | T |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| game | mean score (teacher) | random play | RL Zoo A2C / PPO (10M steps) | teacher − random [95% CI] | "
+        "entropy / log\\|A\\| at T = 1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for t in m["teachers"]:
-        ret = "n/a" if t["mean_return"] is None else pm(t["mean_return"], t["std_return"])
+        b = t["beats_chance"]
         lines.append(
-            f"| {t['game']} | {t['n_actions']} | {t['episodes_finished']} | {ret} | "
-            f"{t['entropy_ratio_at_temperature_1']:.2f} | {t['entropy_ratio_mean']:.2f} | {t['temperature']:g} |"
+            f"| {t['game']} | {t['mean_return']:.1f} ± {t['std_return']:.1f} ({t['episodes_finished']} games) | "
+            f"{t['random_mean_return']:.1f} | {t['rl_zoo_a2c_return']:.0f} / {t['rl_zoo_ppo_return']:.0f} | "
+            f"{b['estimate']:+.1f} [{b['low']:+.1f}, {b['high']:+.1f}] | {t['entropy_ratio_at_temperature_1']:.2f} |"
         )
+    if m.get("teacher_gradient_scale"):
+        lines += [
+            "",
+            "Scale of each teacher's input gradients ‖∂ log π*(a|s)/∂s‖ (per state and action; the Sobolev term is a "
+            "norm of such gradients' difference, weighted by one α in every game):",
+            "",
+        ]
+        lines += [
+            f"* {g}: median {v['median']:.3g} (quartiles {v['q25']:.3g} to {v['q75']:.3g}, {v['states']} states)"
+            for g, v in m["teacher_gradient_scale"].items()
+        ]
     lines += ["", "| game | method | lr | α | tuning runs |", "| --- | --- | ---: | ---: | ---: |"]
     for c in m["chosen"]:
         lines.append(f"| {c['game']} | {c['method']} | {c['lr']:g} | {c['alpha']:g} | {c['tuning runs']} |")
-    over = {(o["game"], o["fraction"], o["method"]): o for o in m["overfitting"]}
     lines += [
         "",
-        "| game | train fraction | method | test action error | test KL | final KL above its best |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
+        "Final students at their selected checkpoints (median [95% CI] over seeds):",
+        "",
+        "| game | train fraction | method | test KL | test action error | train KL | selected / last iteration "
+        "| stopped early |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in m["final"]:
-        o = over[(r["game"], r["fraction"], r["method"])]
+    for r in m["selected"]:
         lines.append(
-            f"| {r['game']} | {r['fraction']:g} | {r['method']} | {pm(r['action_error mean'], r['action_error std'])} "
-            f"| {pm(r['kl mean'], r['kl std'])} | {o['rise above best %']:.0f}% |"
+            f"| {r['game']} | {r['fraction']:g} | {r['method']} | {ci(r, 'test_kl')} | "
+            f"{ci(r, 'test_action_error', '{:.3f}')} | {ci(r, 'train_kl')} | {r['best_iteration']:.0f} / "
+            f"{r['stopped_at']:.0f} | {100 * r['stopped_early']:.0f}% |"
         )
-    if m.get("overfitting_long"):
+    lines += [
+        "",
+        "Paired by seed, Sobolev against regular (ratio: Sobolev / regular; difference: Sobolev − regular):",
+        "",
+        "| quantity | game | fraction | Sobolev | regular | paired [95% CI] | verdict for Sobolev |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in m["comparisons"]:
+        lines.append(
+            f"| {r['quantity']} | {r['game']} | {r['fraction']:g} | {r['sobolev']:.3g} | {r['regular']:.3g} | "
+            f"{r['estimate']:.3g} [{r['low']:.3g}, {r['high']:.3g}] | {r['verdict']} |"
+        )
+    if m["control"]:
         lines += [
             "",
-            "Longer runs (one seed per method):",
+            "Equal-learning-rate control (tuning fraction: the grid ran both methods at every lr, every seed):",
             "",
-            "| game | train fraction | method | best test KL | at iteration | final test KL | final above best "
-            "| final test / train KL |",
-            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+            "| game | lr (chosen by) | Sobolev test KL | regular test KL | ratio [95% CI] "
+            "| iterations ratio [95% CI] |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
-        for o in m["overfitting_long"]:
+        for r in m["control"]:
             lines.append(
-                f"| {o['game']} | {o['fraction']:g} | {o['method']} | {o['best test kl']:.3g} | "
-                f"{o['best at iteration']:.0f} | {o['final test kl']:.3g} | {o['rise above best %']:.0f}% | "
-                f"{o['test / train kl']:.2f} |"
+                f"| {r['game']} | {r['lr']:g} ({r['lr_chosen_by']}) | {r['sobolev_test_kl']:.3g} | "
+                f"{r['regular_test_kl']:.3g} | {r['ratio']:.3g} [{r['low']:.3g}, {r['high']:.3g}] | "
+                f"{r['iterations_ratio']:.3g} [{r['iterations_low']:.3g}, {r['iterations_high']:.3g}] |"
             )
-    lines.append("")
-    lines.append(format_claims((Claim.from_dict(c) for c in m["claims"]), bullet="* "))
+    lines += ["", format_claims((Claim.from_dict(c) for c in m["claims"]), bullet="* ")]
     return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Speed of one Section 4.2 distillation iteration, regular against Sobolev, side by side in one run (ratios).
+
+    python benchmarks/bench_distill_step.py [--threads 2] [--batch 200] [--actions 6] [--out FILE]
+
+One Adam iteration of the SM's student (:class:`sobolev.distillation.distill.StudentNet`) on a batch of
+4×84×84 states, distilled from an (untrained) NatureCNN teacher
+(:class:`sobolev.distillation.atari.TeacherNet`; its weights do not change the cost). Lines:
+
+* regular distillation (the KL alone);
+* Sobolev with the teacher's VJP on the fly (``teacher_gradients: on_the_fly``), and the share of that
+  iteration spent in the teacher's forward and input-gradient pass alone (frozen weights: no graph for them);
+* the same teacher pass with channels-last tensors (does it help on this CPU?);
+* Sobolev with the teacher's input Jacobians stored once (``teacher_gradients: stored``, what the
+  pipeline uses), and the one-off cost of storing them, per state;
+* gathering a batch of states: from histories stacked once (:meth:`Recording.inputs`) against a 4-frame gather
+  and a channels-last copy per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from timing import log, timed, write
+
+from sobolev.distillation.atari import TeacherNet
+from sobolev.distillation.distill import Recording, StudentNet, TeacherJacobians, distillation_loss
+
+
+class _Rec:
+    """The two things :class:`TeacherJacobians` reads from a recording: its length and its inputs."""
+
+    def __init__(self, states: torch.Tensor):
+        self.states = states
+        self.frames = states
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.states[idx]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--actions", type=int, default=6, help="Space Invaders: 6, Breakout: 4")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    b, a = args.batch, args.actions
+    layouts = {"channels-last": torch.channels_last, "contiguous": torch.contiguous_format}
+    s = {name: torch.rand(b, 4, 84, 84).contiguous(memory_format=f) for name, f in layouts.items()}
+    teacher = {name: TeacherNet(a).eval().requires_grad_(False).to(memory_format=f) for name, f in layouts.items()}
+    student = {name: StudentNet(a).to(memory_format=f) for name, f in layouts.items()}
+    with torch.no_grad():
+        target = teacher["contiguous"](s["contiguous"])
+    opts = {name: torch.optim.Adam(net.parameters(), lr=1e-4) for name, net in student.items()}
+    generator = torch.Generator().manual_seed(0)
+    jacobians = TeacherJacobians(teacher["channels-last"], _Rec(s["channels-last"]), torch.arange(b))
+
+    def iteration(alpha: float, layout: str = "channels-last", stored: bool = False) -> None:
+        jac = jacobians(torch.arange(b)) if stored else None
+        out = distillation_loss(student[layout], teacher[layout], s[layout], target, alpha, 1, generator, jac)
+        opts[layout].zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opts[layout].step()
+
+    def teacher_pass(layout: str) -> None:
+        x = s[layout].detach().requires_grad_(True)
+        v = torch.randn(b, a, generator=generator)
+        torch.autograd.grad((teacher[layout](x) * v).sum(), x)
+
+    log(
+        f"# Section 4.2 distillation iteration, batch {b}, {a} actions, SM student, NatureCNN teacher, "
+        f"{args.threads} thread(s), torch {torch.__version__}"
+    )
+    reg = timed(lambda: iteration(0.0), repeats=5, inner=5)
+    log(f"regular (channels-last, what the pipeline runs): {1e3 * reg:.1f} ms = 1.00 x regular")
+    t = timed(lambda: iteration(0.0, "contiguous"), repeats=5, inner=5)
+    log(f"regular, contiguous tensors: {1e3 * t:.1f} ms = {t / reg:.2f} x regular")
+    stored = timed(lambda: iteration(1.0, stored=True), repeats=5, inner=5)
+    log(f"sobolev, teacher Jacobians stored (the default): {1e3 * stored:.1f} ms = {stored / reg:.2f} x regular")
+    fly = timed(lambda: iteration(1.0), repeats=5, inner=5)
+    log(f"sobolev, teacher VJP on the fly: {1e3 * fly:.1f} ms = {fly / reg:.2f} x regular")
+    t_pass = timed(lambda: teacher_pass("channels-last"), repeats=5, inner=5)
+    log(f"  of which the teacher's forward + input gradient: {1e3 * t_pass:.1f} ms = {100 * t_pass / fly:.0f}%")
+    t = timed(lambda: iteration(1.0, "contiguous"), repeats=5, inner=5)
+    log(f"sobolev, teacher VJP on the fly, contiguous tensors: {1e3 * t:.1f} ms = {t / reg:.2f} x regular")
+    t = timed(lambda: teacher_pass("contiguous"), repeats=5, inner=5)
+    log(f"  of which the teacher's forward + input gradient: {1e3 * t:.1f} ms = {t / t_pass:.2f} x channels-last")
+    build = timed(lambda: TeacherJacobians(teacher["channels-last"], _Rec(s["channels-last"]), torch.arange(b)),
+                  repeats=3, inner=1, warmup=1)  # fmt: skip
+    log(
+        f"storing the Jacobians, once: {1e3 * build / b:.2f} ms per state = the on-the-fly saving of "
+        f"{build / b / max((fly - stored) / b, 1e-12):.1f} visits of that state"
+    )
+    frames = torch.randint(0, 256, (4000, 84, 84), dtype=torch.uint8)
+    rec = Recording(frames, torch.arange(4000) // 1000, torch.zeros(4000, a))
+    idx = torch.randint(4000, (b,))
+    rec.inputs(idx)  # builds the stacked histories once
+    cached = timed(lambda: rec.inputs(idx), repeats=5, inner=5)
+    gather = timed(lambda: (rec.stacks(idx).float() / 255.0).contiguous(memory_format=torch.channels_last),
+                   repeats=5, inner=5)  # fmt: skip
+    log(
+        f"a batch of states from histories stacked once: {1e3 * cached:.2f} ms = {100 * cached / reg:.0f}% of regular; "
+        f"4-frame gather + channels-last copy per batch: {gather / cached:.1f} x that"
+    )
+    write(args.out)
+
+
+if __name__ == "__main__":
+    main()
