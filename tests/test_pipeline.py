@@ -243,7 +243,7 @@ def test_invalid_params_leave_results_untouched(tmp_path, name):
 def test_step_stages_check_their_item_and_inputs(tmp_path):
     root = fake_root(tmp_path)
     (root / "results/distillation/games/breakout/teacher.pt").unlink()
-    with pytest.raises(StageError, match=r"needs one of distillation.games \['breakout', 'space_invaders'\], got 'pong'"):
+    with pytest.raises(StageError, match=r"needs one of distillation.games \['breakout', 'space_invaders'\], got"):
         run_stage("record", "pong", root / "params.yaml", root)
     with pytest.raises(FileNotFoundError, match=r"has no \['teacher.pt'\]: run the earlier stages first"):
         run_stage("record", "breakout", root / "params.yaml", root)
