@@ -70,6 +70,8 @@ def test_teacher_net_is_the_agents_policy_and_pins_in_float16(saved_agents, tmp_
     assert atari.teacher_info(tmp_path / "teacher.pt")["game"] == "breakout"
     with pytest.raises(FileNotFoundError, match="run teacher GAME"):
         atari.load_teacher(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="is a teacher for breakout, not pong"):
+        atari.load_teacher(tmp_path / "teacher.pt", game="pong")
 
 
 def test_loaders_fail_clearly(saved_agents, tmp_path, monkeypatch):

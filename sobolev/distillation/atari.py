@@ -116,8 +116,11 @@ def save_teacher(net: TeacherNet, path: str | Path, **info: Any) -> None:
     atomic_save({"weights": weights, "n_actions": net.n_actions, "in_frames": net.cnn[0].in_channels, **info}, path)
 
 
-def load_teacher(path: str | Path, temperature: float = 1.0, device: torch.device | str = "cpu") -> TeacherNet:
-    """A pinned teacher (:func:`save_teacher`) as a frozen float32 :class:`TeacherNet` in eval mode."""
+def load_teacher(
+    path: str | Path, temperature: float = 1.0, device: torch.device | str = "cpu", game: str | None = None
+) -> TeacherNet:
+    """A pinned teacher (:func:`save_teacher`) as a frozen float32 :class:`TeacherNet` in eval mode;
+    with ``game``, checked to be a teacher for that game."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -125,6 +128,8 @@ def load_teacher(path: str | Path, temperature: float = 1.0, device: torch.devic
             "`python -m sobolev.pipeline run teacher GAME`"
         )
     d = torch.load(path, weights_only=True)
+    if game is not None and d.get("game", game) != game:
+        raise ValueError(f"{path} is a teacher for {d['game']}, not {game}")
     net = TeacherNet(d["n_actions"], temperature, d["in_frames"])
     net.load_state_dict({k: v.float() for k, v in d["weights"].items()})
     net = net.to(device, memory_format=torch.channels_last).eval()  # faster convolutions on CPU

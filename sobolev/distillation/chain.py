@@ -49,10 +49,9 @@ def make_teacher(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     info = {"game": game, "source": cfg.teacher_source, "algo": cfg.teacher_algo}
     if cfg.teacher_source == "train":
         set_threads(cfg.threads)
-        stream = None if progress is False else (sys.stderr if progress is True else progress)
         model = atari.train_teacher(
             game, cfg.teacher_algo, cfg.teacher_steps, seed=0, n_envs=cfg.teacher_envs, ent_coef=cfg.teacher_ent_coef,
-            device=str(pick_device(cfg.device)), progress=stream or False,
+            device=str(pick_device(cfg.device)), progress=progress,
             report_every=max(cfg.teacher_steps // 20, 1),
         )  # fmt: skip
         info |= {"env_steps": cfg.teacher_steps, "envs": cfg.teacher_envs, "ent_coef": cfg.teacher_ent_coef,
@@ -74,11 +73,7 @@ def load_teacher(cfg: DistillationConfig, game: str, src: Path, device: torch.de
     """The pinned teacher ``src/teacher.pt`` at ``teacher_temperature``, frozen, checked to play ``game``."""
     from sobolev.distillation import atari
 
-    path = Path(src) / "teacher.pt"
-    info = atari.teacher_info(path) if path.exists() else {}
-    if info.get("game", game) != game:
-        raise ValueError(f"{path} is a teacher for {info['game']}, not {game}")
-    return atari.load_teacher(path, cfg.teacher_temperature, device)
+    return atari.load_teacher(Path(src) / "teacher.pt", cfg.teacher_temperature, device, game=game)
 
 
 def random_play(game: str, episodes: int, seed: int) -> list[float]:

@@ -19,9 +19,19 @@ import seaborn as sns
 
 from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import METHOD_COLORS, style
-from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, median_interval, paired_difference, paired_ratio
+from sobolev.common.stats import (
+    LOSS,
+    UNDECIDED,
+    WIN,
+    Interval,
+    bootstrap_means,
+    median_interval,
+    paired_difference,
+    paired_ratio,
+)
 
 KEYS = ["game", "fraction", "method", "seed"]
+RUN_KEYS = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]  # one run of the chain
 N_BOOT = 10_000
 # "Learns faster": iterations until the validation KL is within this factor of regular's best.
 FAST_WITHIN = 1.1
@@ -55,10 +65,7 @@ def teacher_table(teachers: pd.DataFrame) -> pd.DataFrame:
 def beats_chance(teacher: pd.Series, seed: int = 0) -> Interval:
     """Teacher's mean game score minus random play's, with a bootstrap interval (games resampled on both sides)."""
     played, chance = np.asarray(teacher["returns"], float), np.asarray(teacher["random_returns"], float)
-    rng = np.random.default_rng(seed)
-    diffs = played[rng.integers(0, len(played), (N_BOOT, len(played)))].mean(1) - chance[
-        rng.integers(0, len(chance), (N_BOOT, len(chance)))
-    ].mean(1)
+    diffs = bootstrap_means(played, N_BOOT, seed) - bootstrap_means(chance, N_BOOT, seed + 1)
     low, high = np.percentile(diffs, [2.5, 97.5])
     return Interval(float(played.mean() - chance.mean()), float(low), float(high), len(played), 0.0, False)
 
@@ -66,12 +73,11 @@ def beats_chance(teacher: pd.Series, seed: int = 0) -> Interval:
 def teacher_claims(teachers: pd.DataFrame) -> list[Claim]:
     """Is each teacher competent (better than chance, decided) and peaked at T = 1 (mean entropy ratio ≤ 0.7)?"""
     rows = [(t["game"], beats_chance(t), t["entropy_ratio_at_temperature_1"]) for _, t in teachers.iterrows()]
-    better = [iv.verdict == WIN for _, iv, _ in rows]
     peaked = [r <= 0.7 for _, _, r in rows]
     return [
         Claim(
             "every teacher plays clearly better than chance (mean score − random play's, 95% interval above 0)",
-            all(better) if all(better) or any(iv.verdict == LOSS for _, iv, _ in rows) else None,
+            _decide([iv.verdict for _, iv, _ in rows]),
             "; ".join(f"{g}: {iv}" for g, iv, _ in rows),
         ),
         Claim(
@@ -138,8 +144,7 @@ def iterations_to(curves: pd.DataFrame, by_lr: bool = False) -> pd.DataFrame:
 
 def chosen_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """The curves of the chosen runs (each method at its chosen point, every fraction and seed)."""
-    keys = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]
-    return curves.merge(runs.loc[runs.chosen, keys], on=keys)
+    return curves.merge(runs.loc[runs.chosen, RUN_KEYS], on=RUN_KEYS)
 
 
 def selected_table(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -230,8 +235,7 @@ def control(runs: pd.DataFrame, curves: pd.DataFrame, summaries: dict) -> pd.Dat
             if pair is None:
                 continue
             iv = paired_ratio(*pair, N_BOOT)
-            keys = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]
-            fast = iterations_to(cur.merge(at[keys], on=keys), by_lr=True)
+            fast = iterations_to(cur.merge(at[RUN_KEYS], on=RUN_KEYS), by_lr=True)
             fast_iv = paired_ratio(fast.sobolev.to_numpy(), fast.regular.to_numpy(), N_BOOT) if len(fast) else None
             rows.append({
                 "game": game, "lr": lr, "lr_chosen_by": " and ".join(who), "seeds": iv.n,
