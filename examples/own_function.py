@@ -28,5 +28,5 @@ print(check_gradient(fn))  # autograd and central differences; raises, naming th
 # by sobolev.core.training.train_ensemble if you want the trainer alone.
 cfg = RegressionConfig.load("ci").replace(sizes=[50], seeds=[5], sweep_sizes=[])
 result = run_grid(cfg, functions=[fn], progress=False)
-cells = paired_cells(chosen_runs(result.runs), cfg.n_boot)
+cells = paired_cells(chosen_runs(result.runs))
 print(cells[["arm", "baseline", "n_train", "median", "baseline_median", "ratio", "low", "high", "verdict"]].to_string())

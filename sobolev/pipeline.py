@@ -63,7 +63,8 @@ GAME = "results/distillation/games/{item}"
 CHAIN = "sobolev.distillation.chain"
 STAGES: dict[str, Stage] = {
     "theory": Stage(
-        "theory", "results/theory", ("s3_theory.ipynb", "figures", "metrics.json"), notebook="notebooks/s3_theory.ipynb"
+        "theory", "results/theory", ("s3_theory.ipynb", "figures", "pl_networks_runs.csv", "metrics.json"),
+        notebook="notebooks/s3_theory.ipynb",
     ),
     "regression": Stage(
         "regression", "results/regression",

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sobolev.common.paths import ROOT
+from sobolev.common.stats import RULE
 from sobolev.common.utils import atomic_write_text
 from sobolev.deviations import report as deviations
 from sobolev.differential import report as differential
@@ -30,7 +31,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
     def metrics(stage: str) -> dict:
         return json.loads((root / "results" / stage / "metrics.json").read_text())
 
-    return {
+    generated = {
         **regression.readme_blocks(metrics("regression")),
         "theory": theory.readme_block(metrics("theory")),
         "synthetic": synthetic.readme_block(metrics("synthetic")),
@@ -40,6 +41,9 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
         "features": features.readme_block(metrics("features")),
         "deviations": deviations.readme_block(metrics("deviations")),
     }
+    # Every block that states verdicts says by which rule (Section 4.1's two tables share its claims block's line).
+    tables = {name for name in generated if name.startswith("regression-") and name != "regression-claims"}
+    return {name: body if name in tables else f"{body}\n\n*Decision rule: {RULE}.*" for name, body in generated.items()}
 
 
 def render(readme: str, generated: dict[str, str]) -> str:

@@ -201,6 +201,10 @@ def test_report_decides_the_known_structure():
     assert holds[0] is True  # regular exaggerates everywhere
     assert verdicts["regular"].holds is True and verdicts["sobolev"].holds is False  # the late-switch shares
     assert "fewer" not in str(verdicts)
+    # |log slope| is the distance from a faithful copy (slope 1), whichever side: the words must say so, not
+    # "exaggerates less" (which reads wrong when both students soften).
+    distance = [c for c in verdicts.values() if "|log slope|" in c.text]
+    assert distance and all("faithful copy" in c.text and "exaggerates less" not in c.text for c in distance)
     few = report.comparisons(synthetic_runs(3))
     assert set(few.verdict) == {"undecided"}  # fewer than 5 seeds decide nothing
     bins = pd_bins()

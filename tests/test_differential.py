@@ -125,6 +125,9 @@ def test_sample_efficiency_recovers_a_known_factor():
             rows.append({"problem": "p", "n_train": n, "method": "differential", "seed": seed,
                          "value_rmse": noise / math.sqrt(4 * n), "delta_rmse": 1.0})  # fmt: skip
     eff = experiment.sample_efficiency(pd.DataFrame(rows), "value", 500)
+    multiple = experiment.data_multiple(pd.DataFrame(rows), "value", 2.0)  # measured pairs only: 1000/2000 ...
+    assert multiple.n_train.tolist() == [1000, 2000, 4000] and (multiple.verdict == "win").all()
+    np.testing.assert_allclose(multiple.ratio, np.sqrt(0.5), rtol=1e-6)  # differential at n vs standard at 2n
     np.testing.assert_allclose(eff.factor, 4.0, rtol=1e-6)
     assert eff.extrapolated.tolist() == [False, False, True, True]
     assert (eff.low <= eff.factor + 1e-9).all() and (eff.high >= eff.factor - 1e-9).all()
@@ -149,3 +152,31 @@ def test_config_rejects_bad_problems(tmp_path):
         DifferentialConfig.from_values({**section, "problems": ["black_scholes", "basket0"]})
     with pytest.raises(ParamError, match=r"differential.shown='black_scholes': must be one of the basket problems"):
         DifferentialConfig.from_values({**section, "shown": "black_scholes"})
+
+
+def test_undecided_reference_cells_are_undecided_not_disagreements():
+    """The old claim counted an undecided cell as a disagreement with the reference (NOT reproduced)."""
+
+    def table(verdicts):
+        return pd.DataFrame({"problem": "basket7", "n_train": [4096, 8192, 16384], "quantity": "value",
+                             "verdict": verdicts, "seeds": 10})  # fmt: skip
+
+    def agree(verdicts):
+        claims = report.claims(table(verdicts), pd.DataFrame())
+        return next(c.holds for c in claims if c.text.startswith("the reference's single runs"))
+
+    assert agree(["win", "win", "undecided"]) is None
+    assert agree(["win", "win", "win"]) is True
+    assert agree(["win", "loss", "win"]) is False
+
+
+def test_several_times_the_data_never_rests_on_extrapolation():
+    """Differential at n against standard at 2n, measured sizes only: no pair beyond the largest size."""
+    rows = [{"problem": "basket7", "n_train": n, "method": m, "seed": s, "value_rmse": (1.0 if m == "standard" else 2.0)
+             / np.sqrt(n) * (1 + 0.01 * s), "delta_rmse": 1.0} for n in (100, 200, 400) for m in experiment.METHODS
+            for s in range(5)]  # fmt: skip  # differential needs 4x the data: it does *not* buy 2x
+    multiple = experiment.data_multiple(pd.DataFrame(rows), "value", 2.0)
+    assert multiple.standard_n.max() == 400 and (multiple.verdict == "loss").all()
+    claims = report.claims(experiment.rmse_table(pd.DataFrame(rows), 200), pd.DataFrame(), pd.DataFrame(rows).assign(
+        collapsed=False))  # fmt: skip
+    assert next(c.holds for c in claims if c.text.startswith("derivative labels buy several")) is False

@@ -1,4 +1,5 @@
 import copy
+import itertools
 import math
 
 import numpy as np
@@ -268,24 +269,25 @@ def test_equal_tuning_budget_and_selection_rule():
     assert [c[1] for c in calls if c[0] == "regular"] == [c[1] for c in calls if c[0] == "sobolev"]  # one grid
 
 
-def _runs_and_curves(sobolev_kl: float, seeds: int = 3):
+def _runs_and_curves(sobolev_kl: float, seeds: int = 5, grid_lrs: tuple[float, ...] = (1e-3,)):
     """Known runs: regular's test KL 0.5 at its selected checkpoint (iteration 10) rising to 0.6; Sobolev's
-    ``sobolev_kl`` times a per-seed factor, reached at iteration 10 and staying; both at one lr."""
+    ``sobolev_kl`` times a per-seed factor, reached at iteration 10 and staying; the final runs at lr 1e-3, the
+    grid (fraction 0.1) at each of ``grid_lrs`` (1e-3 chosen)."""
     import pandas as pd
 
     runs, curves = [], []
     for game in ("pong", "breakout"):
         for fraction in (0.1, 0.5):
-            for seed in range(seeds):
+            for seed, lr in itertools.product(range(seeds), grid_lrs if fraction == 0.1 else (1e-3,)):
                 for method, kls, train_kl in (
                     ("regular", [1.0, 0.5, 0.6], 0.2),
                     ("sobolev", [1.0, sobolev_kl * (1 + 0.05 * seed), sobolev_kl * (1 + 0.05 * seed)], 0.3),
                 ):
                     alpha = 0.0 if method == "regular" else 1.0
                     key = {"game": game, "role": "grid" if fraction == 0.1 else "final", "fraction": fraction,
-                           "method": method, "seed": seed, "lr": 1e-3, "alpha": alpha}  # fmt: skip
-                    runs.append({**key, "chosen": True, "best_iteration": 10, "stopped_at": 20, "stopped_early": True,
-                                 "test_kl": kls[1], "train_kl": train_kl, "val_kl": kls[1],
+                           "method": method, "seed": seed, "lr": lr, "alpha": alpha}  # fmt: skip
+                    runs.append({**key, "chosen": lr == 1e-3, "best_iteration": 10, "stopped_at": 20,
+                                 "stopped_early": True, "test_kl": kls[1], "train_kl": train_kl, "val_kl": kls[1],
                                  "test_action_error": 0.2 if method == "regular" else 0.1})  # fmt: skip
                     for it, kl in zip((0, 10, 20), kls, strict=True):
                         for split in ("test", "val"):
@@ -300,7 +302,7 @@ def test_report_decides_claims_from_paired_seeds():
     comp = report.comparisons(runs, curves)
     kl = comp[comp.quantity == "test KL"]
     assert len(kl) == 4 and (kl.verdict == "win").all()
-    assert kl.estimate.iloc[0] == pytest.approx(float(np.exp(np.mean(np.log([0.5, 0.525, 0.55])))))
+    assert kl.estimate.iloc[0] == pytest.approx(float(np.exp(np.mean(np.log(0.5 * (1 + 0.05 * np.arange(5)))))))
     rise = comp[comp.quantity == "test KL rise after its best"]
     assert rise.regular.iloc[0] == pytest.approx(0.2) and rise.sobolev.iloc[0] == pytest.approx(0.0)
     fast = comp[comp.quantity == "iterations to 1.1 × regular's best val KL"]
@@ -310,7 +312,12 @@ def test_report_decides_claims_from_paired_seeds():
     assert table.loc[("pong", 0.1, "sobolev"), "stopped_early"] == 1.0
     summaries = {g: {"chosen": {"regular": {"lr": 1e-3, "alpha": 0.0}, "sobolev": {"lr": 1e-3, "alpha": 1.0}}}
                  for g in ("pong", "breakout")}  # fmt: skip
-    ctrl = report.control(runs, curves, summaries)  # both chose 1e-3: one control row per game, the grid's runs
+    # A one-point grid: the "control" would be the main comparison again, so there is none (and no claim).
+    assert report.control(runs, curves, summaries).empty
+    assert not any(c.text.startswith("at the same learning rate") for c in report.claims(comp, report.control(
+        runs, curves, summaries)))  # fmt: skip
+    g_runs, g_curves = _runs_and_curves(0.25, grid_lrs=(1e-3, 1e-4))
+    ctrl = report.control(g_runs, g_curves, summaries)  # both chose 1e-3: one control row per game, the grid's runs
     assert len(ctrl) == 2 and (ctrl.verdict == "win").all() and set(ctrl.lr_chosen_by) == {"regular and sobolev"}
     holds = {c.text.split(" (")[0]: c.holds for c in report.claims(comp, ctrl)}
     assert holds["Sobolev students are closer to the teacher in every game and fraction"] is True
@@ -321,6 +328,8 @@ def test_report_decides_claims_from_paired_seeds():
     # Sobolev worse in every seed: the closeness claim is lost, not undecided.
     comp = report.comparisons(*_runs_and_curves(0.8))
     assert report.claims(comp, report.control(*_runs_and_curves(0.8), {}))[0].holds is False
+    # Three seeds all better: an interval below 1 but fewer than 5 seeds, so nothing is decided.
+    assert report.claims(report.comparisons(*_runs_and_curves(0.25, seeds=3)), ctrl.iloc[:0])[0].holds is None
     # Two seeds that disagree: undecided.
     runs, curves = _runs_and_curves(0.25, seeds=2)
     runs.loc[(runs.method == "sobolev") & (runs.seed == 1), "test_kl"] = 0.9
@@ -332,10 +341,42 @@ def test_teacher_beats_chance_is_decided_on_game_scores():
 
     from sobolev.distillation import report
 
-    t = pd.DataFrame([{"game": "breakout", "returns": [10.0, 12.0, 14.0, 9.0], "random_returns": [1.0, 2.0, 1.0],
+    t = pd.DataFrame([{"game": "breakout", "returns": [10.0, 12.0, 14.0, 9.0, 11.0],
+                       "random_returns": [1.0, 2.0, 1.0, 0.0, 3.0],
                        "entropy_ratio_at_temperature_1": 0.5}])  # fmt: skip
     assert report.beats_chance(t.iloc[0]).verdict == "win"
     assert [c.holds for c in report.teacher_claims(t)] == [True, True]
     t.at[0, "returns"] = [1.0, 2.0, 1.5]
     t.at[0, "entropy_ratio_at_temperature_1"] = 0.9
     assert [c.holds for c in report.teacher_claims(t)] == [None, False]
+
+
+def test_low_data_claim_fails_when_the_smallest_fraction_is_a_decided_loss():
+    """The old rule ``all(ok) or None`` could never print NOT reproduced; a decided loss at the smallest
+    fraction must."""
+    import pandas as pd
+
+    from sobolev.distillation.report import low_data_gain
+
+    def cell(fraction, estimate, verdict):
+        return pd.Series({"fraction": fraction, "estimate": estimate, "verdict": verdict})
+
+    assert low_data_gain([("breakout", cell(0.1, 1.4, "loss"), cell(0.5, 0.9, "undecided"))]) is False
+    assert low_data_gain([("breakout", cell(0.1, 0.9, "undecided"), cell(0.5, 0.5, "win"))]) is False
+    assert low_data_gain([("pong", cell(0.1, 0.3, "win"), cell(0.5, 0.6, "win"))]) is True
+    assert low_data_gain([("pong", cell(0.1, 0.9, "undecided"), cell(0.5, 0.95, "undecided"))]) is None
+
+
+def test_a_run_that_never_reaches_the_target_loses_the_iterations_comparison():
+    """Sobolev never within 1.1 × regular's best: it must lose "learns faster", not be credited its last iteration."""
+    from sobolev.distillation import report
+
+    runs, curves = _runs_and_curves(0.25)
+    never = (curves.method == "sobolev") & (curves.game == "pong") & (curves.fraction == 0.5)
+    curves.loc[never, "kl"] = 5.0  # never below 1.1 × 0.5
+    fast = report.comparisons(runs, curves)
+    fast = fast[fast.quantity == "iterations to 1.1 × regular's best val KL"].set_index(["game", "fraction"])
+    assert fast.loc[("pong", 0.5), "verdict"] == "loss" and fast.loc[("pong", 0.5), "sobolev"] == math.inf
+    assert fast.loc[("pong", 0.1), "verdict"] == "undecided"  # both reach it at iteration 10
+    few = report.iterations_ratio(np.array([math.inf, 10.0, 10.0]), np.array([10.0, 10.0, 10.0]))
+    assert few.verdict == "undecided"  # fewer than 5 pairs decide nothing

@@ -15,8 +15,8 @@ SECTION = {k: v for k, v in read_params()["features"].items() if k not in ("ci",
 
 def tiny(**changes) -> FeaturesConfig:
     values = {**SECTION, "functions": ["booth", "beale"], "seeds": 3, "steps": 24, "every": [1, 6, 24],
-              "checkpoints": [12, 24], "hidden": 16, "phase_function": "booth", "n_test": 100, "n_boot": 200,
-              "class_train": 60, "class_hidden": 16, "class_teacher_steps": 150, "class_lr": 0.01,
+              "checkpoints": [12, 24], "hidden": 16, "phase_function": "booth", "n_test": 100,
+              "class_train": 60, "class_seeds": 3, "class_hidden": 16, "class_teacher_steps": 150, "class_lr": 0.01,
               "threads": 1, "log_every": 12}  # fmt: skip
     return FeaturesConfig.from_values({**values, **changes})
 
@@ -44,14 +44,14 @@ def test_run_all_records_every_run_at_every_checkpoint_and_the_report_decides(tm
     assert set(end.rounds) == {24, 4, 1}
     # the same initial weights and data for every K: at K = steps the features never move, and the
     # first update of every K is the same, so all runs of a seed start from one network
-    table = compute.curve(runs, cfg.n_boot)
+    table = compute.curve(runs)
     assert len(table) == 2 * 3 and ((table.low <= table.ratio) & (table.ratio <= table.high)).all()
     needed = compute.updates_needed(table, cfg.within)
     assert (needed.rounds_needed >= 1).all() and (needed.rounds_needed <= 24).all()
     digit_runs, teacher = classification.run_classification(cfg)
     assert len(digit_runs) == 3 * 2 * 3 * 2 and 0.8 < teacher["teacher_test_accuracy"] <= 1
-    digits = compute.curve(digit_runs.assign(function="digits"), cfg.n_boot, error="test_kl", shown="test_kl")
-    accuracy = compute.accuracy_table(digit_runs, cfg.n_boot)
+    digits = compute.curve(digit_runs.assign(function="digits"), error="test_kl", shown="test_kl")
+    accuracy = compute.accuracy_table(digit_runs)
     assert ((accuracy.low <= accuracy.difference) & (accuracy.difference <= accuracy.high)).all()
     claims = report.claims(table, needed, cfg.steps, cfg.within) + report.claims(
         digits, compute.updates_needed(digits, cfg.within), cfg.steps, cfg.within, task="digits"
@@ -79,3 +79,21 @@ def test_digits_split_is_offline_standardised_and_disjoint():
     data = classification.load_digits_split()
     assert data.x_train.shape == (1200, 64) and data.x_test.shape == (597, 64)
     assert abs(float(data.x_train.mean())) < 1e-5 and set(data.y_test.tolist()) == set(range(10))
+
+
+def test_a_win_needs_a_real_effect_in_a_cell_where_an_arm_fits():
+    """Beale at 0.999, both arms worse than predicting the mean, was counted as a decided win."""
+    import pandas as pd
+
+    rows = []
+    for fn, ratio, nmse in (("beale", 0.999, 1.2), ("booth", 0.95, 0.1), ("rosenbrock", 0.5, 0.1)):
+        for seed in range(6):
+            base = 1.0 + 0.1 * seed
+            for method, err in (("regular", base), ("sobolev", base * ratio * (1 + 1e-4 * seed))):
+                rows.append({"function": fn, "every": 512, "rounds": 1, "step": 512, "method": method, "seed": seed,
+                             "test_mse": err, "test_nmse": nmse * err / base})  # fmt: skip
+    table = compute.curve(pd.DataFrame(rows)).set_index("function")
+    assert table.loc["beale", "high"] < 1 and not table.loc["beale", "fits"]
+    assert table.loc["beale", "verdict"] == "undecided"  # decided below 1, but neither arm fits
+    assert table.loc["booth", "high"] < 1 and table.loc["booth", "verdict"] == "undecided"  # < 10%: no effect
+    assert table.loc["rosenbrock", "verdict"] == "win"

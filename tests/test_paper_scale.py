@@ -35,7 +35,7 @@ def test_regression_paper_scale_starts():
     cut = cfg.replace(steps=10, log_every=1, functions=["booth"], n_test=50, n_val=50, seeds=[2, 2, 2], sweep_seeds=2)
     result = grid.run_grid(cut, progress=False)
     assert len(result.runs) == len(grid.build_grid(cut)) and result.runs.test_mse.notna().all()
-    cells = grid.paired_cells(grid.chosen_runs(result.runs), 200)
+    cells = grid.paired_cells(grid.chosen_runs(result.runs))
     assert len(cells) == 3 * len(cut.sizes)  # sobolev-raw, sobolev-standard, balanced-standard
 
 

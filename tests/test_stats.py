@@ -1,32 +1,145 @@
 import numpy as np
 import pytest
+from scipy import stats as sps
 
-from sobolev.common.stats import paired_difference, paired_ratio
+from sobolev.common.decision_level import level, level_table, percentile_bootstrap_rule, resampled_level, t_rule
+from sobolev.common.stats import (
+    LOSS,
+    MIN_SEEDS,
+    UNDECIDED,
+    WIN,
+    all_win,
+    paired_difference,
+    paired_ratio,
+    seeds_needed,
+    sign_flip_p,
+    t_interval,
+    welch_interval,
+)
+
+SEED_COUNTS = (3, 5, 10)
+
+
+# --- the level: a rule is wrong at most about 5% of the time when there is no effect ---------
+
+
+@pytest.mark.parametrize("sampler", ["normal", "t, 3 df"])
+def test_the_rule_keeps_its_level_at_few_seeds(sampler):
+    """The package's rule covers the true (zero) effect at least 93% of the time and decides
+    falsely at most 6% at 3, 5 and 10 seeds, for normal and heavy-tailed per-seed values."""
+    for n in SEED_COUNTS:
+        coverage, false = level(t_rule, n, sampler)
+        assert coverage >= 0.93, (sampler, n, coverage)
+        assert false <= 0.06, (sampler, n, false)
+
+
+def test_the_rule_is_the_one_paired_ratio_uses():
+    """The simulated rule and the package's paired functions give the same interval."""
+    rng = np.random.default_rng(3)
+    logs = rng.standard_normal(7)
+    r = paired_ratio(np.exp(logs), np.ones(7))
+    _, low, high = t_interval(logs)
+    assert np.log(r.low) == pytest.approx(low) and np.log(r.high) == pytest.approx(high)
+    half = sps.t.ppf(0.975, 6) * logs.std(ddof=1) / np.sqrt(7)
+    assert np.log(r.high) - np.log(r.estimate) == pytest.approx(half)
+
+
+def _fails_somewhere(rule) -> bool:
+    results = [level(rule, n, "normal", reps=2000) for n in SEED_COUNTS]
+    return any(c < 0.93 or f > 0.06 for c, f in results)
+
+
+def test_weaker_rules_fail_the_level_test():
+    """The level test has teeth: each of these rules breaks it at some seed count."""
+    assert _fails_somewhere(percentile_bootstrap_rule)  # the rule this package used before
+
+    def fifty_percent(v):
+        _, low, high = t_interval(v, level=0.5)
+        return low, high
+
+    def min_max(v):
+        return v.min(axis=1), v.max(axis=1)
+
+    def one_se(v):
+        se = v.std(axis=1, ddof=1) / np.sqrt(v.shape[1])
+        return v.mean(axis=1) - se, v.mean(axis=1) + se
+
+    for rule in (fifty_percent, min_max, one_se):
+        assert _fails_somewhere(rule), rule.__name__
+
+
+def test_level_table_reports_the_skewed_case_honestly():
+    """Strong skew (centred lognormal) costs the t interval coverage: the table shows it rather than hiding it."""
+    table = level_table(reps=1000)
+    skewed = table[table["values"].str.startswith("skewed")]
+    assert (skewed.coverage < 0.9).all() and len(table) == 9
+
+
+def test_resampled_level_compares_with_normal_cells():
+    rng = np.random.default_rng(0)
+    normal = [rng.standard_normal(10) for _ in range(20)]
+    out = resampled_level(normal, 10, reps=500)
+    assert abs(out["coverage"] - out["normal_reference"]) < 0.03
+    skewed = [np.r_[np.zeros(9), 30.0] + rng.normal(0, 0.01, 10) for _ in range(20)]  # one wild seed per cell
+    assert resampled_level(skewed, 10, reps=500)["coverage"] < out["normal_reference"] - 0.1
+
+
+# --- verdicts -------------------------------------------------------------------------------
 
 
 def test_geometric_mean_ratio_and_verdicts():
     b = np.array([1.0, 2.0, 4.0, 8.0, 3.0, 5.0])
-    win = paired_ratio(b * np.array([0.1, 0.12, 0.09, 0.11, 0.1, 0.1]), b, n_boot=2000)
+    win = paired_ratio(b * np.array([0.1, 0.12, 0.09, 0.11, 0.1, 0.1]), b)
     assert win.estimate == pytest.approx(float(np.exp(np.mean(np.log([0.1, 0.12, 0.09, 0.11, 0.1, 0.1])))))
-    assert win.low <= win.estimate <= win.high < 1 and win.verdict == "win"
-    assert paired_ratio(b * 3.0 * np.array([1, 1.1, 0.9, 1, 1.05, 0.95]), b, n_boot=2000).verdict == "loss"
-    # A mixed cell (half 10× better, half 10× worse) decides nothing.
-    mixed = paired_ratio(b * np.array([0.1, 10, 0.1, 10, 0.1, 10]), b, n_boot=2000)
-    assert mixed.verdict == "undecided" and mixed.low < 1 < mixed.high
+    assert win.low <= win.estimate <= win.high < 1 and win.verdict == WIN
+    assert paired_ratio(b * 3.0 * np.array([1, 1.1, 0.9, 1, 1.05, 0.95]), b).verdict == LOSS
+    mixed = paired_ratio(b * np.array([0.1, 10, 0.1, 10, 0.1, 10]), b)
+    assert mixed.verdict == UNDECIDED and mixed.low < 1 < mixed.high
     # A diverged seed leaves the cell undecided rather than dropping the seed.
-    assert paired_ratio(np.array([0.1, np.nan, 0.1]), np.ones(3)).verdict == "undecided"
+    assert paired_ratio(np.array([0.1, np.nan, 0.1, 0.1, 0.1]), np.ones(5)).verdict == UNDECIDED
 
 
-def test_median_beats_mean_on_heavy_tails():
-    """Booth n = 10 000 in the issue: Sobolev seeds 2.42, 70.3, 2.51 against ~15: the mean calls it a loss;
-    the geometric mean of paired ratios does not."""
-    r = paired_ratio([2.42, 70.3, 2.51], [15.0, 15.0, 15.0], n_boot=2000)
-    assert r.estimate < 1 and np.mean([2.42, 70.3, 2.51]) > 15
+def test_fewer_than_min_seeds_decide_nothing():
+    """Three seeds all 10x better: an interval below 1, but no verdict (a sign test would give p = 0.25)."""
+    few = paired_ratio([0.1, 0.11, 0.09], [1.0, 1.0, 1.0])
+    assert few.high < 1 and few.verdict == UNDECIDED and MIN_SEEDS == 5
+    enough = paired_ratio([0.1, 0.11, 0.09, 0.1, 0.1], [1.0] * 5)
+    assert enough.verdict == WIN
+
+
+def test_sign_flip_p_is_exact():
+    assert sign_flip_p(np.array([1.0, 2.0, 3.0, 4.0, 5.0])) == pytest.approx(2 / 32)  # all one sign: 2 of 32 patterns
+    assert sign_flip_p(np.array([1.0, -1.0, 1.0, -1.0])) == pytest.approx(1.0)
+    assert np.isnan(sign_flip_p(np.array([1.0, np.nan])))
+    assert paired_difference([2.0] * 6, [1.0, 1.1, 0.9, 1.0, 1.2, 0.8]).p_value == pytest.approx(2 / 64)
+
+
+def test_seeds_needed_from_the_spread():
+    """A mean effect of one standard deviation needs about 7 seeds at 95% (t_{n-1} / √n < 1)."""
+    n = seeds_needed(1.0, 1.0)
+    assert n == 7 and sps.t.ppf(0.975, n - 1) / np.sqrt(n) < 1 < sps.t.ppf(0.975, n - 2) / np.sqrt(n - 1)
+    iv = paired_ratio([0.5, 1.5, 0.8, 1.2, 0.7], [1.0] * 5)
+    assert iv.verdict == UNDECIDED and (iv.seeds_needed is None or iv.seeds_needed > 5)
+    assert seeds_needed(0.0, 1.0) is None
+
+
+def test_welch_interval_matches_scipy():
+    a, b = np.array([20.0, 15, 25, 30, 18, 22]), np.array([1.0, 2, 0, 1, 3, 1, 2, 0, 1, 1])
+    est, low, high = welch_interval([a, b], [1.0, -1.0])
+    ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert est == pytest.approx(a.mean() - b.mean()) and (low, high) == pytest.approx((ref.low, ref.high))
+    assert welch_interval([[1.0], [2.0, 3.0]], [1.0, -1.0])[1] == -np.inf
+
+
+def test_all_win():
+    assert all_win([WIN, WIN]) is True
+    assert all_win([WIN, LOSS, UNDECIDED]) is False
+    assert all_win([WIN, UNDECIDED]) is None and all_win([]) is None
 
 
 def test_paired_difference_and_bad_input():
-    d = paired_difference([0.9, 0.91, 0.92, 0.9], [0.8, 0.8, 0.81, 0.79], n_boot=2000)
-    assert d.estimate == pytest.approx(0.1075) and d.verdict == "win"  # higher is better by default
-    assert paired_difference([1.0, 2.0], [1.0, 2.0]).verdict == "undecided"
+    d = paired_difference([0.9, 0.91, 0.92, 0.9, 0.93], [0.8, 0.8, 0.81, 0.79, 0.8])
+    assert d.estimate == pytest.approx(0.112) and d.verdict == WIN  # higher is better by default
+    assert paired_difference([1.0, 2.0], [1.0, 2.0]).verdict == UNDECIDED
     with pytest.raises(ValueError, match="paired values must be two 1-D arrays of equal length"):
         paired_ratio([1.0, 2.0], [1.0])

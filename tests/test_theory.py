@@ -164,3 +164,28 @@ def test_two_runs_with_pinned_threads_give_identical_metrics():
         return json.dumps([p.metrics for p in parts], sort_keys=True, default=str)
 
     assert metrics() == metrics()
+
+
+def test_one_tolerance_for_not_below_the_floor_and_no_typed_prose_in_the_block():
+    """The notebook's conclusion and the README block used two tolerances for "not below the floor"; a network
+    error below the floor by more than the floor's discretisation error but less than that plus the network's
+    quadrature error was "not below" in one and "below" in the other."""
+    import copy
+    import json
+
+    from sobolev.common.paths import RESULTS
+    from sobolev.theory import report
+
+    m = json.loads((RESULTS / "theory" / "metrics.json").read_text())
+    shifted = next(r for r in m["theorem2"] if r["pair"] == "g = f′ + 0.5")
+    edge = copy.deepcopy(m)
+    row = next(r for r in edge["theorem2"] if r["pair"] == "g = f′ + 0.5")
+    row["network error"] = shifted["least possible error"] - 2 * shifted["floor discretisation error"]
+    assert shifted["network quadrature error"] > shifted["floor discretisation error"]  # the case exists
+    assert report.above_floor(row) is True
+    assert "floor beyond numerical error: True" in report.readme_block(edge)
+    row["network error"] = shifted["least possible error"] - 2 * (
+        shifted["floor discretisation error"] + shifted["network quadrature error"]
+    )
+    assert report.above_floor(row) is False and "error: False" in report.readme_block(edge)
+    assert "see the notebook" not in report.readme_block(m)

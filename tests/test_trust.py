@@ -21,7 +21,7 @@ def tiny(**changes) -> TrustConfig:
               "seeds": [3], "steps": 40, "hidden": 16, "sweep_functions": ["booth"], "sweep_normalisations":
               ["raw", "standard"], "sweep_seeds": 2, "sweep_lrs": [0.001, 0.01], "norm_steps": 60, "trust_seeds": 2,
               "trust_eps": [0.01, 0.1], "trust_draws": 1, "trust_points": 50, "n_test": 200, "n_val": 100,
-              "n_boot": 200, "log_every": 20, "threads": 1}  # fmt: skip
+              "log_every": 20, "threads": 1}  # fmt: skip
     return TrustConfig.from_values({**values, **changes})
 
 
@@ -143,16 +143,25 @@ def test_adam_arm_is_chosen_on_validation(result):
 def test_report_decides_claims_and_writes_metrics(result, tmp_path):
     cfg = tiny()
     arms = compute.grid_arms(result.runs)
-    cells = compute.sobolev_cells(arms, cfg.n_boot)
+    cells = compute.sobolev_cells(arms)
     assert ((cells.low <= cells.ratio) & (cells.ratio <= cells.high)).all()
-    opt = compute.optimiser_cells(arms, cfg.n_boot)
+    opt = compute.optimiser_cells(arms)
     ranges = compute.good_ranges(compute.sweep_errors(result.runs), cfg.good_factor, cfg.fromage_lr)
     per_run = compute.run_norms(result.runs, result.norms)
     table, _ = compute.trust_networks(result, cfg)
-    trust = compute.trust_summary(table, cfg.n_boot)
+    trust = compute.trust_summary(table)
     slopes = compute.trust_slopes(table)
     assert len(slopes) == 4 and slopes.slope.between(0, 3).all()
-    claims = report.claims(cells, opt, ranges, per_run, trust, slopes, cfg.fromage_lr, cfg.n_boot)
+    claims = report.claims(
+        cells,
+        opt,
+        ranges,
+        compute.default_tuning(result.runs, cfg.good_factor, cfg.fromage_lr),
+        per_run,
+        trust,
+        slopes,
+        cfg.fromage_lr,
+    )
     assert len(claims) == 1 + 1 + 2 + 2 + 3  # grid scales, grid scales, sweep scales, sweep scales, trust
     assert all(c.holds in (True, False, None) for c in claims)
     metrics = report.metrics_dict(cells, opt, ranges, compute.norm_summary(per_run), trust, slopes,
@@ -164,3 +173,52 @@ def test_report_decides_claims_and_writes_metrics(result, tmp_path):
     assert "| raw | booth | 20 |" in block and block.count("\n* ") == len(claims)
     assert not math.isnan(loaded["relative_trust"]["random/eps0.1"]["output_over_bound"])
     assert np.isfinite(pd.read_csv(tmp_path / "trust.csv").output).all()
+
+
+def test_shrinkage_is_decided_by_the_paired_fromage_over_lars_ratio():
+    """Fromage 2.5% below LARS on every seed (the factor's effect), although Fromage's own norm grows: the
+    claim about the factor holds; the old unpaired median of Fromage's norm alone called it undecided."""
+    rows = []
+    for seed in range(6):
+        lars = 1.5 * (1 + 0.02 * seed)
+        rows += [
+            {
+                "normalisation": "raw",
+                "function": "ackley",
+                "method": m,
+                "seed": seed,
+                "variant": v,
+                "final_norm": lars * f,
+            }
+            for m in ("regular", "sobolev")
+            for v, f in (("lars", 1.0), ("fromage", 0.975))
+        ]
+    finals = pd.DataFrame(rows)
+    trust = pd.DataFrame({"direction": ["random"], "eps": [0.1], "output_within": [0.74], "gradient_within": [1.0],
+                          "output_over_bound": [0.5], "gradient_over_bound": [0.5], "gradient_vs_output": [0.5],
+                          "low": [0.4], "high": [0.6]})  # fmt: skip
+    slopes = pd.DataFrame({"direction": ["random"], "quantity": ["output"], "slope": [1.0]})
+    empty = pd.DataFrame(columns=["normalisation"])
+    claims = report.claims(empty, empty, empty, empty, finals, trust, slopes, 0.01)
+    shrink = next(c for c in claims if "shrinks the weights" in c.text)
+    assert shrink.holds is True
+    # A bound violated by 26% of the networks measured does not hold (the old rule read UNDECIDED).
+    bound = next(c for c in claims if c.text.startswith("Deep relative trust bounds the network's output"))
+    assert bound.holds is False
+
+
+def test_needs_no_tuning_is_decided_on_paired_seeds_and_not_on_two():
+    """Fromage's default within 2x of the sweep's best on every seed: decided only with at least 5 seeds."""
+
+    def sweep(seeds, default_factor):
+        rows = []
+        for seed in range(seeds):
+            for opt, lr, err in (("adam", 0.01, 1.0), ("fromage", 0.01, default_factor), ("fromage", 0.1, 5.0)):
+                rows.append({"normalisation": "raw", "function": "ackley", "method": "regular", "optimiser": opt,
+                             "lr": lr, "seed": seed, "sweep": True, "diverged": False,
+                             "test_nmse": err * (1 + 0.03 * seed)})  # fmt: skip
+        return pd.DataFrame(rows)
+
+    assert (compute.default_tuning(sweep(6, 1.2), 2.0, 0.01).verdict == "win").all()
+    assert (compute.default_tuning(sweep(6, 3.0), 2.0, 0.01).verdict == "loss").all()
+    assert (compute.default_tuning(sweep(2, 1.2), 2.0, 0.01).verdict == "undecided").all()

@@ -34,7 +34,6 @@ class DeviationsConfig(SectionConfig):
     switch_at: list[float] = param(items(number(0, 1, open_low=True), increasing=True), "shares of steps on labels")
     bins: int = param(integer(1, 1000), "teacher-confidence bins (equal count)")
     atari_games: list[str] = param(items(text, allow_empty=True), "Section 4.2's games whose students to analyse")
-    n_boot: int = param(integer(100, 10_000_000))
     device: str = param(device)
     threads: int = param(threads)
 

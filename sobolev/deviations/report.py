@@ -10,10 +10,9 @@ import seaborn as sns
 
 from sobolev.common.claims import Claim
 from sobolev.common.plotting import style
-from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, median_interval, paired_difference
+from sobolev.common.stats import LOSS, MIN_SEEDS, UNDECIDED, WIN, median_interval, paired_difference
 from sobolev.common.utils import json_safe
 
-MIN_SEEDS = 5  # fewer paired seeds decide nothing
 METHOD_ORDER = ("labels", "regular", "sobolev")
 
 
@@ -28,10 +27,6 @@ def _paired(runs: pd.DataFrame, width: int, split: str, column: str, a: str, b: 
     return sub[a].to_numpy(), sub[b].to_numpy()
 
 
-def _decided(d: Interval) -> str:
-    return d.verdict if d.n >= MIN_SEEDS else UNDECIDED
-
-
 # (name, column, transform, lower is better for Sobolev): each Sobolev − regular comparison's quantities.
 QUANTITIES = (
     ("|log slope|", "slope", lambda v: np.abs(np.log(v)), True),
@@ -41,10 +36,17 @@ QUANTITIES = (
 )
 
 
-def _difference(a: np.ndarray, b: np.ndarray, lower_is_better: bool, n_boot: int) -> dict:
-    """The paired mean difference ``a − b`` over seeds, its 95% interval and verdict, as table columns."""
-    d = paired_difference(a, b, n_boot, lower_is_better=lower_is_better)
-    return {"difference": d.estimate, "low": d.low, "high": d.high, "seeds": d.n, "verdict": _decided(d)}
+def _difference(a: np.ndarray, b: np.ndarray, lower_is_better: bool) -> dict:
+    """The paired mean difference ``a − b`` over seeds, its t interval, sign-flip p and verdict, as table columns."""
+    d = paired_difference(a, b, lower_is_better=lower_is_better)
+    return {
+        "difference": d.estimate,
+        "low": d.low,
+        "high": d.high,
+        "seeds": d.n,
+        "verdict": d.verdict,
+        **d.evidence(),
+    }
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +68,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def comparisons(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
+def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
     """Sobolev against regular distillation per width and split, paired over seeds (mean difference
     Sobolev − regular, 95% interval): ``|log slope|`` (distance from a faithful copy; below 0 Sobolev
     exaggerates less), ``|low deviation|`` (the least-confident bin), test ``accuracy`` and ``agreement``
@@ -82,7 +84,7 @@ def comparisons(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
                         **where,
                         "quantity": name,
                         "compare": "sobolev − regular",
-                        **_difference(transform(a), transform(b), lower_better, n_boot),
+                        **_difference(transform(a), transform(b), lower_better),
                     }
                 )
             for method in ("regular", "sobolev"):
@@ -92,19 +94,19 @@ def comparisons(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
                         **where,
                         "quantity": "accuracy",
                         "compare": f"{method} − labels",
-                        **_difference(a, b, False, n_boot),
+                        **_difference(a, b, False),
                     }
                 )
     return pd.DataFrame(rows)
 
 
-def exaggeration(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
-    """Per width, method and split: the mean slope over seeds with its 95% interval, against 1
+def exaggeration(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per width, method and split: the mean slope over seeds with its t interval, against 1
     (``exaggerates``: the interval lies above 1; ``faithful``: it contains 1; ``softens``: below)."""
     rows = []
     for (width, method, split), g in _main(runs).groupby(["width", "method", "split"]):
-        d = paired_difference(g.slope.to_numpy(), np.ones(len(g)), n_boot)
-        word = {WIN: "exaggerates", LOSS: "softens"}.get(_decided(d), "undecided")
+        d = paired_difference(g.slope.to_numpy(), np.ones(len(g)))
+        word = {WIN: "exaggerates", LOSS: "softens"}.get(d.verdict, "undecided")
         rows.append(
             {
                 "width": width,
@@ -129,7 +131,9 @@ def switch_width(runs: pd.DataFrame) -> int:
 def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
     """The switch experiment (test accuracy, at :func:`switch_width`): per loss and switch point, the mean
     paired gain over label training and the share of distillation-from-the-start's gain it recovers
-    (ratio of mean gains, seeds resampled), each with a 95% interval."""
+    (ratio of mean gains, with a descriptive percentile-bootstrap band over seeds). ``over_half``: the verdict
+    of "recovers over half", decided by the paired t interval of gain − ½ × distillation-from-the-start's gain
+    (a win: above 0)."""
     test = runs[(runs.split == "test") & (runs.width == switch_width(runs))]
     labels = test[test.method == "labels"].set_index("seed").accuracy
     rows = []
@@ -138,7 +142,7 @@ def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
         start = mine[mine.switch_at == 0].set_index("seed").accuracy
         for at, g in mine.groupby("switch_at"):
             acc = g.set_index("seed").accuracy.reindex(labels.index)
-            gain = paired_difference(acc.to_numpy(), labels.to_numpy(), n_boot)
+            gain = paired_difference(acc.to_numpy(), labels.to_numpy())
             full = (start - labels).reindex(labels.index).to_numpy()
             got = (acc - labels).to_numpy()
             both = np.stack([got, full], 1)
@@ -146,6 +150,7 @@ def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
             with np.errstate(divide="ignore", invalid="ignore"):
                 shares = both[idx, 0].mean(1) / both[idx, 1].mean(1)
             share = float(got.mean() / full.mean()) if full.mean() != 0 else float("nan")
+            over_half = paired_difference(got, 0.5 * full)
             low, high = np.nanpercentile(shares, [2.5, 97.5]) if np.isfinite(shares).any() else (np.nan, np.nan)
             rows.append(
                 {
@@ -159,6 +164,7 @@ def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
                     "share": share,
                     "share_low": float(low),
                     "share_high": float(high),
+                    "over_half": over_half.verdict,
                     "seeds": gain.n,
                 }
             )
@@ -195,7 +201,12 @@ def claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, switch
         )
     )
     for quantity, text in (
-        ("|log slope|", "Sobolev distillation exaggerates less than regular distillation (|log slope|, paired)"),
+        (
+            "|log slope|",
+            "Sobolev students' confidence is closer to a faithful copy of the teacher's than regular "
+            "students' (|log slope|: the distance from slope 1, whether they exaggerate or soften; "
+            "paired)",
+        ),
         (
             "|low deviation|",
             "Sobolev distillation deviates less on the teacher's least-confident inputs "
@@ -230,11 +241,11 @@ def claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, switch
         late = mine[mine.switch_at == mine.switch_at.max()]
         late_row = late.iloc[0] if len(late) else None
         holds = None
-        if has_gain and late_row is not None and late_row.seeds >= MIN_SEEDS:
-            holds = True if late_row.share_low > 0.5 else (False if late_row.share_high < 0.5 else None)
+        if has_gain and late_row is not None:
+            holds = {WIN: True, LOSS: False}.get(late_row.over_half)
         detail = "; ".join(
             f"switch at {r.switch_at:g}: gain {r.gain:+.3g} [{r.gain_low:+.3g}, {r.gain_high:+.3g}], "
-            f"share {r.share:.2f} [{r.share_low:.2f}, {r.share_high:.2f}]"
+            f"share {r.share:.2f} [{r.share_low:.2f}, {r.share_high:.2f}], over half: {r.over_half}"
             for r in mine.itertuples()
         )
         if not has_gain:
@@ -431,7 +442,7 @@ def atari_table(atari: pd.DataFrame) -> pd.DataFrame:
     return out.join(atari.groupby(["game", "fraction", "method", "split"]).size().rename("seeds")).reset_index()
 
 
-def atari_comparisons(atari: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
+def atari_comparisons(atari: pd.DataFrame) -> pd.DataFrame:
     """Sobolev − regular on the same seeds per game, fraction and split, with 95% intervals: the slope
     against 1 for each method, ``|log slope|``, ``|low deviation|`` (below 0: Sobolev deviates less) and
     the agreement (above 0: Sobolev agrees more); decided only with at least :data:`MIN_SEEDS` seeds."""
@@ -447,7 +458,7 @@ def atari_comparisons(atari: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame
                     {
                         **dict(zip(ATARI_KEYS, key, strict=True)),
                         "quantity": name,
-                        **_difference(transform(a), transform(b), lower_better, n_boot),
+                        **_difference(transform(a), transform(b), lower_better),
                     }
                 )
     return pd.DataFrame(rows)
@@ -470,7 +481,10 @@ def atari_claims(table: pd.DataFrame, comp: pd.DataFrame) -> list[Claim]:
             + note,
         )
     )
-    texts = (("|log slope|", "exaggerate less"), ("|low deviation|", "deviate less on the least-confident states"))
+    texts = (
+        ("|log slope|", "come closer to a faithful copy of the teacher's confidence (|log slope|)"),
+        ("|low deviation|", "deviate less on the least-confident states"),
+    )
     for quantity, text in texts:
         frame = comp[comp.quantity == quantity] if len(comp) else comp
         wins, losses = int((frame.verdict == WIN).sum()), int((frame.verdict == LOSS).sum())

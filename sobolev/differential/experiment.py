@@ -14,7 +14,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sobolev.common.stats import bootstrap_means, median_interval, paired_ratio
+from sobolev.common.stats import (
+    LOSS,
+    MIN_SEEDS,
+    UNDECIDED,
+    WIN,
+    bootstrap_means,
+    median_interval,
+    paired_ratio,
+    welch_interval,
+)
 from sobolev.common.utils import set_threads
 from sobolev.differential.config import DifferentialConfig
 from sobolev.differential.simulators import make_simulator
@@ -74,13 +83,36 @@ def rmse_table(runs: pd.DataFrame, n_boot: int) -> pd.DataFrame:
         std = cell[cell.method == "standard"].sort_values("seed")
         dif = cell[cell.method == "differential"].sort_values("seed")
         for q in ("value", "delta"):
-            r = paired_ratio(dif[f"{q}_rmse"].to_numpy(), std[f"{q}_rmse"].to_numpy(), n_boot)
+            r = paired_ratio(dif[f"{q}_rmse"].to_numpy(), std[f"{q}_rmse"].to_numpy())
             row = {"problem": name, "n_train": int(n), "quantity": q, "seeds": len(std)}
             for method, sub in (("standard", std), ("differential", dif)):
                 v = sub[f"{q}_rmse"].to_numpy()
                 row[method] = float(np.median(v))
                 row[f"{method}_low"], row[f"{method}_high"] = median_interval(v, n_boot)
-            out.append({**row, "ratio": r.estimate, "low": r.low, "high": r.high, "verdict": r.verdict})
+            out.append({**row, "ratio": r.estimate, "low": r.low, "high": r.high, "p": r.p_value, "verdict": r.verdict})
+    return pd.DataFrame(out)
+
+
+def data_multiple(runs: pd.DataFrame, quantity: str, factor: float) -> pd.DataFrame:
+    """Does differential training at n match standard training at ``factor`` × n? Per problem and every
+    pair of measured sizes (n, factor × n): the ratio of geometric-mean RMSEs, differential at n / standard
+    at factor × n, with the Welch t interval of the difference of mean log RMSEs (the two sizes' seeds are
+    independent samples). A win (interval below 1): derivative labels buy at least ``factor`` × the data.
+    Measured sizes only: nothing is extrapolated."""
+    out = []
+    for name, sub in runs.groupby("problem", sort=False):
+        sizes = sorted(sub.n_train.unique())
+        for n in sizes:
+            m = n * factor
+            if m not in sizes:
+                continue
+            dif = np.log(sub[(sub.method == "differential") & (sub.n_train == n)][f"{quantity}_rmse"].to_numpy())
+            std = np.log(sub[(sub.method == "standard") & (sub.n_train == m)][f"{quantity}_rmse"].to_numpy())
+            est, low, high = welch_interval([dif, std], [1.0, -1.0])
+            enough = min(len(dif), len(std)) >= MIN_SEEDS
+            verdict = (WIN if high < 0 else LOSS if low > 0 else UNDECIDED) if enough else UNDECIDED
+            out.append({"problem": name, "n_train": int(n), "standard_n": int(m), "ratio": float(np.exp(est)),
+                        "low": float(np.exp(low)), "high": float(np.exp(high)), "verdict": verdict})  # fmt: skip
     return pd.DataFrame(out)
 
 

@@ -135,7 +135,7 @@ def run_classification(cfg: FeaturesConfig, progress: bool | TextIO = False) -> 
     rows = []
     for method in METHODS:
         for every in cfg.every:
-            for seed in range(cfg.seeds):
+            for seed in range(cfg.class_seeds):
                 rows += distil(teacher, data, cfg, method, every, seed, progress)
     runs = pd.DataFrame(rows)
     return runs, {"teacher_test_accuracy": teacher_acc, "students_train_images": cfg.class_train}

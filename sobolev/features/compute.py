@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sobolev.common.stats import Interval, paired_difference, paired_ratio
+from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, paired_difference, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import make_sample
 from sobolev.core.functions import get_function
@@ -20,6 +20,9 @@ from sobolev.core.models import BatchedMLP
 from sobolev.features.config import FeaturesConfig
 
 METHODS = ("regular", "sobolev")
+# A decided ratio counts as an effect only beyond this: a win needs its whole interval ≥ 10% below 1 (a loss ≥ 10%
+# above); an interval inside (0.9, 1.11) is a difference no reader would call one (e.g. Beale's 0.999).
+MIN_EFFECT = 0.1
 
 
 def rounds(steps: int, every: int) -> int:
@@ -85,18 +88,32 @@ def final(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs.step == runs.step.max()]
 
 
-def curve(runs: pd.DataFrame, n_boot: int, error: str = "test_mse", shown: str = "test_nmse") -> pd.DataFrame:
+def effect_verdict(r: Interval) -> str:
+    """``r``'s verdict, counted only when its whole interval is at least :data:`MIN_EFFECT` past no difference."""
+    if r.verdict == WIN and r.high <= 1 - MIN_EFFECT:
+        return WIN
+    if r.verdict == LOSS and r.low >= 1 / (1 - MIN_EFFECT):
+        return LOSS
+    return UNDECIDED
+
+
+def curve(runs: pd.DataFrame, error: str = "test_mse", shown: str = "test_nmse") -> pd.DataFrame:
     """Per function (or task), K and loss at the full budget: the median ``shown`` error over seeds,
-    and the paired Sobolev / regular ratio of ``error`` with its bootstrap interval and verdict (win =
-    Sobolev better). For the digits students: ``error = shown = "test_kl"`` (to the teacher)."""
+    and the paired Sobolev / regular ratio of ``error`` with its t interval and verdict (win = Sobolev
+    better; see :func:`effect_verdict`). For the digits students: ``error = shown = "test_kl"`` (to the
+    teacher). ``fits``: with ``shown = "test_nmse"``, whether either arm's median beats predicting the mean
+    (normalised MSE below 1); a cell where neither does is no evidence either way (undecided)."""
     end = final(runs)
     out = []
     for (fn, every), cell in end.groupby(["function", "every"], sort=True):
         both = cell[cell.method == "sobolev"].merge(cell[cell.method == "regular"], on="seed", suffixes=("", "_reg"))
-        r: Interval = paired_ratio(both[error], both[f"{error}_reg"], n_boot)
+        r: Interval = paired_ratio(both[error], both[f"{error}_reg"])
+        regular, sobolev = float(both[f"{shown}_reg"].median()), float(both[shown].median())
+        fits = shown != "test_nmse" or min(regular, sobolev) < 1
         out.append({"function": fn, "every": int(every), "rounds": int(cell.rounds.iloc[0]),
-                    "regular": float(both[f"{shown}_reg"].median()), "sobolev": float(both[shown].median()),
-                    "ratio": r.estimate, "low": r.low, "high": r.high, "verdict": r.verdict})  # fmt: skip
+                    "regular": regular, "sobolev": sobolev, "ratio": r.estimate, "low": r.low, "high": r.high,
+                    **r.evidence(), "seeds": r.n, "fits": fits,
+                    "verdict": effect_verdict(r) if fits else UNDECIDED})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -121,14 +138,14 @@ def phase(runs: pd.DataFrame, function: str) -> pd.DataFrame:
     return sub.groupby(["method", "step", "every"]).test_nmse.median().reset_index()
 
 
-def accuracy_table(runs: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Digits students at the full budget, per K: median test accuracy (labels) and agreement with the
     teacher per loss, and the paired difference Sobolev − regular in accuracy with its interval."""
     end = final(runs)
     out = []
     for every, cell in end.groupby("every", sort=True):
         both = cell[cell.method == "sobolev"].merge(cell[cell.method == "regular"], on="seed", suffixes=("", "_reg"))
-        d = paired_difference(both.test_accuracy, both.test_accuracy_reg, n_boot)
+        d = paired_difference(both.test_accuracy, both.test_accuracy_reg)
         out.append({"every": int(every), "rounds": int(cell.rounds.iloc[0]),
                     "regular_accuracy": float(both.test_accuracy_reg.median()),
                     "sobolev_accuracy": float(both.test_accuracy.median()),

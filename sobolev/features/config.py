@@ -34,12 +34,12 @@ class FeaturesConfig(SectionConfig):
     phase_function: str = param(FUNCTION)
     within: float = param(number(0, 10, open_low=True))
     class_train: int = param(integer(10, 1200))  # digits images the students are distilled on
+    class_seeds: int = param(integer(1, 10_000))  # paired seeds of the digits students (their own budget)
     class_hidden: int = param(integer(1, 16_384))
     class_lr: float = param(number(0, MAX_LR, open_low=True))
     class_teacher_steps: int = param(integer(1, 10_000_000))
     class_weight: float = param(number(0, 1e6, open_low=True))  # λ of the projection term
     n_test: int = param(integer(1, MAX_POINTS))
-    n_boot: int = param(integer(100, 10_000_000))
     ensemble_size: int = param(integer(1, 100_000))
     device: str = param(device)
     threads: int = param(threads)

@@ -248,14 +248,15 @@ def chosen_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return select_lr(runs)
 
 
-def paired_cells(chosen: pd.DataFrame, n_boot: int, weight: float = 1.0) -> pd.DataFrame:
+def paired_cells(chosen: pd.DataFrame, weight: float = 1.0) -> pd.DataFrame:
     """Every derivative-matching arm (at derivative weight ``weight``) against its regular
     baseline on the same data scale, per function and size, seed by seed.
 
     Returns one row per ``(arm, function, n_train)``: ``baseline``, ``seeds``, the medians of
     both arms' normalised test MSE (``median``, ``baseline_median``), the geometric-mean
-    ratio arm / baseline of the test MSE with its bootstrap interval (``ratio``, ``low``,
-    ``high``), ``verdict`` (win / loss / undecided for the arm) and the same for the gradient
+    ratio arm / baseline of the test MSE with its t interval (``ratio``, ``low``,
+    ``high``), ``verdict`` (win / loss / undecided for the arm), ``p`` and ``seeds_needed``
+    (:meth:`~sobolev.common.stats.Interval.evidence`) and the same for the gradient
     error (``grad_ratio``, ``grad_verdict``).
     """
     rows = []
@@ -265,13 +266,13 @@ def paired_cells(chosen: pd.DataFrame, n_boot: int, weight: float = 1.0) -> pd.D
         base = chosen[chosen.arm == baseline_of(arm)]
         both = mine.merge(base, on=keys, suffixes=("", "_base"))
         for (fn, n), cell in both.groupby(["function", "n_train"], sort=True):
-            r: Interval = paired_ratio(cell.test_mse, cell.test_mse_base, n_boot)
-            rg: Interval = paired_ratio(cell.test_grad_mse, cell.test_grad_mse_base, n_boot)
+            r: Interval = paired_ratio(cell.test_mse, cell.test_mse_base)
+            rg: Interval = paired_ratio(cell.test_grad_mse, cell.test_grad_mse_base)
             rows.append(
                 {
                     "arm": arm, "baseline": baseline_of(arm), "function": fn, "n_train": int(n), "seeds": len(cell),
                     "median": float(cell.test_nmse.median()), "baseline_median": float(cell.test_nmse_base.median()),
-                    "ratio": r.estimate, "low": r.low, "high": r.high, "verdict": r.verdict,
+                    "ratio": r.estimate, "low": r.low, "high": r.high, "verdict": r.verdict, **r.evidence(),
                     "grad_ratio": rg.estimate, "grad_verdict": rg.verdict,
                 }
             )  # fmt: skip

@@ -13,7 +13,7 @@ import seaborn as sns
 
 from sobolev.common.claims import Claim
 from sobolev.common.plotting import style
-from sobolev.common.stats import LOSS, WIN, median_interval, paired_difference
+from sobolev.common.stats import LOSS, MIN_SEEDS, WIN, median_interval, paired_difference
 from sobolev.common.utils import json_safe
 
 # Table 1 of the paper, CIFAR-10 with 3 SG modules: test accuracy (%), mean and std.
@@ -28,7 +28,6 @@ PAPER_CIFAR10 = {
 # The paper's ordering: no backprop < direct SG < small-model SG < critic ≤ Sobolev < backprop.
 PAPER_ORDER = ("no_backprop", "direct", "small_model", "critic", "sobolev", "backprop")
 SG_VARIANTS = ("direct", "small_model", "critic", "sobolev")
-MIN_SEEDS = 5  # fewer paired seeds decide nothing: a bootstrap over 2 or 3 values is not an interval
 CEILING = 0.97  # backprop above this leaves no room between the variants (issue 12)
 N_BOOT = 10_000
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
@@ -64,18 +63,18 @@ def table1(results: pd.DataFrame) -> pd.DataFrame:
 
 def ordering(results: pd.DataFrame) -> pd.DataFrame:
     """Each consecutive pair (lower, higher) of the paper's ordering judged on paired seeds: the
-    mean per-seed accuracy difference higher − lower (percentage points) with its 95% bootstrap
+    mean per-seed accuracy difference higher − lower (percentage points) with its 95% t
     interval; *holds* when the interval lies above 0, *does not hold* below 0, else (and always
     with fewer than :data:`MIN_SEEDS` seeds) *undecided*; for critic ≤ Sobolev an undecided pair
     is consistent with the paper's tie."""
     acc = 100 * _by_seed(results)
     rows = []
     for a, b in itertools.pairwise(_present(results)):
-        d = paired_difference(acc[b].to_numpy(), acc[a].to_numpy(), N_BOOT)
-        verdict = {WIN: HOLDS, LOSS: FAILS}.get(d.verdict, UNDECIDED) if d.n >= MIN_SEEDS else UNDECIDED
+        d = paired_difference(acc[b].to_numpy(), acc[a].to_numpy())
+        verdict = {WIN: HOLDS, LOSS: FAILS}.get(d.verdict, UNDECIDED)
         relation = "≤" if (a, b) == ("critic", "sobolev") else "<"
         rows.append({"pair": f"{a} {relation} {b}", "lower": a, "higher": b, "difference": d.estimate,
-                     "low": d.low, "high": d.high, "seeds": d.n, "verdict": verdict})  # fmt: skip
+                     "low": d.low, "high": d.high, "seeds": d.n, "verdict": verdict, **d.evidence()})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -116,10 +115,10 @@ def cosine_comparisons(windowed: pd.DataFrame) -> pd.DataFrame:
             pair = last[last.cut == cut].pivot(index="seed", columns="variant", values="cosine")
             if not {"sobolev", other} <= set(pair.columns):
                 continue
-            d = paired_difference(pair["sobolev"].to_numpy(), pair[other].to_numpy(), N_BOOT)
+            d = paired_difference(pair["sobolev"].to_numpy(), pair[other].to_numpy())
             verdict = {WIN: "sobolev better", LOSS: "sobolev worse"}.get(d.verdict, UNDECIDED)
             rows.append({"other": other, "cut": int(cut), "difference": d.estimate, "low": d.low, "high": d.high,
-                         "seeds": d.n, "verdict": verdict if d.n >= MIN_SEEDS else UNDECIDED})  # fmt: skip
+                         "seeds": d.n, "verdict": verdict, **d.evidence()})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -146,7 +145,7 @@ def claims(results: pd.DataFrame, table: pd.DataFrame, order: pd.DataFrame, comp
     out = []
     acc = 100 * _by_seed(results)
     if {"backprop", "no_backprop"} <= set(acc.columns):
-        gap = paired_difference(acc["backprop"].to_numpy(), acc["no_backprop"].to_numpy(), N_BOOT)
+        gap = paired_difference(acc["backprop"].to_numpy(), acc["no_backprop"].to_numpy())
         top = table.loc["backprop", "median"]
         out.append(Claim(
             f"The task has room: backprop below {100 * CEILING:.0f}% and no backprop clearly below backprop",

@@ -236,22 +236,22 @@ def grid_arms(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([adam, fromage], ignore_index=True)
 
 
-def _paired(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], n_boot: int) -> list[dict]:
+def _paired(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> list[dict]:
     rows = []
     both = a.merge(b, on=[*keys, "seed"], suffixes=("", "_b"))
     for key, cell in both.groupby(keys, sort=True):
-        r: Interval = paired_ratio(cell.test_mse, cell.test_mse_b, n_boot)
+        r: Interval = paired_ratio(cell.test_mse, cell.test_mse_b)
         rows.append({**dict(zip(keys, key, strict=True)), "seeds": len(cell), "median": float(cell.test_nmse.median()),
                      "baseline_median": float(cell.test_nmse_b.median()), "ratio": r.estimate, "low": r.low,
-                     "high": r.high, "verdict": r.verdict})  # fmt: skip
+                     "high": r.high, "verdict": r.verdict, **r.evidence()})  # fmt: skip
     return rows
 
 
-def sobolev_cells(arms: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+def sobolev_cells(arms: pd.DataFrame) -> pd.DataFrame:
     """Per arm, function and size: the geometric-mean ratio Sobolev / regular of the test MSE over
     paired seeds, with its bootstrap interval and verdict (win = Sobolev better)."""
     keys = ["arm", "normalisation", "function", "n_train"]
-    return pd.DataFrame(_paired(arms[arms.method == "sobolev"], arms[arms.method == "regular"], keys, n_boot))
+    return pd.DataFrame(_paired(arms[arms.method == "sobolev"], arms[arms.method == "regular"], keys))
 
 
 def agreement(cells: pd.DataFrame) -> pd.DataFrame:
@@ -263,11 +263,11 @@ def agreement(cells: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def optimiser_cells(arms: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+def optimiser_cells(arms: pd.DataFrame) -> pd.DataFrame:
     """Per loss, function and size: default Fromage / tuned Adam test MSE over paired seeds
     (win = Fromage better)."""
     keys = ["method", "normalisation", "function", "n_train"]
-    return pd.DataFrame(_paired(arms[arms.arm == FROMAGE], arms[arms.arm == ADAM], keys, n_boot))
+    return pd.DataFrame(_paired(arms[arms.arm == FROMAGE], arms[arms.arm == ADAM], keys))
 
 
 # ---------------------------------------------------------------- the sweep: is it tuning-free?
@@ -306,6 +306,27 @@ def good_ranges(errors: pd.DataFrame, factor: float, default_lr: float) -> pd.Da
             "contiguous": bool(len(idx) == 0 or flags[idx[0] : idx[-1] + 1].all()),
             "default_good": bool(g.good[np.isclose(g.lr, default_lr)].any()),
         })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def default_tuning(runs: pd.DataFrame, factor: float, default_lr: float) -> pd.DataFrame:
+    """Is Fromage at ``default_lr`` within ``factor`` of the best the sweep found? Per normalisation, function
+    and loss: the best (optimiser, rate) by median error, and the paired ratio over seeds of Fromage-at-default's
+    test error to the best's, with its t interval (:func:`~sobolev.common.stats.paired_ratio`); ``verdict`` is
+    ``win`` when the interval lies below ``factor`` (needs no tuning there), ``loss`` when above it, else
+    ``undecided`` (always with fewer than 5 seeds). A diverged seed counts as infinite error."""
+    sweep = runs[runs.sweep].assign(score=lambda d: d.test_nmse.where(~d.diverged, np.inf))
+    rows = []
+    for (norm, fn, method), g in sweep.groupby(["normalisation", "function", "method"]):
+        medians = g.groupby(["optimiser", "lr"])["score"].median()
+        best_opt, best_lr = medians.idxmin()
+        best = g[(g.optimiser == best_opt) & np.isclose(g.lr, best_lr)].set_index("seed").score
+        default = g[(g.optimiser == "fromage") & np.isclose(g.lr, default_lr)].set_index("seed").score
+        seeds = best.index.intersection(default.index)
+        r = paired_ratio(default[seeds].to_numpy() / factor, best[seeds].to_numpy())
+        rows.append({"normalisation": norm, "function": fn, "method": method, "best": f"{best_opt} {best_lr:g}",
+                     "ratio_to_best": factor * r.estimate, "low": factor * r.low, "high": factor * r.high,
+                     "seeds": r.n, "verdict": r.verdict})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -428,7 +449,7 @@ def trust_networks(result: TrustResult, cfg: TrustConfig) -> tuple[pd.DataFrame,
     return table, rows
 
 
-def trust_summary(table: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+def trust_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per direction and ε: the median of measured change / bound for outputs and input gradients,
     the fraction of networks (and draws) within the bound, and the ratio input-gradient change /
     output change (geometric mean over networks, bootstrap interval; above 1: the input gradient
@@ -436,7 +457,7 @@ def trust_summary(table: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     rows = []
     for (direction, eps), g in table.groupby(["direction", "eps"], sort=True):
         per_net = g.groupby("network")[["output", "input_gradient"]].mean()
-        r = paired_ratio(per_net.input_gradient, per_net.output, n_boot)
+        r = paired_ratio(per_net.input_gradient, per_net.output)
         rows.append({
             "direction": direction, "eps": eps, "bound": float(g.bound.iloc[0]),
             "output_over_bound": float((g.output / g.bound).median()),

@@ -55,7 +55,6 @@ class TrustConfig(SectionConfig):
     converged_change: float = param(number(0, 1, open_low=True))
     n_test: int = param(integer(1, MAX_POINTS))
     n_val: int = param(integer(1, MAX_POINTS))
-    n_boot: int = param(integer(100, 10_000_000))
     ensemble_size: int = param(integer(1, 100_000))
     device: str = param(device)
     threads: int = param(threads)

@@ -11,7 +11,7 @@ from matplotlib import pyplot as plt
 
 from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import style
-from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, count_verdicts, median_interval, paired_ratio
+from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, all_win, count_verdicts, paired_ratio
 from sobolev.common.utils import atomic_write_json, atomic_write_text
 from sobolev.trust.compute import ADAM, FROMAGE, WEIGHTS, run_norms
 
@@ -29,18 +29,19 @@ def claims(
     cells: pd.DataFrame,
     optimiser_cells: pd.DataFrame,
     ranges: pd.DataFrame,
+    tuning: pd.DataFrame,
     finals: pd.DataFrame,
     trust: pd.DataFrame,
     slopes: pd.DataFrame,
     default_lr: float,
-    n_boot: int,
 ) -> list[Claim]:
     """The verdicts, each decided by intervals over paired seeds or by counts of decided cells.
 
     Args:
         cells: :func:`sobolev.trust.compute.sobolev_cells`; ``optimiser_cells``:
             :func:`~sobolev.trust.compute.optimiser_cells`; ``ranges``:
-            :func:`~sobolev.trust.compute.good_ranges`; ``finals``:
+            :func:`~sobolev.trust.compute.good_ranges`; ``tuning``:
+            :func:`~sobolev.trust.compute.default_tuning`; ``finals``:
             :func:`~sobolev.trust.compute.run_norms`; ``trust``:
             :func:`~sobolev.trust.compute.trust_summary`; ``slopes``:
             :func:`~sobolev.trust.compute.trust_slopes`.
@@ -75,38 +76,40 @@ def claims(
         ))  # fmt: skip
     for norm in sorted(set(ranges.normalisation)):  # 3. tuning-free: the default inside the good range
         mine = ranges[ranges.normalisation == norm]
-        fromage = mine[mine.optimiser == "fromage"]
-        inside = int(fromage.default_good.sum())
+        decided = tuning[tuning.normalisation == norm]
+        inside = int((decided.verdict == WIN).sum())
         by_optimiser = mine.groupby("optimiser")
         widths = ", ".join(
             f"{o} {g.decades.median():.2g} ({int((g.n_good == 0).sum())} without a good rate)" for o, g in by_optimiser
         )
         out.append(Claim(
-            f"{norm} data: Fromage's default η = {default_lr:g} needs no tuning (its error within the sweep's good "
-            "range for both losses on every sweep function)",
-            inside == len(fromage), f"{inside} of {len(fromage)} (function, loss) pairs; good range in decades, median "
-            f"over functions and losses: {widths}",
+            f"{norm} data: Fromage's default η = {default_lr:g} needs no tuning (its test error within the good "
+            "factor of the sweep's best, paired over seeds, for both losses on every sweep function)",
+            all_win(decided.verdict), f"decided within on {inside} of {len(decided)} (function, loss) pairs over "
+            f"{int(decided.seeds.min()) if len(decided) else 0} seeds: " + "; ".join(
+                f"{r.function} {r.method}: ×{r.ratio_to_best:.2g} [{r.low:.2g}, {r.high:.2g}] of {r.best}"
+                for r in decided.itertuples()) + f"; good range in decades (medians), median over functions and "
+            f"losses: {widths}",
         ))  # fmt: skip
     for norm in sorted(set(finals.normalisation)):  # 4. the reviewers' shrinkage
         mine = finals[finals.normalisation == norm]
         plain, lars = mine[mine.variant == "fromage"], mine[mine.variant == "lars"]
         pair = plain.merge(lars, on=["function", "seed", "method"], suffixes=("", "_lars"))
-        r: Interval = paired_ratio(pair.final_norm, pair.final_norm_lars, n_boot)
-        low, high = median_interval(np.log(plain.final_norm.to_numpy()), n_boot)
-        holds = True if high < 0 else (False if low > 0 else None)
+        r: Interval = paired_ratio(pair.final_norm, pair.final_norm_lars)
         out.append(Claim(
-            f"{norm} data: Fromage's factor 1/√(1+η²) drives the weights towards zero as training nears a "
-            "stationary point (reviewer 2)", holds,
-            f"final weight norm / initial, median over {len(plain)} runs: {plain.final_norm.median():.3g} "
-            f"[{np.exp(low):.3g}, {np.exp(high):.3g}]; Fromage / LARS final norm (paired; LARS has no factor): {r}",
+            f"{norm} data: Fromage's factor 1/√(1+η²) shrinks the weights as training nears a stationary point "
+            "(reviewer 2; final weight norm, Fromage / LARS paired: LARS is Fromage without the factor)",
+            {WIN: True, LOSS: False}.get(r.verdict),
+            f"Fromage / LARS final norm: {r} over {r.n} pairs; Fromage's final norm / initial, median over "
+            f"{len(plain)} runs: {plain.final_norm.median():.3g}",
         ))  # fmt: skip
     for quantity, column, ratio in (("output", "output_within", "output_over_bound"),
                                     ("input gradient", "gradient_within", "gradient_over_bound")):  # fmt: skip
         worst = trust.loc[trust[column].idxmin()]  # 5-6. deep relative trust for outputs and input gradients
-        holds = True if trust[column].min() >= 0.95 else (False if trust[column].min() < 0.5 else None)
+        holds = bool(trust[column].min() >= 0.95)  # a count over every network measured, not a sample estimate
         out.append(Claim(
             f"Deep relative trust bounds the network's {quantity}: relative change ≤ ∏(1+εₗ) − 1 for ≥ 95% of "
-            "networks at every ε (not reproduced below 50%)",
+            "the networks and directions measured, at every ε",
             holds, f"lowest fraction within the bound: {trust[column].min():.2f} ({worst.direction} direction, "
             f"ε = {worst.eps:g}); median change / bound: "
             + ", ".join(f"{d} {trust[trust.direction == d][ratio].median():.2g}" for d in sorted(set(trust.direction))),
