@@ -161,7 +161,7 @@ def test_committed_feature_results_match_committed_params():
     assert len(runs) == len(cfg.functions) * cfg.seeds * 2 * len(cfg.every) * len(cfg.checkpoints)
     assert set(m["digits_kl"]) == {f"K{k}" for k in cfg.every}
     digits = pd.read_csv(ROOT / "results/features/digits.csv")
-    assert len(digits) == cfg.seeds * 2 * len(cfg.every) * len(cfg.checkpoints)
+    assert len(digits) == cfg.class_seeds * 2 * len(cfg.every) * len(cfg.checkpoints)
 
 
 def test_committed_deviations_results_match_committed_params():

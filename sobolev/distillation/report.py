@@ -234,7 +234,7 @@ def comparisons(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
             rows.append({"quantity": name, "game": game, "fraction": fraction, "seeds": iv.n,
                          "sobolev": float(np.median(sob)), "regular": float(np.median(reg)),
                          "estimate": iv.estimate, "low": iv.low, "high": iv.high, "null": iv.null,
-                         "verdict": iv.verdict, **iv.evidence()})  # fmt: skip
+                         "verdict": iv.verdict, "never": getattr(iv, "never", 0), **iv.evidence()})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -297,8 +297,18 @@ def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _cells(rows: pd.DataFrame, fmt: str = "{:.3g}") -> str:
     return "; ".join(
         f"{r.game} {r.fraction:g}: {fmt.format(r.estimate)} [{fmt.format(r.low)}, {fmt.format(r.high)}]"
+        + _undecided_note(r)
         for r in rows.itertuples()
     )
+
+
+def _undecided_note(row) -> str:
+    """For an undecided cell: its seeds, and how many would decide it at its measured effect and spread."""
+    if row.verdict != UNDECIDED:
+        return ""
+    needed = getattr(row, "seeds_needed", math.nan)
+    more = f"; ≈{needed:.0f} would decide it" if np.isfinite(needed) else "; no seed count would at this effect"
+    return f" ({row.seeds} seeds{more})"
 
 
 def low_data_gain(rows: list[tuple[str, pd.Series, pd.Series]]) -> bool | None:
@@ -351,7 +361,7 @@ def claims(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
         "(Sobolev − regular)",
         all_win(list(gap.verdict)),
         "; ".join(f"{r.game} {r.fraction:g}: gap Sobolev {r.sobolev:.3g}, regular {r.regular:.3g}, difference "
-                  f"{r.estimate:+.3g} [{r.low:+.3g}, {r.high:+.3g}]" for r in gap.itertuples()),
+                  f"{r.estimate:+.3g} [{r.low:+.3g}, {r.high:+.3g}]{_undecided_note(r)}" for r in gap.itertuples()),
     ))  # fmt: skip
     rise = q("test KL rise after its best")
     out.append(Claim(
@@ -360,6 +370,7 @@ def claims(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
         all_win(list(rise.verdict)),
         "; ".join(f"{r.game} {r.fraction:g}: regular +{100 * r.regular:.1f}%, Sobolev +{100 * r.sobolev:.1f}%, "
                   f"difference {100 * r.estimate:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}] points"
+                  + _undecided_note(r)
                   for r in rise.itertuples()),
     ))  # fmt: skip
     fast = q("iterations to 1.1 × regular's best val KL")
@@ -481,6 +492,12 @@ def metrics(data: dict) -> dict:
     }
 
 
+def _g(value: float | None) -> str:
+    """A metrics number for the README; ``None`` is how ``metrics.json`` stores an infinite value here
+    (iterations of a run that never reached the target)."""
+    return "∞" if value is None else f"{value:.3g}"
+
+
 def readme_block(m: dict) -> str:
     """Markdown from ``results/distillation/report/metrics.json``: teachers, chosen hyper-parameters, test
     metrics at the selected checkpoints, paired comparisons, the control and the claims."""
@@ -536,9 +553,10 @@ def readme_block(m: dict) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in m["comparisons"]:
+        sobolev = f"never ({r['never']} of {r['seeds']} seeds)" if r.get("never") else _g(r["sobolev"])
         lines.append(
-            f"| {r['quantity']} | {r['game']} | {r['fraction']:g} | {r['sobolev']:.3g} | {r['regular']:.3g} | "
-            f"{r['estimate']:.3g} [{r['low']:.3g}, {r['high']:.3g}] | {r['verdict']} |"
+            f"| {r['quantity']} | {r['game']} | {r['fraction']:g} | {sobolev} | {_g(r['regular'])} | "
+            f"{_g(r['estimate'])} [{_g(r['low'])}, {_g(r['high'])}] | {r['verdict']} |"
         )
     if m["control"]:
         lines += [
