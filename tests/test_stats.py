@@ -121,14 +121,22 @@ def test_seeds_needed_from_the_spread():
     iv = paired_ratio([0.5, 1.5, 0.8, 1.2, 0.7], [1.0] * 5)
     assert iv.verdict == UNDECIDED and (iv.seeds_needed is None or iv.seeds_needed > 5)
     assert seeds_needed(0.0, 1.0) is None
+    assert seeds_needed(1e-4, 1.0) is None  # more than 10 000 seeds
+    # The first n with t_{n-1} · spread / √n below the effect, for a range of effect sizes.
+    for effect in (0.05, 0.2, 0.7, 3.0):
+        n = seeds_needed(effect, 1.0)
+        assert sps.t.ppf(0.975, n - 1) / np.sqrt(n) < effect
+        assert n == 5 or sps.t.ppf(0.975, n - 2) / np.sqrt(n - 1) >= effect
 
 
 def test_welch_interval_matches_scipy():
     a, b = np.array([20.0, 15, 25, 30, 18, 22]), np.array([1.0, 2, 0, 1, 3, 1, 2, 0, 1, 1])
-    est, low, high = welch_interval([a, b], [1.0, -1.0])
+    iv = welch_interval([a, b], [1.0, -1.0], lower_is_better=False)
     ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert est == pytest.approx(a.mean() - b.mean()) and (low, high) == pytest.approx((ref.low, ref.high))
-    assert welch_interval([[1.0], [2.0, 3.0]], [1.0, -1.0])[1] == -np.inf
+    assert iv.estimate == pytest.approx(a.mean() - b.mean()) and (iv.low, iv.high) == pytest.approx((ref.low, ref.high))
+    assert iv.n == 6 and iv.verdict == WIN  # the smallest group has 6 values; higher is better here
+    assert welch_interval([[1.0], [2.0, 3.0]], [1.0, -1.0]).low == -np.inf
+    assert welch_interval([a[:4], b], [1.0, -1.0], lower_is_better=False).verdict == UNDECIDED  # 4 < 5 values
 
 
 def test_all_win():

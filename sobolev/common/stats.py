@@ -18,6 +18,7 @@ which decide nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -85,16 +86,22 @@ def sign_flip_p(values: np.ndarray, seed: int = 0) -> float:
     return float(np.mean(flipped >= observed * (1 - 1e-12)))
 
 
+@functools.lru_cache(maxsize=8)
+def _half_widths(level: float, most: int) -> np.ndarray:
+    """t_{n−1} quantile / √n for n = MIN_SEEDS .. most: the interval's half-width per unit spread
+    (decreasing in n), computed once per level."""
+    n = np.arange(MIN_SEEDS, most + 1)
+    return sps.t.ppf((1 + level) / 2, n - 1) / np.sqrt(n)
+
+
 def seeds_needed(effect: float, spread: float, level: float = LEVEL, most: int = 10_000) -> int | None:
     """The fewest seeds whose t interval would exclude no difference if the mean per-seed effect
     and its standard deviation stayed what they are (at least :data:`MIN_SEEDS`); ``None`` when
     the effect is zero or not finite, or more than ``most`` seeds would be needed."""
     if not (np.isfinite(effect) and np.isfinite(spread)) or effect == 0:
         return None
-    for n in range(MIN_SEEDS, most + 1):
-        if sps.t.ppf((1 + level) / 2, n - 1) * spread / math.sqrt(n) < abs(effect):
-            return n
-    return None
+    enough = np.flatnonzero(_half_widths(level, most) * spread < abs(effect))
+    return int(MIN_SEEDS + enough[0]) if len(enough) else None
 
 
 @dataclass(frozen=True)
@@ -144,16 +151,16 @@ class Interval:
         return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 
-def _paired_interval(values: np.ndarray, level: float) -> tuple[float, float, float, float, float, float]:
-    """``(mean, low, high, p, effect, spread)`` of per-seed ``values``; a non-finite seed (a diverged
-    run) makes the interval infinite: nothing is decided, and no seed is silently dropped."""
+def _paired_interval(values: np.ndarray, level: float) -> tuple[float, float, float, float, float]:
+    """``(mean, low, high, p, spread)`` of per-seed ``values``; a non-finite seed (a diverged run)
+    makes the interval infinite: nothing is decided, and no seed is silently dropped."""
     if len(values) == 0:
-        return (float("nan"),) * 6
+        return (float("nan"),) * 5
     if not np.all(np.isfinite(values)):
-        return float("nan"), float("-inf"), float("inf"), float("nan"), float("nan"), float("nan")
+        return float("nan"), float("-inf"), float("inf"), float("nan"), float("nan")
     mean, low, high = t_interval(values, level)
     spread = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return float(mean), float(low), float(high), sign_flip_p(values), float(mean), spread
+    return float(mean), float(low), float(high), sign_flip_p(values), spread
 
 
 def _pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +179,8 @@ def paired_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -
     a, b = _pair(a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(a) - np.log(b)
-    mean, low, high, p, effect, spread = _paired_interval(logs, level)
-    return Interval(float(np.exp(mean)), float(np.exp(low)), float(np.exp(high)), len(a), 1.0, True, p, effect, spread)
+    mean, low, high, p, spread = _paired_interval(logs, level)
+    return Interval(float(np.exp(mean)), float(np.exp(low)), float(np.exp(high)), len(a), 1.0, True, p, mean, spread)
 
 
 def paired_difference(
@@ -182,31 +189,35 @@ def paired_difference(
     """Mean of ``a[i] - b[i]`` over paired seeds with its t interval (e.g. accuracy, where higher
     is better: ``lower_is_better=False``)."""
     a, b = _pair(a, b)
-    mean, low, high, p, effect, spread = _paired_interval(a - b, level)
-    return Interval(mean, low, high, len(a), 0.0, lower_is_better, p, effect, spread)
+    mean, low, high, p, spread = _paired_interval(a - b, level)
+    return Interval(mean, low, high, len(a), 0.0, lower_is_better, p, mean, spread)
 
 
 def welch_interval(
-    groups: Sequence[Sequence[float]], weights: Sequence[float], level: float = LEVEL
-) -> tuple[float, float, float]:
+    groups: Sequence[Sequence[float]],
+    weights: Sequence[float],
+    level: float = LEVEL,
+    lower_is_better: bool = True,
+) -> Interval:
     """``Σ weights[i] · mean(groups[i])`` over *independent* groups with its Welch-Satterthwaite t
     interval (e.g. a teacher's mean score minus random play's, or a mean over functions at one
-    data size minus the one at another). Returns ``(estimate, low, high)``; infinite bounds when a
-    group has fewer than 2 values or a value is not finite."""
+    data size minus the one at another), as an :class:`Interval` against 0 whose ``n`` is the
+    smallest group (so fewer than :data:`MIN_SEEDS` values in a group decide nothing). Infinite
+    bounds when a group has fewer than 2 values or a value is not finite."""
     arrays = [np.asarray(g, float) for g in groups]
     if len(arrays) != len(weights):
         raise ValueError(f"groups and weights must have equal length, got {len(arrays)} and {len(weights)}")
     estimate = float(sum(w * g.mean() for w, g in zip(weights, arrays, strict=True)))
-    if any(len(g) < 2 or not np.all(np.isfinite(g)) for g in arrays):
-        return estimate, float("-inf"), float("inf")
+    n = min(len(g) for g in arrays)
+    if n < 2 or not all(np.all(np.isfinite(g)) for g in arrays):
+        return Interval(estimate, float("-inf"), float("inf"), n, 0.0, lower_is_better)
     parts = np.array([w**2 * g.var(ddof=1) / len(g) for w, g in zip(weights, arrays, strict=True)])
-    dof = np.array([len(g) - 1 for g in arrays])
     var = parts.sum()
-    if var == 0:
-        return estimate, estimate, estimate
-    df = var**2 / np.sum(parts**2 / dof)
-    half = sps.t.ppf((1 + level) / 2, df) * math.sqrt(var)
-    return estimate, estimate - half, estimate + half
+    half = 0.0
+    if var > 0:
+        df = var**2 / np.sum(parts**2 / np.array([len(g) - 1 for g in arrays]))
+        half = float(sps.t.ppf((1 + level) / 2, df) * math.sqrt(var))
+    return Interval(estimate, estimate - half, estimate + half, n, 0.0, lower_is_better)
 
 
 def bootstrap_means(values: np.ndarray, n_boot: int, seed: int = 0, statistic=np.mean) -> np.ndarray:

@@ -15,10 +15,6 @@ import pandas as pd
 import torch
 
 from sobolev.common.stats import (
-    LOSS,
-    MIN_SEEDS,
-    UNDECIDED,
-    WIN,
     bootstrap_means,
     median_interval,
     paired_ratio,
@@ -108,11 +104,10 @@ def data_multiple(runs: pd.DataFrame, quantity: str, factor: float) -> pd.DataFr
                 continue
             dif = np.log(sub[(sub.method == "differential") & (sub.n_train == n)][f"{quantity}_rmse"].to_numpy())
             std = np.log(sub[(sub.method == "standard") & (sub.n_train == m)][f"{quantity}_rmse"].to_numpy())
-            est, low, high = welch_interval([dif, std], [1.0, -1.0])
-            enough = min(len(dif), len(std)) >= MIN_SEEDS
-            verdict = (WIN if high < 0 else LOSS if low > 0 else UNDECIDED) if enough else UNDECIDED
-            out.append({"problem": name, "n_train": int(n), "standard_n": int(m), "ratio": float(np.exp(est)),
-                        "low": float(np.exp(low)), "high": float(np.exp(high)), "verdict": verdict})  # fmt: skip
+            iv = welch_interval([dif, std], [1.0, -1.0])  # on log RMSE: below 0 is a win for differential
+            ratio, low, high = np.exp([iv.estimate, iv.low, iv.high])
+            out.append({"problem": name, "n_train": int(n), "standard_n": int(m), "ratio": float(ratio),
+                        "low": float(low), "high": float(high), "verdict": iv.verdict})  # fmt: skip
     return pd.DataFrame(out)
 
 

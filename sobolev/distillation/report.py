@@ -69,8 +69,7 @@ def teacher_table(teachers: pd.DataFrame) -> pd.DataFrame:
 def beats_chance(teacher: pd.Series) -> Interval:
     """Teacher's mean game score minus random play's, with a Welch t interval (independent games on both sides)."""
     played, chance = np.asarray(teacher["returns"], float), np.asarray(teacher["random_returns"], float)
-    estimate, low, high = welch_interval([played, chance], [1.0, -1.0])
-    return Interval(estimate, low, high, min(len(played), len(chance)), 0.0, False)
+    return welch_interval([played, chance], [1.0, -1.0], lower_is_better=False)
 
 
 def teacher_claims(teachers: pd.DataFrame) -> list[Claim]:

@@ -90,8 +90,8 @@ def size_trend(cells: pd.DataFrame, chosen: pd.DataFrame, arm: str, baseline: st
     for a, b in itertools.pairwise(sizes):
         ga, gb = groups[a], groups[b]
         weights = [-1 / len(ga)] * len(ga) + [1 / len(gb)] * len(gb)
-        change, low, high = welch_interval([*ga, *gb], weights)
-        out.append((int(a), int(b), change, low, high))
+        change = welch_interval([*ga, *gb], weights)
+        out.append((int(a), int(b), change.estimate, change.low, change.high))
     return out
 
 

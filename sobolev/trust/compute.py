@@ -273,10 +273,15 @@ def optimiser_cells(arms: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- the sweep: is it tuning-free?
 
 
+def _sweep_scores(runs: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's runs with ``score``: normalised test MSE, infinite for a diverged run."""
+    return runs[runs.sweep].assign(score=lambda d: d.test_nmse.where(~d.diverged, np.inf))
+
+
 def sweep_errors(runs: pd.DataFrame) -> pd.DataFrame:
     """The sweep's median normalised test MSE per function, loss, optimiser and rate (a diverged
     seed counts as infinite error)."""
-    sweep = runs[runs.sweep].assign(score=lambda d: d.test_nmse.where(~d.diverged, np.inf))
+    sweep = _sweep_scores(runs)
     keys = ["normalisation", "function", "method", "optimiser", "lr"]
     return sweep.groupby(keys)["score"].median().rename("median_nmse").reset_index()
 
@@ -315,7 +320,7 @@ def default_tuning(runs: pd.DataFrame, factor: float, default_lr: float) -> pd.D
     test error to the best's, with its t interval (:func:`~sobolev.common.stats.paired_ratio`); ``verdict`` is
     ``win`` when the interval lies below ``factor`` (needs no tuning there), ``loss`` when above it, else
     ``undecided`` (always with fewer than 5 seeds). A diverged seed counts as infinite error."""
-    sweep = runs[runs.sweep].assign(score=lambda d: d.test_nmse.where(~d.diverged, np.inf))
+    sweep = _sweep_scores(runs)
     rows = []
     for (norm, fn, method), g in sweep.groupby(["normalisation", "function", "method"]):
         medians = g.groupby(["optimiser", "lr"])["score"].median()
