@@ -151,3 +151,23 @@ def test_paired_difference_and_bad_input():
     assert paired_difference([1.0, 2.0], [1.0, 2.0]).verdict == UNDECIDED
     with pytest.raises(ValueError, match="paired values must be two 1-D arrays of equal length"):
         paired_ratio([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize("sizes", [(5, 10), (6, 12), (10, 10)])
+def test_welch_interval_keeps_its_level_for_unequal_groups(sizes):
+    """Independent groups of unequal size and spread, equal means: the Welch interval covers the true
+    difference (0) at least 93% of the time (Section 4.2's teacher vs random play, Section 5.1's sizes)."""
+    rng = np.random.default_rng(1)
+    covered = 0
+    for _ in range(2000):
+        a, b = rng.normal(0, 1, sizes[0]), rng.normal(0, 3, sizes[1])
+        iv = welch_interval([a, b], [1.0, -1.0])
+        covered += iv.low <= 0 <= iv.high
+    assert covered / 2000 >= 0.93
+
+
+def test_welch_interval_rejects_empty_groups():
+    with pytest.raises(ValueError, match=r"groups\[1\]"):
+        welch_interval([[1.0, 2.0], []], [1.0, -1.0])
+    with pytest.raises(ValueError, match="groups and weights"):
+        welch_interval([[1.0, 2.0]], [1.0, -1.0])

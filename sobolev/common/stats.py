@@ -207,6 +207,9 @@ def welch_interval(
     arrays = [np.asarray(g, float) for g in groups]
     if len(arrays) != len(weights):
         raise ValueError(f"groups and weights must have equal length, got {len(arrays)} and {len(weights)}")
+    empty = [i for i, g in enumerate(arrays) if g.ndim != 1 or len(g) == 0]
+    if not arrays or empty:
+        raise ValueError(f"groups must be non-empty 1-D sequences of values; empty or not 1-D: groups{empty or ''}")
     estimate = float(sum(w * g.mean() for w, g in zip(weights, arrays, strict=True)))
     n = min(len(g) for g in arrays)
     if n < 2 or not all(np.all(np.isfinite(g)) for g in arrays):
