@@ -1,5 +1,8 @@
 """Sobolev Training for Neural Networks (Czarnecki et al., NeurIPS 2017).
 
+Fit your own data: ``sobolev.fit(x, y, dydx)`` returns a :class:`FittedModel` (see
+:mod:`sobolev.fitting`).
+
 Layout: ``sobolev.core`` (functions, derivatives, eq. 1 and eq. 2, models, the training loop),
 ``sobolev.common`` (params, claims, comparisons, figures, helpers), one subpackage per paper
 section (``theory``, ``regression``, ``distillation``, ``synthetic``), each with ``config``, its
@@ -10,6 +13,17 @@ core and ``common``, never each other.
 from sobolev.core.derivatives import derivatives, input_gradient
 from sobolev.core.losses import sobolev_loss, stochastic_sobolev_loss
 from sobolev.core.models import MLP
+from sobolev.fitting import FittedModel, Recipe, fit
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "__version__", "derivatives", "input_gradient", "sobolev_loss", "stochastic_sobolev_loss"]
+__all__ = [
+    "MLP",
+    "FittedModel",
+    "Recipe",
+    "__version__",
+    "derivatives",
+    "fit",
+    "input_gradient",
+    "sobolev_loss",
+    "stochastic_sobolev_loss",
+]

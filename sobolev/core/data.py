@@ -37,7 +37,17 @@ def make_sample(fn: BenchmarkFunction, n: int, seed: int, split: str = "train") 
     g = torch.Generator().manual_seed(stable_seed(fn.name, n, seed, split))
     x = fn.sample(n, generator=g)
     xd = x.double()
-    return Sample(x, fn(xd).float(), fn.grad(xd).float())
+    y, grad = fn(xd), fn.grad(xd)
+    if tuple(y.shape) != (n,) or tuple(grad.shape) != (n, fn.dim):
+        raise ValueError(f"{fn.name}: value and gradient of {n} points must have shapes ({n},) and ({n}, {fn.dim}), "
+                         f"got {tuple(y.shape)} and {tuple(grad.shape)}")  # fmt: skip
+    bad = ~torch.isfinite(y) | ~torch.isfinite(grad).all(-1)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0])
+        raise ValueError(f"{fn.name}: value {float(y[i])} and gradient {grad[i].tolist()} at x = {xd[i].tolist()} "
+                         f"({int(bad.sum())} of {n} {split} points not finite); "
+                         "the function must be finite on its domain")  # fmt: skip
+    return Sample(x, y.float(), grad.float())
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,13 @@ class Normaliser:
             std = float(train.y.std()) if train.y.numel() > 1 else 1.0
             return cls((low + high) / 2, (high - low) / 2, float(train.y.mean()), std or 1.0)
         raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {kind!r}")
+
+    @classmethod
+    def from_samples(cls, x: Tensor, y: Tensor) -> Normaliser:
+        """Standardise by the samples' own mean and standard deviation: ``x (N, d)``, ``y (N,)``
+        (a user's data, whose domain is not known); a constant input or output keeps scale 1."""
+        x_std, y_std = x.std(0), float(y.std()) if y.numel() > 1 else 0.0
+        return cls(x.mean(0), torch.where(x_std > 0, x_std, 1.0), float(y.mean()), y_std or 1.0)
 
     def x(self, x: Tensor) -> Tensor:
         return (x - self.x_center.to(x)) / self.x_scale.to(x)

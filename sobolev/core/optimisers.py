@@ -239,6 +239,14 @@ class BatchedAdam:
         self.blocks = list(zip(starts, [*starts[1:], M], strict=True))
         device = next(iter(params.values())).device
         fused = device.type in ("cpu", "cuda")
+        self.flat = _flat_storage(params) if len(self.blocks) == 1 else None
+        if self.flat is not None:
+            # One tensor for every parameter: one fused update instead of one per tensor (on tiny
+            # networks the per-tensor overhead, not the arithmetic, is the cost). The same numbers.
+            self.names = list(params)
+            self.optimisers = [torch.optim.Adam([self.flat], lr=rates[0], betas=betas, eps=eps, fused=fused,
+                                                foreach=None if fused else True)]  # fmt: skip
+            return
         self.views = [{n: p[a:b] for n, p in params.items()} for a, b in self.blocks]
         self.optimisers = [
             torch.optim.Adam(
@@ -254,12 +262,42 @@ class BatchedAdam:
 
     @torch.no_grad()
     def step(self, grads: dict[str, Tensor]) -> None:
+        if self.flat is not None:
+            self.flat.grad = torch.cat([grads[n].reshape(-1) for n in self.names])
+            self.optimisers[0].step()
+            return
         for views, (a, b), opt in zip(self.views, self.blocks, self.optimisers, strict=True):
             for name, view in views.items():
                 # fused Adam reads the gradient with the parameter's strides: a transposed gradient
                 # (autograd's for a weight used as Wᵀ) would be read scrambled
                 view.grad = grads[name][a:b].contiguous()
             opt.step()
+
+
+def flat_parameters(shapes: dict[str, tuple[int, ...]], like: Tensor) -> dict[str, Tensor]:
+    """Zero tensors of ``shapes`` that are consecutive views of one buffer (``like``'s device and
+    dtype), in dict order: :class:`BatchedAdam` then updates them as one tensor."""
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    flat = torch.zeros(sum(sizes), device=like.device, dtype=like.dtype)
+    return {n: v.view(shape) for (n, shape), v in zip(shapes.items(), flat.split(sizes), strict=True)}
+
+
+def _flat_storage(params: dict[str, Tensor]) -> Tensor | None:
+    """The one buffer ``params`` are consecutive contiguous views of (as made by
+    :func:`flat_parameters`), or ``None``."""
+    tensors = list(params.values())
+    first = tensors[0]
+    offset = first.storage_offset()
+    for t in tensors:
+        if not t.is_contiguous() or t.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+            return None
+        if t.storage_offset() != offset:
+            return None
+        offset += t.numel()
+    total = offset - first.storage_offset()
+    if first.untyped_storage().nbytes() != total * first.element_size():
+        return None  # the buffer holds more than these parameters
+    return first.new_empty(0).set_(first.untyped_storage(), first.storage_offset(), (total,))
 
 
 def batched_optimiser(
