@@ -104,3 +104,38 @@ def test_public_gradient_check_catches_a_wrong_gradient_in_any_dimension():
         good(torch.zeros(3, 2))
     with pytest.raises(ValueError, match="domain must be a non-empty list of"):
         BenchmarkFunction("empty", good.value, good.gradient, ((1.0, 0.0),))
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        ((-5, 5), r"for one input write \(\(-5, 5\),\)"),
+        (((0.0, math.inf),), r"domain entry 0 is \(0.0, inf\)"),
+        ((("a", "b"),), r"domain entry 0 is \('a', 'b'\)"),
+        ("(-1, 1)", r"got '\(-1, 1\)'"),
+        (((0.0, 1.0), (2.0, 2.0)), r"domain entry 1 is \(2.0, 2.0\)"),
+        ((), r"domain must be a non-empty list"),
+    ],
+)
+def test_domain_is_checked_with_a_remedy(domain, message):
+    with pytest.raises(ValueError, match=message):
+        BenchmarkFunction("f", lambda x: x.sum(-1), torch.ones_like, domain)
+
+
+def test_a_gradient_check_that_is_not_finite_fails():
+    """A function that is NaN on part of its domain fails the check (a NaN error is no pass)."""
+    f = BenchmarkFunction("sqrt", lambda x: x[..., 0].sqrt(), lambda x: 0.5 / x.sqrt(), ((-1.0, 1.0),))
+    with pytest.raises(ValueError, match="sqrt: gradient does not match"):
+        check_gradient(f)
+    from sobolev.core.functions import GradientCheck
+
+    assert not GradientCheck(0.0, math.nan, 1e-5).passed
+
+
+def test_a_sample_with_a_non_finite_gradient_is_refused_naming_the_point():
+    from sobolev.core.data import make_sample
+
+    f = BenchmarkFunction("kink", lambda x: x.abs().sum(-1), lambda x: torch.where(x[..., :1] > 0.5, math.nan, 1.0)
+                          .expand_as(x), ((-1.0, 1.0), (-1.0, 1.0)))  # fmt: skip
+    with pytest.raises(ValueError, match=r"kink: value .* and gradient \[nan, nan\] at x = .*not finite"):
+        make_sample(f, 50, 0)

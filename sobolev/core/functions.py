@@ -50,9 +50,20 @@ class BenchmarkFunction:
     minimum: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.domain or any(len(r) != 2 or not r[0] < r[1] for r in self.domain):
-            raise ValueError(f"{self.name}: domain must be a non-empty list of (low, high) with low < high, "
-                             f"got {self.domain!r}")  # fmt: skip
+        allowed = "a non-empty list of (low, high) pairs of finite numbers with low < high, one per input"
+        domain = self.domain
+        if isinstance(domain, str | bytes) or not isinstance(domain, list | tuple) or not domain:
+            raise ValueError(f"{self.name}: domain must be {allowed}, got {domain!r}")
+        if len(domain) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in domain):
+            raise ValueError(f"{self.name}: domain must be {allowed}; for one input write (({domain[0]!r}, "
+                             f"{domain[1]!r}),), got the flat pair {domain!r}")  # fmt: skip
+        for i, r in enumerate(domain):
+            ok = isinstance(r, list | tuple) and len(r) == 2
+            ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in r)
+            if not ok or not r[0] < r[1]:
+                raise ValueError(f"{self.name}: domain entry {i} is {r!r}; domain must be {allowed}")
+        if not callable(self.value) or not callable(self.gradient):
+            raise ValueError(f"{self.name}: value and gradient must be callables mapping (..., d) tensors")
 
     @property
     def dim(self) -> int:
@@ -93,7 +104,10 @@ class GradientCheck:
 
     @property
     def passed(self) -> bool:
-        return max(self.autograd_error, self.finite_difference_error) <= self.tolerance
+        """Both errors finite and within the tolerance (a NaN error is a failure, not a pass)."""
+        return max(self.autograd_error, self.finite_difference_error) <= self.tolerance and all(
+            math.isfinite(e) for e in (self.autograd_error, self.finite_difference_error)
+        )
 
 
 def check_gradient(fn: BenchmarkFunction, n: int = 256, seed: int = 0, tolerance: float = 1e-5) -> GradientCheck:
@@ -116,6 +130,8 @@ def check_gradient(fn: BenchmarkFunction, n: int = 256, seed: int = 0, tolerance
         return (g - ref).abs().amax(-1) / (ref.abs().amax(-1) + 1e-12)
 
     ea, ef = rel(auto), rel(fd)
+    # NaN anywhere (the function, its gradient or the differences) is the worst error, not ignored.
+    ea, ef = ea.nan_to_num(nan=math.inf), ef.nan_to_num(nan=math.inf)
     result = GradientCheck(float(ea.max()), float(ef.max()), tolerance)
     if not result.passed:
         worst = int(torch.argmax(torch.maximum(ea, ef)))
