@@ -23,10 +23,10 @@ def grad(x: torch.Tensor) -> torch.Tensor:
 fn = BenchmarkFunction("sines5", f, grad, domain=((-2.0, 2.0),) * 5)
 print(check_gradient(fn))  # autograd and central differences; raises, naming the point, on a mismatch
 
-# The committed ci scale with one size; every arm (regular, the paper's Sobolev, the balanced loss)
-# gets the same learning rates, schedule and seeds. Scalars and per-model tensors are both accepted
-# by sobolev.core.training.train_ensemble if you want the trainer alone.
-cfg = RegressionConfig.load("ci").replace(sizes=[50], seeds=[5], sweep_sizes=[])
+# A grid built in code (no params.yaml: this works from an installed wheel), short as the ci scale;
+# every arm (regular, the paper's Sobolev, the balanced loss) gets the same learning rates,
+# schedule and seeds.
+cfg = RegressionConfig.in_code(sizes=[50], seeds=[5], steps=150, n_test=2000, n_val=500)
 result = run_grid(cfg, functions=[fn], progress=False)
 cells = paired_cells(chosen_runs(result.runs))
 print(cells[["arm", "baseline", "n_train", "median", "baseline_median", "ratio", "low", "high", "verdict"]].to_string())

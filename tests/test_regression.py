@@ -312,3 +312,18 @@ def test_orders_of_magnitude_wording_matches_its_threshold():
     texts = [c.text for c in report.claims(R.paired_cells(chosen), chosen, "sobolev-raw")]
     big = next(t for t in texts if "≥ 10×" in t)
     assert "order of magnitude" in big and "orders of magnitude" not in big
+
+
+def test_grid_in_code_needs_no_params_file_and_leaves_threads_alone(monkeypatch):
+    """From an installed wheel: the config is built in code, and the caller's thread count stays."""
+    import sobolev.common.params as params_module
+
+    monkeypatch.setattr(params_module, "PARAMS", ROOT / "no-such-params.yaml")
+    cfg = RegressionConfig.in_code(sizes=[20], seeds=[1], arms=["regular-raw", "sobolev-raw"], lrs=[0.01],
+                                   steps=10, n_test=50, n_val=20, threads=1)  # fmt: skip
+    before = torch.get_num_threads()
+    result = R.run_grid(cfg, progress=False)
+    assert torch.get_num_threads() == before
+    assert len(result.runs) == 2 and result.runs.test_mse.notna().all()
+    with pytest.raises(ValueError, match=r"regression\.steps"):
+        RegressionConfig.in_code(steps=0)

@@ -29,6 +29,36 @@ def baseline_of(arm: str) -> str:
     return f"regular-{arm_parts(arm)[1]}"
 
 
+#: A grid built in code, for :meth:`RegressionConfig.in_code` (an installed wheel has no
+#: ``params.yaml``): the committed default scale's method (arms, learning-rate grid, schedule,
+#: steps, network) at one size and 5 seeds, without the weight sweep; ``threads = 0`` leaves
+#: the caller's torch thread count alone.
+IN_CODE_DEFAULTS: dict[str, object] = {
+    "functions": ["rosenbrock"],
+    "sizes": [100],
+    "seeds": [5],
+    "arms": ["regular-raw", "sobolev-raw", "regular-standard", "balanced-standard"],
+    "lrs": [0.003, 0.03],
+    "steps": 550,
+    "schedule": "cosine",
+    "warmup": 0.05,
+    "batch_size": 100,
+    "hidden": 256,
+    "sweep_weights": [],
+    "sweep_sizes": [],
+    "sweep_arms": [],
+    "sweep_seeds": 1,
+    "converged_change": 0.05,
+    "n_test": 10_000,
+    "n_val": 1_000,
+    "ensemble_size": 42,
+    "dtype": "float32",
+    "device": "auto",
+    "threads": 0,
+    "log_every": 50,
+}
+
+
 @dataclass(frozen=True)
 class RegressionConfig(SectionConfig):
     """Section 4.1: regression of the seven 2-D functions (or a user's functions).
@@ -86,6 +116,12 @@ class RegressionConfig(SectionConfig):
         for s in self.sweep_sizes:
             if self.sweep_seeds > self.seeds_at(s):
                 self.fail("sweep_seeds", f"must be at most the {self.seeds_at(s)} seeds at size {s}")
+
+    @classmethod
+    def in_code(cls, **changes: object) -> RegressionConfig:
+        """A grid without ``params.yaml``: :data:`IN_CODE_DEFAULTS` with ``changes``, checked
+        like the file's values (e.g. ``RegressionConfig.in_code(sizes=[20, 100], seeds=[5, 5])``)."""
+        return cls.from_values({**IN_CODE_DEFAULTS, **changes})
 
     def seeds_at(self, size: int) -> int:
         """The number of paired seeds at training size ``size``."""

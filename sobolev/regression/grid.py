@@ -10,9 +10,11 @@ derivative-matching arm with its regular baseline, seed by seed.
 A user's own functions (any input dimension) go through the same code::
 
     from sobolev.core.functions import BenchmarkFunction, check_gradient
+    from sobolev.regression.config import RegressionConfig
     fn = BenchmarkFunction("quadratic", lambda x: (x**2).sum(-1), lambda x: 2 * x, ((-1, 1),) * 5)
-    check_gradient(fn)                       # raises on a wrong gradient
-    result = run_grid(cfg, functions=[fn])   # cfg: a RegressionConfig (sizes, seeds, arms, ...)
+    check_gradient(fn)                                   # raises on a wrong gradient
+    cfg = RegressionConfig.in_code(sizes=[20, 100], seeds=[5, 5])   # no params.yaml needed
+    result = run_grid(cfg, functions=[fn])
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sobolev.common.compare import converged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import Normaliser, Sample, make_sample
+from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, training_sets
 from sobolev.core.functions import BenchmarkFunction, get_function
 from sobolev.core.losses import balanced_weights
 from sobolev.core.models import BatchedMLP
@@ -105,18 +108,6 @@ class GridResult:
         return make_sample(self.functions[row.function], int(row.n_train), int(row.seed))
 
 
-def _errors(model: BatchedMLP, samples: list[Sample], norms: list[Normaliser]) -> tuple[Tensor, Tensor]:
-    """Per-model value MSE and gradient MSE on the function's own scale, each ``(M,)``."""
-    p = model.params["W1"]
-    x = torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)]).to(p)
-    y, g = model.predict(x)
-    y = torch.stack([nm.y_back(v.cpu().double()) for v, nm in zip(y, norms, strict=True)])
-    g = torch.stack([nm.g_back(v.cpu().double()) for v, nm in zip(g, norms, strict=True)])
-    ty = torch.stack([s.y for s in samples]).double()
-    tg = torch.stack([s.g for s in samples]).double()
-    return (y - ty).pow(2).mean(1), (g - tg).pow(2).sum(2).mean(1)
-
-
 def _ensembles(grid: pd.DataFrame, size: int) -> list[tuple[int, bool, pd.DataFrame]]:
     """Split the grid into ensembles of one training size, all regular or all derivative-
     matching, of at most ``size`` models, ordered by learning rate (so the fused optimiser
@@ -155,18 +146,26 @@ def run_grid(
             trained instead of ``cfg.functions``; each is sampled uniformly on its domain.
         progress: a tqdm bar, or a stream for it (``sys.__stderr__`` keeps it out of notebooks).
     """
+    previous_threads = torch.get_num_threads()
     set_threads(cfg.threads)
+    try:
+        return _run_grid(cfg, functions, progress)
+    finally:
+        torch.set_num_threads(previous_threads)  # the caller's setting, whatever happened
+
+
+def _run_grid(
+    cfg: RegressionConfig, functions: Sequence[BenchmarkFunction] | None, progress: bool | TextIO
+) -> GridResult:
     device = pick_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     fns = {f.name: f for f in functions} if functions is not None else {n: get_function(n) for n in cfg.functions}
     if functions is not None and len(fns) != len(functions):
         raise ValueError(f"functions: names must be unique, got {[f.name for f in functions]}")
     grid = build_grid(cfg, list(fns))
-    test = {name: make_sample(fn, cfg.n_test, 0, "test") for name, fn in fns.items()}
-    val = {name: make_sample(fn, cfg.n_val, 0, "val") for name, fn in fns.items()}
-    variance = {name: float(s.y.double().var()) for name, s in test.items()}
-    train_cache: dict[tuple[str, int, int], Sample] = {}
-    check_at = (max(1, round(0.9 * cfg.steps)), cfg.steps)
+    test, val, variance = evaluation_sets(fns, cfg.n_test, cfg.n_val)
+    train_cache: SampleCache = {}
+    check_at = convergence_steps(cfg.steps)
 
     metric_names = ["val_mse", "test_mse", "test_nmse", "test_grad_mse", "train_mse", "train_grad_mse",
                     "train_loss_90", "train_loss"]  # fmt: skip
@@ -176,21 +175,14 @@ def run_grid(
     curves = []
     for n, grads, group in _ensembles(grid, cfg.ensemble_size):
         ids = list(group.index)
-        samples, norms = [], []
-        for row in group.itertuples():
-            key = (row.function, n, row.seed)
-            if key not in train_cache:
-                train_cache[key] = make_sample(fns[row.function], n, row.seed)
-            samples.append(train_cache[key])
-            norms.append(Normaliser.fit(row.normalisation, fns[row.function], train_cache[key]))
         dims = {fns[f].dim for f in group.function}
         if len(dims) != 1:  # one ensemble needs one input dimension
             raise ValueError(f"functions of one run_grid call must share their input dimension, got {sorted(dims)}")
-        x = torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)]).to(device, dtype)
-        t = torch.stack([nm.y(s.y) for s, nm in zip(samples, norms, strict=True)]).to(device, dtype)
-        G = weight = value_weight = None
+        samples, norms, x, t, G = training_sets(group.itertuples(), fns, train_cache)
+        x, t = x.to(device, dtype), t.to(device, dtype)
+        G = G.to(device, dtype) if grads else None
+        weight = value_weight = None
         if grads:
-            G = torch.stack([nm.g(s.g) for s, nm in zip(samples, norms, strict=True)]).to(device, dtype)
             pairs = [loss_weights(r.method, r.weight, g.cpu()) for r, g in zip(group.itertuples(), G, strict=True)]
             value_weight = torch.tensor([a for a, _ in pairs], dtype=dtype, device=device)
             weight = torch.stack([w for _, w in pairs]).to(device, dtype)
@@ -216,12 +208,12 @@ def run_grid(
             )
         )
         for split, data in (("val", val), ("test", test)):
-            mse, grad_mse = _errors(model, [data[r.function] for r in group.itertuples()], norms)
+            mse, grad_mse = errors(model, [data[r.function] for r in group.itertuples()], norms)
             metrics.loc[ids, f"{split}_mse"] = mse.numpy()
             if split == "test":
                 metrics.loc[ids, "test_grad_mse"] = grad_mse.numpy()
                 metrics.loc[ids, "test_nmse"] = mse.numpy() / np.array([variance[f] for f in group.function])
-        mse, grad_mse = _errors(model, samples, norms)
+        mse, grad_mse = errors(model, samples, norms)
         metrics.loc[ids, "train_mse"] = mse.numpy()
         metrics.loc[ids, "train_grad_mse"] = grad_mse.numpy()
         metrics.loc[ids, "train_loss_90"] = history.full_loss[check_at[0]].double().numpy()
