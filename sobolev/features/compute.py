@@ -14,6 +14,7 @@ import torch
 from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, paired_difference, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import make_sample
+from sobolev.core.engine import evaluation_sets
 from sobolev.core.functions import get_function
 from sobolev.core.linearisation import predict_linearised, train_linearised
 from sobolev.core.models import BatchedMLP
@@ -41,8 +42,7 @@ def run_all(cfg: FeaturesConfig, progress: bool | TextIO = True) -> pd.DataFrame
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
     fns = {n: get_function(n) for n in cfg.functions}
-    test = {n: make_sample(fns[n], cfg.n_test, 0, "test") for n in cfg.functions}
-    variance = {n: float(s.y.double().var()) for n, s in test.items()}
+    test, _, variance = evaluation_sets(fns, cfg.n_test)
     rows = []
     checkpoints = set(cfg.checkpoints)
     for method in METHODS:

@@ -34,7 +34,8 @@ from torch import Tensor
 from sobolev.common.compare import converged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
-from sobolev.core.data import Normaliser, Sample, make_sample
+from sobolev.core.data import make_sample
+from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, training_sets
 from sobolev.core.functions import get_function
 from sobolev.core.models import BatchedMLP
 from sobolev.core.training import train_ensemble
@@ -116,34 +117,6 @@ def _ensembles(runs: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return out
 
 
-def _errors(model: BatchedMLP, samples: list[Sample], norms: list[Normaliser]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-model value MSE and gradient MSE (summed over inputs) on ``samples``, on the function's scale."""
-    p = model.params["W1"]
-    y, g = model.predict(torch.stack([nm.x(s.x) for s, nm in zip(samples, norms, strict=True)]).to(p))
-    y = torch.stack([nm.y_back(v.cpu().double()) for v, nm in zip(y, norms, strict=True)])
-    g = torch.stack([nm.g_back(v.cpu().double()) for v, nm in zip(g, norms, strict=True)])
-    ty, tg = torch.stack([s.y for s in samples]).double(), torch.stack([s.g for s in samples]).double()
-    return (y - ty).pow(2).mean(1).numpy(), (g - tg).pow(2).sum(2).mean(1).numpy()
-
-
-def training_data(
-    rows: pd.DataFrame, fns: dict, cache: dict | None = None
-) -> tuple[list[Sample], list[Normaliser], Tensor, Tensor, Tensor]:
-    """The training sets of ``rows`` (regenerated from function, size and seed), their normalisers
-    and the stacked normalised inputs ``(M, N, 2)``, values ``(M, N)`` and derivatives ``(M, N, 2)``."""
-    cache = {} if cache is None else cache
-    samples, norms = [], []
-    for r in rows.itertuples():
-        key = (r.function, r.n_train, r.seed)
-        if key not in cache:
-            cache[key] = make_sample(fns[r.function], r.n_train, r.seed)
-        samples.append(cache[key])
-        norms.append(Normaliser.fit(r.normalisation, fns[r.function], cache[key]))
-    pairs = list(zip(samples, norms, strict=True))
-    x = torch.stack([nm.x(s.x) for s, nm in pairs])
-    return samples, norms, x, torch.stack([nm.y(s.y) for s, nm in pairs]), torch.stack([nm.g(s.g) for s, nm in pairs])
-
-
 def _weight_norms(model: BatchedMLP) -> dict[str, Tensor]:
     return {n: model.params[n].reshape(model.n_models, -1).norm(dim=1).cpu() for n in WEIGHTS}
 
@@ -155,10 +128,8 @@ def run_all(cfg: TrustConfig, progress: bool | TextIO = True) -> TrustResult:
     runs = build_runs(cfg)
     names = sorted(set(runs.function))
     fns = {n: get_function(n) for n in names}
-    test = {n: make_sample(fns[n], cfg.n_test, 0, "test") for n in names}
-    val = {n: make_sample(fns[n], cfg.n_val, 0, "val") for n in names}
-    variance = {n: float(s.y.double().var()) for n, s in test.items()}
-    train: dict[tuple[str, int, int], Sample] = {}
+    test, val, variance = evaluation_sets(fns, cfg.n_test, cfg.n_val)
+    train: SampleCache = {}
     keep = runs.grid & (runs.n_train == max(cfg.sizes)) & (runs.seed < cfg.trust_seeds)
     metrics: dict[str, dict[int, float]] = {}
     tracks: list[pd.DataFrame] = []
@@ -171,7 +142,7 @@ def run_all(cfg: TrustConfig, progress: bool | TextIO = True) -> TrustResult:
         ids = list(group.index)
         first = group.iloc[0]
         steps, sobolev = int(first.steps), first.method == "sobolev"
-        _, normalisers, x, t, G = training_data(group, fns, train)
+        _, normalisers, x, t, G = training_sets(group.itertuples(), fns, train)
         x, t, G = x.to(device), t.to(device), G.to(device) if sobolev else None
         model = BatchedMLP.init(list(group.seed), in_dim=x.shape[2], hidden=cfg.hidden, device=device)
         track = bool(group.norms.any())
@@ -182,7 +153,7 @@ def run_all(cfg: TrustConfig, progress: bool | TextIO = True) -> TrustResult:
             now = _weight_norms(model)
             rows.append((i, torch.stack([now[n] / start[n] for n in WEIGHTS], 1)))
 
-        check_at = (max(1, round(0.9 * steps)), steps)
+        check_at = convergence_steps(steps)
         label = f"{first.optimiser}{f' p_bound={first.p_bound:g}' if first.p_bound else ''}"
         history = train_ensemble(
             model, x, t, lr=torch.tensor(group.lr.values, dtype=x.dtype, device=device), steps=steps,
@@ -197,7 +168,8 @@ def run_all(cfg: TrustConfig, progress: bool | TextIO = True) -> TrustResult:
             progress=progress,
         )  # fmt: skip
         for split, data in (("val", val), ("test", test)):
-            mse, grad_mse = _errors(model, [data[r.function] for r in group.itertuples()], normalisers)
+            evaluated = [data[r.function] for r in group.itertuples()]
+            mse, grad_mse = (e.numpy() for e in errors(model, evaluated, normalisers))
             record(f"{split}_mse", ids, mse)
             if split == "test":
                 record("test_grad_mse", ids, grad_mse)
@@ -435,7 +407,7 @@ def trust_networks(result: TrustResult, cfg: TrustConfig) -> tuple[pd.DataFrame,
     rows = runs.loc[picked].reset_index(drop=True).assign(network=range(len(picked)))
     rows = rows.merge(chosen[["run", "arm"]], on="run")
     fns = {n: get_function(n) for n in set(rows.function)}
-    _, normalisers, xt, yt, Gt = training_data(rows, fns)
+    _, normalisers, xt, yt, Gt = training_sets(rows.itertuples(), fns)
     test = {f: make_sample(fns[f], cfg.n_test, 0, "test").x[: cfg.trust_points] for f in set(rows.function)}
     x = torch.stack([nm.x(test[f]) for f, nm in zip(rows.function, normalisers, strict=True)])
     measured = []
