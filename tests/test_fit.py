@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import sobolev
+from sobolev.core.fitting import FittedModel, choose_recipe
 from sobolev.core.inputs import check_samples
 from sobolev.core.optimisers import BatchedAdam, flat_parameters
 from sobolev.core.tanh_mlp import BatchedTanhMLP
-from sobolev.fitting import FittedModel, choose_recipe
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
