@@ -145,7 +145,7 @@ BAD = [
     (dict(x=X, y=Y, dydx=np.full_like(G, np.nan)), r"every entry is NaN"),
     (dict(x=np.zeros((0, 2)), y=np.zeros(0)), r"x: no points"),
     (dict(x=X[:1], y=Y[:1]), r"1 point\(s\); need at least 2"),
-    (dict(x=X, y=Y[:9]), r"y: expected shape \(10,\) or \(10, K\)"),
+    (dict(x=X, y=Y[:9]), r"y: expected shape \(10,\) or \(10, K\) to match x's 10 points, got \(9,\)$"),
     (dict(x=X, y=Y, dydx=G[:, :1]), r"dydx: expected shape \(10, 2\)"),
     (dict(x=np.zeros((10, 0)), y=Y), r"D = 0 inputs"),
     (dict(x=[[1, 2], [3]], y=[1, 2]), r"x: expected a rectangular array|x: expected numbers"),

@@ -103,11 +103,12 @@ def check_samples(x: Any, y: Any, dydx: Any = None, min_points: int = 2) -> Samp
     xt = check_points("x", x)
     N, D = xt.shape
     yt = as_tensor("y", y)
+    given = tuple(yt.shape)
     scalar = yt.ndim == 1
     if scalar:
         yt = yt.unsqueeze(1)
     if yt.ndim != 2 or yt.shape[0] != N:
-        raise ValueError(f"y: expected shape ({N},) or ({N}, K) to match x's {N} points, got {tuple(yt.shape)}")
+        raise ValueError(f"y: expected shape ({N},) or ({N}, K) to match x's {N} points, got {given}")
     if yt.shape[1] == 0:
         raise ValueError("y: K = 0 outputs; need at least one")
     bad = _first_bad(yt)
