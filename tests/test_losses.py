@@ -193,3 +193,23 @@ def test_balanced_weights_give_each_input_unit_scale_and_the_dml_split():
     torch.testing.assert_close(w_batch[1], balanced_weights(2 * g, 1.0)[1])
     with pytest.raises(ValueError, match="lam must be positive"):
         balanced_weights(g, 0.0)
+
+
+@pytest.mark.parametrize("direction", ["input", "output"])
+def test_stochastic_loss_names_every_shape_error(direction):
+    """A transposed Jacobian (non-square: 3 outputs, 5 inputs), a mismatched batch or a target
+    with another output size is refused naming the argument, never silently reshaped."""
+    net, other = MLP(5, (4,), 3), MLP(5, (4,), 2)
+    x = torch.randn(4, 5)
+    value = net(x).detach()
+    jac = torch.randn(4, 3, 5)
+    loss = stochastic_sobolev_loss(net, x, value, target_jacobian=jac, direction=direction)
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match=r"target_jacobian: expected shape \(4, 3, 5\) .* got \(4, 5, 3\)"):
+        stochastic_sobolev_loss(net, x, value, target_jacobian=jac.transpose(1, 2), direction=direction)
+    with pytest.raises(ValueError, match=r"target_jacobian: expected shape \(4, 3, 5\) .* got \(3, 3, 5\)"):
+        stochastic_sobolev_loss(net, x, value, target_jacobian=jac[:3], direction=direction)
+    with pytest.raises(ValueError, match=r"target_value: expected the model's output shape \(4, 3\), got \(3, 3\)"):
+        stochastic_sobolev_loss(net, x, value[:3], target_jacobian=jac, direction=direction)
+    with pytest.raises(ValueError, match=r"target_fn: its outputs .* must .* \(4, 3\)"):
+        stochastic_sobolev_loss(net, x, value, target_fn=other, direction=direction)

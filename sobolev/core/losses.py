@@ -142,7 +142,10 @@ def stochastic_sobolev_loss(
         target_value: ``f(x)``, shaped like ``model(x)``.
         target_fn: the differentiable target ``f``; its projections are computed the same
             way (on the fly, e.g. a teacher network). Give this or ``target_jacobian``.
-        target_jacobian: ``(B, d_out, *in_shape)`` (or ``(B, *in_shape)`` for scalar outputs).
+        target_jacobian: ``(B, d_out, *in_shape)`` (or ``(B, *in_shape)`` for scalar outputs):
+            row ``o`` holds output ``o``'s gradient. Any other shape is refused, a transposed
+            ``(B, *in_shape, d_out)`` included; when ``d_out`` equals the input size the two
+            layouts have one shape, so only this documented order can hold.
         n_projections: Monte-Carlo samples of ``v`` per input.
         weight: weight of the projection term.
         distance_kind: ``"l2"`` (squared norm), ``"l1"`` or ``"norm"`` (Euclidean norm, the
@@ -170,10 +173,24 @@ def stochastic_sobolev_loss(
         x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         out = model(x)
+        if out.ndim not in (1, 2) or out.shape[0] != batch:
+            raise ValueError(f"model: expected outputs (B,) or (B, d_out) with B = {batch}, got {tuple(out.shape)}")
+        if value_loss is None and tuple(target_value.shape) != tuple(out.shape):
+            raise ValueError(f"target_value: expected the model's output shape {tuple(out.shape)}, "
+                             f"got {tuple(target_value.shape)}")  # fmt: skip
         value = value_loss(out, target_value) if value_loss else distance(out, target_value, distance_kind)
         target_out = target_fn(x) if (target_fn is not None and direction == "output") else None
+        if target_out is not None and tuple(target_out.shape) != tuple(out.shape):
+            raise ValueError(f"target_fn: its outputs {tuple(target_out.shape)} must have the model's shape "
+                             f"{tuple(out.shape)}")  # fmt: skip
         d_out = 1 if out.ndim == 1 else out.shape[1]
-        jac = None if target_jacobian is None else target_jacobian.reshape(batch, d_out, d_in)
+        jac = None
+        if target_jacobian is not None:
+            allowed = [(batch, d_out, *x.shape[1:])] + ([(batch, *x.shape[1:])] if out.ndim == 1 else [])
+            if tuple(target_jacobian.shape) not in allowed:
+                raise ValueError(f"target_jacobian: expected shape {' or '.join(map(str, allowed))} "
+                                 f"(batch, outputs, *input shape), got {tuple(target_jacobian.shape)}")  # fmt: skip
+            jac = target_jacobian.reshape(batch, d_out, d_in)
         terms = []
         for k in range(n_projections):
             if direction == "input":
@@ -182,7 +199,11 @@ def stochastic_sobolev_loss(
                 if jac is not None:
                     target = torch.einsum("boi,bi->bo", jac, v)
                 else:
-                    target = jvp_projection(target_fn, x, v.reshape(x.shape)).reshape(batch, d_out).detach()
+                    target = jvp_projection(target_fn, x, v.reshape(x.shape))
+                    if target.numel() != batch * d_out:
+                        raise ValueError(f"target_fn: its outputs {tuple(target.shape)} must match the model's "
+                                         f"{tuple(out.shape)}")  # fmt: skip
+                    target = target.reshape(batch, d_out).detach()
             else:
                 v = random_unit_vectors(batch, d_out, generator, x.device, x.dtype)
                 u = v if out.ndim == 2 else v[:, 0]
