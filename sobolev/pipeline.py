@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sobolev.common.params import PARAMS, SectionConfig, active_scale, config_from, read_params
+from sobolev.common.params import PARAMS, ParamError, SectionConfig, active_scale, config_from, read_params
 from sobolev.common.paths import ROOT, STAGING
 
 
@@ -129,11 +129,20 @@ def config_class(section: str) -> type[SectionConfig]:
 def check_params(path: Path = PARAMS) -> dict[str, SectionConfig]:
     """Validate every section of ``path`` at its scale (every scale is checked on the way)."""
     params = read_params(path)
-    unknown = sorted(set(params) - {"scale", *SECTIONS})
+    unknown = sorted(set(params) - {"scale", *SECTIONS}, key=str)
     if unknown:
         raise StageError(f"params.yaml has unknown top-level key(s) {unknown}; allowed: scale, {', '.join(SECTIONS)}")
     active_scale(params)
-    return {section: config_from(config_class(section), params) for section in SECTIONS}
+    configs = {section: config_from(config_class(section), params) for section in SECTIONS}
+    # Across sections (no section imports another): Section 5.4 reads Section 4.2's students.
+    games = configs["distillation"].games
+    bad = [g for g in configs["deviations"].atari_games if g not in games]
+    if bad:
+        raise ParamError(
+            f"invalid parameter deviations.atari_games={configs['deviations'].atari_games!r}: "
+            f"{bad} not in distillation.games {games} (Section 4.2 trains students for those only)"
+        )
+    return configs
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:

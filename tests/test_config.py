@@ -154,3 +154,59 @@ def test_params_fuzz_gives_a_clear_message_naming_the_key_for_every_invalid_valu
     counts = run(tmp_path)
     assert counts["tried"] > 1000
     assert counts["traceback"] == counts["accepted invalid"] == counts["wrong key named"] == 0, counts
+
+
+COMMITTED = (Path(__file__).resolve().parent.parent / "params.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("scale: default\n", "", 1), r"scale.*is missing from params.yaml"),
+        (lambda t: t + "scale: ci\n", r"duplicate key 'scale' on lines \d+ and \d+"),
+        (lambda t: t.replace("  steps: 550", "  steps: 0550", 1), r"'0550' is an integer in a form YAML reads"),
+        (lambda t: t.replace("  steps: 550", "  steps: 9:10", 1), r"'9:10' is an integer in a form YAML reads"),
+        (lambda t: t.replace("  steps: 550", "  steps: " + "9" * 400, 1), r"regression.steps=9{20}"),
+        (lambda t: t.replace("  warmup: 0.05", "  warmup: " + "9" * 400, 1), r"regression.warmup=9{20}.*finite"),
+        (lambda t: t.replace("  steps: 550", "  1: a\n  b: 2\n  steps: 550", 1), r"unknown parameter\(s\) "),
+        (lambda t: t.replace("basket1,", "basket²,", 1), r"differential.problems"),
+        (lambda t: t.replace("basket1,", "basket07,", 1), r"differential.problems"),
+        (lambda t: t.replace("atari_games: [", "atari_games: [bogus, ", 1), r"atari_games=.*\['bogus'\] not in"),
+    ],
+    ids=[
+        "no scale",
+        "duplicate key",
+        "octal",
+        "sexagesimal",
+        "huge int",
+        "huge int float key",
+        "mixed-type keys",
+        "superscript digit",
+        "leading zero",
+        "unknown game",
+    ],
+)
+def test_file_content_fuzz_holes_are_clear_errors(tmp_path, edit, message):
+    """Issue 29's fuzz holes: each gives a ParamError naming the problem, never a traceback or a silent value."""
+    path = tmp_path / "params.yaml"
+    text = edit(COMMITTED)
+    assert text != COMMITTED
+    path.write_text(text)
+    with pytest.raises(ParamError, match=message):
+        check_params(path)
+
+
+def test_unreadable_files_and_yaml_12_numbers(tmp_path):
+    from sobolev.common.params import read_params
+
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00scale")
+    with pytest.raises(ParamError, match="is not UTF-8 text"):
+        read_params(tmp_path / "bin.yaml")
+    with pytest.raises(ParamError, match="is a directory"):
+        read_params(tmp_path)
+    (tmp_path / "n.yaml").write_text("a: 1e-3\nb: 3E-3\nc: 1e4\nd: *undefined\n")
+    with pytest.raises(ParamError, match=r"undefined alias") as err:
+        read_params(tmp_path / "n.yaml")
+    assert "tab" not in str(err.value)  # the tab hint only where a tab is
+    (tmp_path / "n.yaml").write_text("a: 1e-3\nb: 3E-3\nc: 1e4\n")
+    assert read_params(tmp_path / "n.yaml") == {"a": 0.001, "b": 0.003, "c": 10000.0}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,8 @@ def number(lo: float, hi: float, *, open_low: bool = False) -> Check:
     """A finite number in ``[lo, hi]`` (``(lo, hi]`` with ``open_low``)."""
 
     def check(name: str, v: Any) -> float:
-        ok = _is_number(v) and math.isfinite(v) and (v > lo if open_low else v >= lo) and v <= hi
+        # Bounds first: an integer beyond float range (1e400 written out) compares exactly, never overflows.
+        ok = _is_number(v) and (v > lo if open_low else v >= lo) and v <= hi and (_is_int(v) or math.isfinite(v))
         if not ok:
             fail(name, v, f"must be a finite number in {'(' if open_low else '['}{lo:g}, {hi:g}]")
         return float(v)
@@ -156,7 +158,7 @@ class SectionConfig:
         """Check every value (naming it by ``sources[key]``, the block it came from), then build."""
         sources = sources or {}
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
+        unknown = sorted(set(values) - set(fields), key=str)  # keys of any YAML type
         if unknown:
             names = ", ".join(f"{sources.get(k, cls.SECTION)}.{k}" for k in unknown)
             raise ParamError(f"unknown parameter(s) {names}; allowed: {', '.join(fields)}")
@@ -182,23 +184,91 @@ class SectionConfig:
         return type(self).from_values({**self.to_dict(), **changes}, getattr(self, "_sources", {}))
 
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when present (fast)
+_DECIMAL_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_PLAIN_FLOAT = re.compile(r"[-+]?(\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN|([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?)")
+
+
+class StrictLoader(_Loader):  # type: ignore[misc, valid-type]
+    """YAML as a reader of ``params.yaml`` expects it: duplicate keys are errors (naming the key and
+    both lines), ``1e-3`` is a number (YAML 1.2; PyYAML's 1.1 rules read it as a string), and
+    integers or floats in octal (``0100``), sexagesimal (``50:00``), hex, binary or with
+    underscores are refused rather than silently read as another value."""
+
+
+def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: let the constructor report it
+            break
+        if first is not None:
+            message = f"duplicate key {key!r} on lines {first} and {line} (only one may stay)"
+            raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+        seen[key] = line
+    return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
+
+
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
+    if not _DECIMAL_INT.fullmatch(node.value):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is an integer in a form YAML reads unexpectedly (octal, sexagesimal, "
+            "hex, binary or with underscores); write it in plain decimal", node.start_mark
+        )  # fmt: skip
+    return int(node.value)
+
+
+def _construct_float(loader: Any, node: yaml.ScalarNode) -> float:
+    if not _PLAIN_FLOAT.fullmatch(node.value):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is a number in a form YAML reads unexpectedly (sexagesimal or with "
+            "underscores); write it as plain decimal or scientific notation", node.start_mark
+        )  # fmt: skip
+    return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+StrictLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+# YAML 1.2 floats without a dot (1e-3, 3E-3, 1e4), which YAML 1.1's resolver leaves as strings.
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def read_params(path: str | Path = PARAMS) -> dict[str, Any]:
     """``params.yaml`` as a mapping; unreadable or malformed files raise :class:`ParamError`."""
     path = Path(path)
     try:
-        # libyaml's loader when present: the same result, many times faster than the pure-Python one.
-        params = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        text_ = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ParamError(f"no params file at {path}") from err
+    except IsADirectoryError as err:
+        raise ParamError(f"{path} is a directory; the params file must be a YAML file") from err
+    except UnicodeDecodeError as err:
+        raise ParamError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8 YAML") from err
+    except OSError as err:
+        raise ParamError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        params = yaml.load(text_, Loader=StrictLoader)
     except yaml.YAMLError as err:
-        raise ParamError(f"{path} is not valid YAML (tabs are not allowed for indentation): {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        lines = text_.splitlines()
+        bad_line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+        hint = " (that line holds a tab: YAML indents with spaces only)" if "\t" in bad_line else ""
+        raise ParamError(f"{path} is not valid YAML{hint}: {err}") from err
     if not isinstance(params, dict):
         raise ParamError(f"{path} must be a mapping of sections, got {type(params).__name__}")
     return params
 
 
 def active_scale(params: dict[str, Any], scale: str | None = None) -> str:
-    scale = params.get("scale", "default") if scale is None else scale
+    if scale is None and "scale" not in params:
+        fail("scale", None, f"is missing from params.yaml: write `scale: default` (or one of {', '.join(SCALES)})")
+    scale = params["scale"] if scale is None else scale
     if not isinstance(scale, str) or scale not in SCALES:
         fail("scale", scale, f"must be one of {', '.join(SCALES)}")
     return scale

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,7 +16,7 @@ def problem(name: str, v: object) -> str:
     from sobolev.common.params import fail
 
     ok = v == "black_scholes" or (
-        isinstance(v, str) and v.startswith("basket") and v[6:].isdigit() and 1 <= int(v[6:]) <= 1000
+        isinstance(v, str) and re.fullmatch(r"basket[1-9][0-9]{0,3}", v) is not None and int(v[6:]) <= 1000
     )
     if not ok:
         fail(name, v, "must be 'black_scholes' or 'basket<d>' with d in 1..1000 (e.g. 'basket7')")
