@@ -71,7 +71,52 @@ class StepResult:
     grads: dict[str, Tensor]
 
 
-class BatchedMLP:
+class BatchedNet:
+    """What the batched ensembles (:class:`BatchedMLP`, :class:`~sobolev.core.tanh_mlp.BatchedTanhMLP`)
+    share: parameters ``{name: (M, ...)}`` with the first layer ``W1 (M, H, D)``, and the checks of
+    their inputs."""
+
+    params: dict[str, Tensor]
+
+    @property
+    def n_models(self) -> int:
+        return self.params["W1"].shape[0]
+
+    @property
+    def in_dim(self) -> int:
+        return self.params["W1"].shape[2]
+
+    def _check_x(self, x: Tensor) -> None:
+        M, D = self.n_models, self.in_dim
+        if x.ndim != 3 or x.shape[0] != M or x.shape[2] != D:
+            raise ValueError(f"x: expected shape ({M}, B, {D}), got {tuple(x.shape)}")
+
+    def _check_step(
+        self, x: Tensor, t: Tensor, G: Tensor | None, weight: Tensor | None, value_weight: Tensor | None
+    ) -> None:
+        """The shapes of one step's arguments (see ``loss_and_grads``)."""
+        self._check_x(x)
+        M, B, D = x.shape
+        if t.shape != (M, B):
+            raise ValueError(f"t: expected shape {(M, B)}, got {tuple(t.shape)}")
+        if G is not None:
+            if G.shape != x.shape:
+                raise ValueError(f"G: expected shape {tuple(x.shape)} (like x), got {tuple(G.shape)}")
+            if weight is None or tuple(weight.shape) not in ((M,), (M, D)):
+                got = None if weight is None else tuple(weight.shape)
+                raise ValueError(f"weight: expected shape {(M,)} or {(M, D)} with G, got {got}")
+        if value_weight is not None and value_weight.shape != (M,):
+            raise ValueError(f"value_weight: expected shape {(M,)}, got {tuple(value_weight.shape)}")
+
+    def default_chunk(self) -> int:
+        """Points per evaluation chunk: each ``(M, chunk, H)`` activation stays near 16 MB. Larger
+        ones exceed glibc's mmap threshold (32 MB), so every chunk would map fresh pages and fault
+        them in: twice the evaluation time on a 2-core CPU. The values do not depend on the chunk."""
+        M, H = self.params["W1"].shape[:2]
+        return max(64, 2**22 // (M * H))
+
+
+class BatchedMLP(BatchedNet):
     """M independent ``in_dim -> H -> H -> 1`` ReLU MLPs stored as batched tensors.
 
     Parameters (``M`` models, ``H`` hidden units, ``D`` inputs), named as ``nn.Linear``:
@@ -122,19 +167,6 @@ class BatchedMLP:
             rows["b3"].append(uni(1, fan_in=hidden)[0])
         return cls({n: torch.stack(v).to(device=device, dtype=dtype) for n, v in rows.items()})
 
-    @property
-    def n_models(self) -> int:
-        return self.params["W1"].shape[0]
-
-    @property
-    def in_dim(self) -> int:
-        return self.params["W1"].shape[2]
-
-    def _check_x(self, x: Tensor) -> None:
-        M, D = self.n_models, self.in_dim
-        if x.ndim != 3 or x.shape[0] != M or x.shape[2] != D:
-            raise ValueError(f"x: expected shape ({M}, B, {D}), got {tuple(x.shape)}")
-
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         p = self.params
         z1 = torch.baddbmm(p["b1"].unsqueeze(1), x, p["W1"].transpose(1, 2))
@@ -154,13 +186,6 @@ class BatchedMLP:
     def _input_grad(self, u1: Tensor) -> Tensor:
         """``∇ₓm = u1 W1``, ``(M, B, D)``; computed as ``(W1ᵀ u1ᵀ)ᵀ`` (skinny operand left: faster BLAS)."""
         return torch.bmm(self.params["W1"].transpose(1, 2), u1.transpose(1, 2)).transpose(1, 2)
-
-    def default_chunk(self) -> int:
-        """Points per evaluation chunk: each ``(M, chunk, H)`` activation stays near 16 MB. Larger
-        ones exceed glibc's mmap threshold (32 MB), so every chunk would map fresh pages and fault
-        them in: twice the evaluation time on a 2-core CPU. The values do not depend on the chunk."""
-        M, H = self.params["W1"].shape[:2]
-        return max(64, 2**22 // (M * H))
 
     @torch.no_grad()
     def predict(self, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
@@ -202,18 +227,8 @@ class BatchedMLP:
             shape of ``params[name]`` and is the gradient of the *sum over models* of the
             per-model losses (models are independent, so each slice is that model's own gradient).
         """
-        self._check_x(x)
+        self._check_step(x, t, G, weight, value_weight)
         M, B, _ = x.shape
-        if t.shape != (M, B):
-            raise ValueError(f"t: expected shape {(M, B)}, got {tuple(t.shape)}")
-        if G is not None:
-            if G.shape != x.shape:
-                raise ValueError(f"G: expected shape {tuple(x.shape)} (like x), got {tuple(G.shape)}")
-            if weight is None or tuple(weight.shape) not in ((M,), (M, x.shape[2])):
-                got = None if weight is None else tuple(weight.shape)
-                raise ValueError(f"weight: expected shape {(M,)} or {(M, x.shape[2])} with G, got {got}")
-        if value_weight is not None and value_weight.shape != (M,):
-            raise ValueError(f"value_weight: expected shape {(M,)}, got {tuple(value_weight.shape)}")
         p = self.params
         z1, a1, z2, a2, y = self._forward(x)
         # The output is a scalar, so the value loss's backward needs no matmul of its own:

@@ -27,11 +27,11 @@ import math
 import torch
 from torch import Tensor
 
-from sobolev.core.models import StepResult
+from sobolev.core.models import BatchedNet, StepResult
 from sobolev.core.optimisers import flat_parameters
 
 
-class BatchedTanhMLP:
+class BatchedTanhMLP(BatchedNet):
     """``M`` tanh MLPs with ``layers`` hidden layers of ``H`` units and a scalar output.
 
     Parameters: ``W1 (M, H, D)``, ``b1 (M, H)``, ``W2 .. W{L} (M, H, H)``, ``b2 .. b{L} (M, H)``,
@@ -90,19 +90,6 @@ class BatchedTanhMLP:
             params[n].copy_(v)
         return cls(params)
 
-    @property
-    def n_models(self) -> int:
-        return self.params["W1"].shape[0]
-
-    @property
-    def in_dim(self) -> int:
-        return self.params["W1"].shape[2]
-
-    def _check_x(self, x: Tensor) -> None:
-        M, D = self.n_models, self.in_dim
-        if x.ndim != 3 or x.shape[0] != M or x.shape[2] != D:
-            raise ValueError(f"x: expected shape ({M}, B, {D}), got {tuple(x.shape)}")
-
     def _forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """Hidden activations ``h_0 = x .. h_L``, slopes ``s_1 .. s_L`` (``(M, B, H)``) and values ``(M, B)``."""
         p = self.params
@@ -129,11 +116,6 @@ class BatchedTanhMLP:
         grad = torch.bmm(p["W1"].transpose(1, 2), us[0].transpose(1, 2)).transpose(1, 2)
         return vs, us, grad
 
-    def default_chunk(self) -> int:
-        """Points per evaluation chunk: each ``(M, chunk, H)`` activation near 16 MB."""
-        M, H = self.params["W1"].shape[:2]
-        return max(64, 2**22 // (M * H))
-
     @torch.no_grad()
     def predict(self, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
         """Values ``(M, B)`` and input gradients ``(M, B, D)`` at ``x (M, B, D)``."""
@@ -159,16 +141,8 @@ class BatchedTanhMLP:
         As :meth:`sobolev.core.models.BatchedMLP.loss_and_grads`; a NaN in ``G (M, B, D)``
         marks a missing label, whose term is zero (it neither counts nor sends gradient).
         """
-        self._check_x(x)
-        M, B, D = x.shape
-        if t.shape != (M, B):
-            raise ValueError(f"t: expected shape {(M, B)}, got {tuple(t.shape)}")
-        if G is not None:
-            if G.shape != x.shape:
-                raise ValueError(f"G: expected shape {tuple(x.shape)} (like x), got {tuple(G.shape)}")
-            if weight is None or tuple(weight.shape) not in ((M,), (M, D)):
-                got = None if weight is None else tuple(weight.shape)
-                raise ValueError(f"weight: expected shape {(M,)} or {(M, D)} with G, got {got}")
+        self._check_step(x, t, G, weight, value_weight)
+        M, B = x.shape[:2]
         p = self.params
         L = self.layers
         hs, ss, y = self._forward(x)
