@@ -212,22 +212,27 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
     return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
 
 
-def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
-    if not _DECIMAL_INT.fullmatch(node.value):
-        raise yaml.constructor.ConstructorError(
-            None, None, f"{node.value!r} is an integer in a form YAML reads unexpectedly (octal, sexagesimal, "
-            "hex, binary or with underscores); write it in plain decimal", node.start_mark
-        )  # fmt: skip
-    return int(node.value)
+def _plain_number(pattern: re.Pattern, kind: str, forms: str, advice: str, base: Any) -> Any:
+    """A YAML scalar constructor that accepts only ``pattern``'s plain forms of a number, then
+    builds it with PyYAML's own ``base`` constructor."""
+
+    def construct(loader: Any, node: yaml.ScalarNode) -> Any:
+        if not pattern.fullmatch(node.value):
+            message = f"{node.value!r} is {kind} in a form YAML reads unexpectedly ({forms}); {advice}"
+            raise yaml.constructor.ConstructorError(None, None, message, node.start_mark)
+        return base(loader, node)
+
+    return construct
 
 
-def _construct_float(loader: Any, node: yaml.ScalarNode) -> float:
-    if not _PLAIN_FLOAT.fullmatch(node.value):
-        raise yaml.constructor.ConstructorError(
-            None, None, f"{node.value!r} is a number in a form YAML reads unexpectedly (sexagesimal or with "
-            "underscores); write it as plain decimal or scientific notation", node.start_mark
-        )  # fmt: skip
-    return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
+_construct_int = _plain_number(
+    _DECIMAL_INT, "an integer", "octal, sexagesimal, hex, binary or with underscores", "write it in plain decimal",
+    yaml.constructor.SafeConstructor.construct_yaml_int,
+)  # fmt: skip
+_construct_float = _plain_number(
+    _PLAIN_FLOAT, "a number", "sexagesimal or with underscores", "write it as plain decimal or scientific notation",
+    yaml.constructor.SafeConstructor.construct_yaml_float,
+)  # fmt: skip
 
 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

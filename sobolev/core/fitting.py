@@ -323,7 +323,7 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO) -> FittedModel:
             for n, v in model.params.items():
                 best[n] = torch.where(better.view(-1, *[1] * (v.ndim - 1)), v, best[n])
 
-    history = train_ensemble(
+    train_ensemble(
         model, x, t, lr=recipe.lr, steps=recipe.steps, batch_size=recipe.batch_size, G=G, weight=weight,
         schedule="cosine", warmup=recipe.warmup, generator=torch.Generator().manual_seed(recipe.seed),
         log_every=recipe.eval_every if best is not None else 0, inspect=keep_best if best is not None else None,
@@ -331,7 +331,6 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO) -> FittedModel:
         hint=f"lr = {recipe.lr:g} too large for this data; try sobolev.fit(..., lr={recipe.lr / 10:g})",
         progress=progress,
     )  # fmt: skip
-    del history
     if best is not None:
         model.params.update(best)
     train_loss = model.losses(x, t, G, weight)

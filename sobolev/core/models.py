@@ -115,6 +115,34 @@ class BatchedNet:
         M, H = self.params["W1"].shape[:2]
         return max(64, 2**22 // (M * H))
 
+    @torch.no_grad()
+    def losses(
+        self,
+        x: Tensor,
+        t: Tensor,
+        G: Tensor | None = None,
+        weight: Tensor | None = None,
+        value_weight: Tensor | None = None,
+        chunk: int = 4096,
+    ) -> Tensor:
+        """The training objective of ``loss_and_grads`` on a whole set, ``(M,)``, without its
+        gradients (summed over chunks of ``chunk`` points); a NaN in ``G`` (a missing label) adds nothing."""
+        self._check_x(x)
+        M, N, D = x.shape
+        alpha = torch.ones(M, device=x.device, dtype=x.dtype) if value_weight is None else value_weight
+        # Regular training: derivative weights 0 (and any target), so one formula serves both.
+        w = torch.zeros(M, D, device=x.device, dtype=x.dtype) if G is None else weight.view(M, -1).expand(M, D)
+        total = torch.zeros(M, device=x.device, dtype=x.dtype)
+        for i in range(0, N, chunk):
+            y, g = self.predict(x[:, i : i + chunk])
+            target = g if G is None else G[:, i : i + chunk]
+            target = torch.where(torch.isnan(target), g, target)  # a missing label: zero residual
+            total += weighted_sobolev_loss(y, t[:, i : i + chunk], g, target, alpha, w) * y.shape[1]
+        return total / N
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {n: v.detach().cpu() for n, v in self.params.items()}
+
 
 class BatchedMLP(BatchedNet):
     """M independent ``in_dim -> H -> H -> 1`` ReLU MLPs stored as batched tensors.
@@ -261,30 +289,6 @@ class BatchedMLP(BatchedNet):
         grads["W1"] = torch.bmm(r1.transpose(1, 2), u1).transpose(1, 2).contiguous()
         return StepResult(resid.pow(2).mean(1), grad_loss, grads)
 
-    @torch.no_grad()
-    def losses(
-        self,
-        x: Tensor,
-        t: Tensor,
-        G: Tensor | None = None,
-        weight: Tensor | None = None,
-        value_weight: Tensor | None = None,
-        chunk: int = 4096,
-    ) -> Tensor:
-        """The training objective of :meth:`loss_and_grads` on a whole set, ``(M,)``, without
-        its gradients (summed over chunks of ``chunk`` points)."""
-        self._check_x(x)
-        M, N, D = x.shape
-        alpha = torch.ones(M, device=x.device, dtype=x.dtype) if value_weight is None else value_weight
-        # Regular training: derivative weights 0 (and any target), so one formula serves both.
-        w = torch.zeros(M, D, device=x.device, dtype=x.dtype) if G is None else weight.view(M, -1).expand(M, D)
-        total = torch.zeros(M, device=x.device, dtype=x.dtype)
-        for i in range(0, N, chunk):
-            y, g = self.predict(x[:, i : i + chunk])
-            target = g if G is None else G[:, i : i + chunk]
-            total += weighted_sobolev_loss(y, t[:, i : i + chunk], g, target, alpha, w) * y.shape[1]
-        return total / N
-
     def to_module(self, i: int) -> MLP:
         """Model ``i`` as a standalone :class:`MLP` (for plotting, export, autograd checks)."""
         p = {n: v[i].detach().cpu() for n, v in self.params.items()}
@@ -298,9 +302,6 @@ class BatchedMLP(BatchedNet):
             net.net[4].weight.copy_(p["w3"].unsqueeze(0))
             net.net[4].bias.copy_(p["b3"].reshape(1))
         return net
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {n: v.detach().cpu() for n, v in self.params.items()}
 
 
 class BatchedSmoothMLP(nn.Module):

@@ -185,31 +185,3 @@ class BatchedTanhMLP(BatchedNet):
                 back = torch.bmm(dz, p[f"W{i}"])
                 dh[i - 1] = back if dh[i - 1] is None else dh[i - 1] + back
         return StepResult(resid.pow(2).mean(1), grad_loss, grads)
-
-    @torch.no_grad()
-    def losses(
-        self,
-        x: Tensor,
-        t: Tensor,
-        G: Tensor | None = None,
-        weight: Tensor | None = None,
-        value_weight: Tensor | None = None,
-        chunk: int = 4096,
-    ) -> Tensor:
-        """The objective of :meth:`loss_and_grads` on a whole set, ``(M,)``, without gradients."""
-        self._check_x(x)
-        M, N = x.shape[:2]
-        total = torch.zeros(M, device=x.device, dtype=x.dtype)
-        alpha = 1.0 if value_weight is None else value_weight
-        for i in range(0, N, chunk):
-            y, g = self.predict(x[:, i : i + chunk])
-            part = alpha * (y - t[:, i : i + chunk]).pow(2).sum(1)
-            if G is not None:
-                Gc = G[:, i : i + chunk]
-                gres = torch.where(torch.isnan(Gc), 0.0, g - Gc)
-                part = part + (gres.pow(2) * weight.view(M, 1, -1)).sum((1, 2))
-            total += part
-        return total / N
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {n: v.detach().cpu() for n, v in self.params.items()}
