@@ -5,26 +5,33 @@
     python -m sobolev.pipeline refresh regression      # re-execute notebooks/<...>.ipynb at the ci scale
     python -m sobolev.pipeline check                   # validate params.yaml: every section, every scale
 
-A stage validates its parameters and inputs before any work, runs into a staging folder
-(``results/.staging/<stage>``, ignored by git) and moves its outputs into place only when
-everything succeeded; ``dvc.yaml`` marks every output ``persist: true`` so DVC never deletes
+A stage validates its parameters and inputs and checks that it can write its outputs before any
+work, runs into a staging folder of its own (``results/.staging/<stage>-<pid>-<random>``,
+ignored by git) and moves its outputs into place only when everything succeeded, in one
+journalled install; ``dvc.yaml`` marks every output ``persist: true`` so DVC never deletes
 them first. A bad ``params.yaml``, a failure or a kill at any moment therefore leaves the
 committed results as they were. Notebook stages run through papermill with two parameters,
-``scale`` and ``output_dir``; the notebook loads everything else from ``params.yaml``.
+``scale`` and ``output_dir``, in a kernel that imports the workspace's own ``sobolev`` and reads
+the ``params.yaml`` the pipeline validated (:func:`execute`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import importlib
+import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from sobolev.common.params import PARAMS, ParamError, SectionConfig, active_scale, config_from, read_params
 from sobolev.common.paths import ROOT, STAGING
+from sobolev.common.utils import atomic_write_text
 
 
 class StageError(RuntimeError):
@@ -145,40 +152,121 @@ def check_params(path: Path = PARAMS) -> dict[str, SectionConfig]:
     return configs
 
 
-def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
+def execute(notebook: Path, output: Path, parameters: dict[str, Any], root: Path = ROOT, params: Path = PARAMS) -> None:
     """Run ``notebook`` with papermill into ``output`` (python3 kernel, no progress noise); with
-    ``parameters``, papermill adds a cell setting them after the ``parameters`` cell."""
+    ``parameters``, papermill adds a cell setting them after the ``parameters`` cell.
+
+    The kernel computes with the workspace ``root``'s code and with ``params``, the file the
+    pipeline validated: ``root`` goes first on its ``PYTHONPATH`` (ahead of whatever ``sobolev``
+    the environment installed, e.g. another clone's editable install, or the main workspace for a
+    ``dvc exp run --temp`` copy) and ``SOBOLEV_PARAMS`` names the file
+    (:mod:`sobolev.common.paths`); ``SOBOLEV_WORKSPACE`` makes an import from anywhere else fail.
+    """
     import papermill  # imported late: parameter errors come first and fast
 
-    papermill.execute_notebook(
-        str(notebook), str(output), parameters=parameters, kernel_name="python3", progress_bar=False,
-        cwd=str(notebook.parent), extra_arguments=KERNEL_ARGS,
-    )  # fmt: skip
+    env = {"SOBOLEV_PARAMS": str(params.resolve())}
+    if (root / "sobolev" / "__init__.py").exists():  # a workspace with code (not a bare results folder)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root.resolve()), os.environ.get("PYTHONPATH", "")) if p)
+        env["SOBOLEV_WORKSPACE"] = str(root.resolve())
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=parameters, kernel_name="python3", progress_bar=False,
+            cwd=str(notebook.parent), extra_arguments=KERNEL_ARGS,
+        )  # fmt: skip
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
-def _install(staged: Path, out: Path, names: tuple[str, ...]) -> None:
-    """Move every output ``names`` from ``staged`` into ``out``, replacing what was there."""
+JOURNAL = ".installing-{key}"  # in a stage's output folder while its outputs are being moved in
+
+
+def _install(staged: Path, out: Path, names: tuple[str, ...], key: str) -> None:
+    """Move every output ``names`` from ``staged`` into ``out``, replacing what was there.
+
+    A set of renames is not atomic, so the install is journalled: ``out/.installing-<key>``
+    (naming the outputs) is written first and removed last. A kill in between leaves the journal,
+    and :func:`half_installed` makes a later stage refuse those outputs as inputs until this
+    stage has run again. An exclusive lock on the folder serialises concurrent installs into it.
+    """
     missing = [n for n in names if not (staged / n).exists()]
     if missing:
         raise StageError(f"the stage did not write {missing} (declared outputs); nothing was replaced")
     out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        target, old = out / name, staged / f".old-{name}"
-        if target.is_dir():
-            target.rename(old)  # a folder cannot be replaced in one rename: swap, then delete the old one
-        (staged / name).replace(target)
-        shutil.rmtree(old, ignore_errors=True)
+    with open(out / ".install.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        journal = out / JOURNAL.format(key=key)
+        atomic_write_text(journal, "\n".join(names) + "\n")
+        for name in names:
+            target, old = out / name, staged / f".old-{name}"
+            if target.is_dir():
+                target.rename(old)  # a folder cannot be replaced in one rename: swap, then delete the old one
+            (staged / name).replace(target)
+            shutil.rmtree(old, ignore_errors=True)
+        journal.unlink()
+
+
+def half_installed(out: Path, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """The stages (journal key -> outputs among ``names``) whose install into ``out`` was interrupted."""
+    found = {}
+    for journal in out.glob(JOURNAL.format(key="*")):
+        hit = [n for n in journal.read_text().split() if n in names]
+        if hit:
+            found[journal.name.removeprefix(JOURNAL.format(key=""))] = hit
+    return found
 
 
 def stage_key(name: str, item: str | None) -> str:
     return name if item is None else f"{name}-{item}"
 
 
+def _writable(folder: Path) -> None:
+    """Raise a :class:`StageError` unless a file can be created in ``folder`` (or, if absent, in
+    its nearest existing parent): checked before any computing, not after it. A real write, not
+    permission bits, so a read-only mount is caught even for root."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise StageError(f"cannot write the stage's outputs to {folder}: {err}") from err
+
+
+def _staging_folder(staging: Path, key: str) -> Path:
+    """A new staging folder for this run, ``<key>-<pid>-<random>``: concurrent runs never share
+    one. Folders of the same stage left by a killed run (its process gone) are removed first."""
+    staging.mkdir(parents=True, exist_ok=True)
+    for old in staging.glob(f"{key}-*"):
+        pid = old.name.removeprefix(f"{key}-").split("-")[0]
+        if old.is_dir() and pid.isdecimal() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{key}-{os.getpid()}-", dir=staging))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def run_stage(
     name: str, item: str | None = None, params: Path = PARAMS, root: Path = ROOT, progress: bool | TextIO = True
 ) -> Path:
-    """Validate, run ``name`` (for ``item``, in ``foreach`` stages) into a staging folder, then
-    move its outputs into place. Returns the output folder."""
+    """Validate, run ``name`` (for ``item``, in ``foreach`` stages) into a staging folder of its
+    own, then move its outputs into place. Returns the output folder."""
     if name not in STAGES:
         raise StageError(f"unknown stage {name!r}; allowed: {', '.join(STAGES)}")
     stage = STAGES[name]
@@ -195,30 +283,34 @@ def run_stage(
     missing = [n for n in stage.inputs if not (out / n).exists()]
     if missing:
         raise FileNotFoundError(f"{out} has no {missing}: run the earlier stages first (dvc repro)")
+    broken = half_installed(out, stage.inputs)
+    if broken:
+        raise StageError(f"{out}: outputs {broken} were half-installed by an interrupted run; run that stage first")
     staging = root / STAGING.relative_to(ROOT)
-    staged = staging / stage_key(name, item)
-    shutil.rmtree(staged, ignore_errors=True)  # what a killed run left behind
-    staged.mkdir(parents=True)
+    key = stage_key(name, item)
+    _writable(out)
+    _writable(staging)
+    staged = _staging_folder(staging, key)
     try:
         if stage.notebook:
             notebook = root / stage.notebook
             executed = staged / notebook.name
             try:
-                execute(notebook, executed, {"scale": active_scale(values), "output_dir": str(staged)})
+                execute(notebook, executed, {"scale": active_scale(values), "output_dir": str(staged)}, root, params)
             except BaseException:
                 if executed.exists():
-                    failed = staging / f"{stage_key(name, item)}-failed.ipynb"
+                    failed = staging / f"{key}-failed.ipynb"
                     shutil.move(str(executed), str(failed))
                     print(f"{name}: the executed notebook is kept for debugging in {failed}", file=sys.stderr)
                 raise
         else:
             module, function = stage.step.split(":")
             getattr(importlib.import_module(module), function)(cfg, item, out, staged, progress)
-        _install(staged, out, stage.outputs)
+        _install(staged, out, stage.outputs, key)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-        if staging.exists() and not any(staging.iterdir()):
-            staging.rmdir()
+        with contextlib.suppress(OSError):
+            staging.rmdir()  # only when empty: another run's folder or a kept notebook stays
     return out
 
 
@@ -231,7 +323,8 @@ def refresh(name: str, root: Path = ROOT) -> Path:
     notebook = root / stage.notebook
     tmp = notebook.with_name(f".{notebook.stem}.tmp.ipynb")
     try:
-        execute(notebook, tmp, {})  # its parameters cell holds the ci defaults: nothing to inject
+        # its parameters cell holds the ci defaults: nothing to inject
+        execute(notebook, tmp, {}, root, root / "params.yaml")
         tmp.replace(notebook)
     finally:
         tmp.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from sobolev import pipeline
 from sobolev.common.params import ParamError, load_config
 from sobolev.distillation.config import DistillationConfig
 from sobolev.pipeline import STAGES, StageError, run_stage
@@ -288,8 +290,10 @@ def test_a_kill_or_a_failure_mid_stage_leaves_results_untouched(tmp_path):
     assert proc.stdout.readline().strip() == "writing"  # the step has written half of its outputs
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert snapshot(root) == before  # outputs untouched; the half-written file is in staging
-    assert (root / "results/.staging/distill-breakout/curves.csv").exists()
+    assert snapshot(root) == before  # outputs untouched; the half-written file is in the run's own staging folder
+    assert [p.parent.name.split("-")[:3] for p in (root / "results/.staging").glob("*/curves.csv")] == [
+        ["distill", "breakout", str(proc.pid)]
+    ]
     failed = run_fake(tmp_path, root, "fail")
     assert failed.wait() != 0 and "the step failed" in failed.stderr.read()
     assert snapshot(root) == before and not (root / "results/.staging").exists()  # cleaned on the next run
@@ -299,6 +303,48 @@ def test_a_kill_or_a_failure_mid_stage_leaves_results_untouched(tmp_path):
     assert after[f"{games}/curves.csv"] == "new, half written" and after[f"{games}/summary.json"] == "new"
     assert after[f"{games}/teacher.pt"] == before[f"{games}/teacher.pt"]  # other stages' outputs stay
     assert not (root / "results/.staging").exists()
+
+
+def test_each_run_stages_into_its_own_folder_and_clears_only_dead_runs_folders(tmp_path):
+    staging = tmp_path / ".staging"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = staging / f"distill-breakout-{dead.stdout.strip()}-abc"  # a killed run's leftovers
+    alive = staging / f"distill-breakout-{os.getppid()}-def"  # a concurrent run, still going
+    for folder in (left, alive):
+        folder.mkdir(parents=True)
+    first, second = (
+        pipeline._staging_folder(staging, "distill-breakout"),
+        pipeline._staging_folder(staging, "distill-breakout"),
+    )
+    assert first != second and first.is_dir() and second.is_dir()
+    assert not left.exists() and alive.exists()
+
+
+def test_a_half_installed_stage_is_absent_for_the_next_stage(tmp_path):
+    """A kill between the renames of an install leaves its journal: the stage reading those outputs refuses them."""
+    root = fake_root(tmp_path)
+    games = root / "results/distillation/games/breakout"
+    (games / ".installing-teacher-breakout").write_text("teacher.pt\nteacher_training.json\n")
+    with pytest.raises(StageError, match=r"\{'teacher-breakout': \['teacher.pt'\]\} were half-installed"):
+        run_stage("record", "breakout", root / "params.yaml", root)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for name in ("teacher.pt", "teacher_training.json"):
+        (staged / name).write_text("new")
+    pipeline._install(staged, games, ("teacher.pt", "teacher_training.json"), "teacher-breakout")
+    assert not list(games.glob(".installing-*")) and (games / "teacher.pt").read_text() == "new"
+    assert ".installing-*" in (ROOT / ".gitignore").read_text() and ".install.lock" in (ROOT / ".gitignore").read_text()
+
+
+def test_an_unwritable_results_folder_fails_before_any_work(tmp_path):
+    root = fake_root(tmp_path)
+    out = root / "results/differential"
+    shutil.rmtree(out)
+    out.write_text("a file where the results folder should be")
+    start = time.perf_counter()
+    with pytest.raises(StageError, match=r"cannot write the stage's outputs to .*results/differential"):
+        run_stage("differential", None, root / "params.yaml", root)
+    assert time.perf_counter() - start < 5 and not (root / "results/.staging").exists()
 
 
 def test_outputs_are_world_readable(tmp_path):
