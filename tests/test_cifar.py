@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sobolev.synthetic.cifar import CIFAR10_MD5, load_cifar10, md5sum, verify_archive
+from sobolev.synthetic.cifar import CIFAR10_DIGESTS, digests, load_cifar10, verify_archive
 
 
 def fake_archive(path, n=4):
@@ -24,7 +24,7 @@ def fake_archive(path, n=4):
 
 def test_loads_the_official_layout(tmp_path):
     path = fake_archive(tmp_path / "c.tar.gz")
-    data = load_cifar10(path, md5=md5sum(path))
+    data = load_cifar10(path, expected=digests(path))
     x, y = data["train"]
     with tarfile.open(path) as tar:  # the second training batch's first image, channel-major rows of 32
         raw = pickle.loads(tar.extractfile("cifar-10-batches-py/data_batch_2").read())
@@ -42,5 +42,19 @@ def test_missing_archive_says_how_to_fetch(tmp_path):
 
 def test_wrong_checksum_is_rejected(tmp_path):
     path = fake_archive(tmp_path / "c.tar.gz")
-    with pytest.raises(ValueError, match=f"expected {CIFAR10_MD5}"):
+    with pytest.raises(ValueError, match=f"MD5 .*expected {CIFAR10_DIGESTS['md5']}; SHA256 .*not unpickled"):
         load_cifar10(path)
+    forged = {**digests(path), "sha256": CIFAR10_DIGESTS["sha256"]}  # an MD5 collision alone is not enough
+    with pytest.raises(ValueError, match=f"has SHA256 .*expected {CIFAR10_DIGESTS['sha256']}"):
+        load_cifar10(path, expected=forged)
+
+
+def test_digests_are_the_standard_ones(tmp_path):
+    import hashlib
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"sobolev" * 300_000)  # more than one read chunk
+    assert digests(path, chunk=1000) == {
+        "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }

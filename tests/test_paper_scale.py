@@ -46,7 +46,7 @@ def test_synthetic_paper_scale_starts(tmp_path, monkeypatch):
 
     archive = fake_archive(tmp_path / "cifar-10-python.tar.gz", n=8)
     # The fake archive is not the official one: accept its own checksum instead of the pinned one.
-    monkeypatch.setattr(cifar, "load_cifar10", partial(cifar.load_cifar10, md5=cifar.md5sum(archive)))
+    monkeypatch.setattr(cifar, "load_cifar10", partial(cifar.load_cifar10, expected=cifar.digests(archive)))
     cfg = SyntheticConfig.load("paper")
     assert cfg.dataset == "cifar10" and cfg.width_scale == 1.0
     with pytest.raises(FileNotFoundError, match=r"dvc update data\.dvc"):

@@ -2,7 +2,7 @@
 
 ``data.dvc`` pins the archive (``data/cifar-10-python.tar.gz``) by its published MD5; a
 user with internet fetches it with ``dvc update data.dvc`` (or downloads the URL below by
-hand). :func:`load_cifar10` verifies the checksum and reads the pickled batches straight
+hand). :func:`load_cifar10` verifies its MD5 and SHA-256 and reads the pickled batches straight
 from the tarball.
 """
 
@@ -18,21 +18,30 @@ import torch
 from torch import Tensor
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+# The official archive (170 498 071 bytes): its published MD5, and its SHA-256 as Keras pins it
+# (``keras.datasets.cifar10``). MD5 alone catches a corrupt file, not a forged one; the archive is
+# unpickled, so both must match before it is opened.
+CIFAR10_DIGESTS = {
+    "md5": "c58f30108f718f92721af3b95e74349a",
+    "sha256": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+}
 DEFAULT_ARCHIVE = Path("data/cifar-10-python.tar.gz")
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
-def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
+def digests(path: str | Path, chunk: int = 1 << 20) -> dict[str, str]:
+    """The MD5 and SHA-256 hex digests of the file at ``path``, in one read."""
+    hashes = {name: hashlib.new(name) for name in CIFAR10_DIGESTS}
     with open(path, "rb") as f:
         while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
 
 
-def verify_archive(path: str | Path = DEFAULT_ARCHIVE, md5: str = CIFAR10_MD5) -> Path:
-    """Return ``path`` if it exists with the expected checksum; otherwise say how to fetch it."""
+def verify_archive(path: str | Path = DEFAULT_ARCHIVE, expected: dict[str, str] = CIFAR10_DIGESTS) -> Path:
+    """Return ``path`` if it exists with the ``expected`` digests (MD5 and SHA-256); otherwise say
+    how to fetch it."""
     path = Path(path)
     how = (
         f"fetch it with `dvc update data.dvc` (DVC downloads {CIFAR10_URL} to {DEFAULT_ARCHIVE}), "
@@ -40,24 +49,25 @@ def verify_archive(path: str | Path = DEFAULT_ARCHIVE, md5: str = CIFAR10_MD5) -
     )
     if not path.is_file():
         raise FileNotFoundError(f"CIFAR-10 archive not found at {path}: {how}")
-    actual = md5sum(path)
-    if actual != md5:
+    actual = digests(path)
+    wrong = [f"{name.upper()} {actual[name]}, expected {v}" for name, v in expected.items() if actual[name] != v]
+    if wrong:
         raise ValueError(
-            f"CIFAR-10 archive {path} has MD5 {actual}, expected {md5}: "
-            f"it is corrupt or not the official archive; {how}"
+            f"CIFAR-10 archive {path} has {'; '.join(wrong)}: it is corrupt or not the official archive, "
+            f"and is not unpickled; {how}"
         )
     return path
 
 
-def load_cifar10(path: str | Path = DEFAULT_ARCHIVE, md5: str | None = CIFAR10_MD5) -> dict[str, tuple[Tensor, Tensor]]:
-    """Read the archive into ``{"train": (x, y), "test": (x, y)}``.
+def load_cifar10(
+    path: str | Path = DEFAULT_ARCHIVE, expected: dict[str, str] | None = CIFAR10_DIGESTS
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Read the archive into ``{"train": (x, y), "test": (x, y)}`` after checking its digests.
 
     ``x`` is ``uint8 (N, 3, 32, 32)``, ``y`` is ``int64 (N,)`` (50 000 / 10 000 images in the
-    real archive). ``md5=None`` skips the checksum (for test fixtures).
+    real archive). ``expected``: the digests to check (test fixtures pass their own).
     """
-    path = verify_archive(path, md5) if md5 is not None else Path(path)
-    if not path.is_file():
-        verify_archive(path)  # raises the helpful FileNotFoundError
+    path = verify_archive(path, expected or {})
     parts: dict[str, list[tuple[np.ndarray, list[int]]]] = {"train": [], "test": []}
     with tarfile.open(path, "r:gz") as tar:
         for member in tar.getmembers():
