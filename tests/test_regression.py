@@ -1,6 +1,7 @@
 import json
 import math
 import runpy
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from sobolev.common.params import read_params
 from sobolev.common.paths import ROOT
 from sobolev.core.data import Normaliser, make_sample
 from sobolev.core.functions import BenchmarkFunction, check_gradient, get_function
-from sobolev.core.training import train_ensemble
+from sobolev.core.training import NonFiniteLossError, train_ensemble
 from sobolev.regression import grid as R
 from sobolev.regression import report
 from sobolev.regression.config import RegressionConfig
@@ -164,16 +165,26 @@ def test_select_lr_picks_lowest_mean_validation_error():
             "lr": [0.1, 0.1, 0.01, 0.01],
             "seed": [0, 1, 0, 1],
             "val_mse": [1.0, 5.0, 2.0, 2.5],
+            "diverged": False,
             "test_mse": 0.0,
             "test_grad_mse": 0.0,
         }
     )
-    assert set(compare.select_lr(runs).lr) == {0.01}  # mean 2.25 beats mean 3.0
-    runs.loc[2, "val_mse"] = float("nan")  # one seed of lr 0.01 diverged: it loses on its surviving seed too
-    assert set(compare.select_lr(runs).lr) == {0.1}
+    choose = partial(compare.select_lr, key_name="regression.lrs")
+    assert set(choose(runs).lr) == {0.01}  # mean 2.25 beats mean 3.0
+    runs.loc[2, "diverged"] = True  # one seed of lr 0.01 diverged: it loses on its surviving seed too
+    assert set(choose(runs).lr) == {0.1}
     assert list(compare.diverged(runs).index) == [2]
-    runs.loc[:, "val_mse"] = float("nan")  # all diverged: ties go to the smaller rate
-    assert set(compare.select_lr(runs).lr) == {0.01}
+    runs.loc[0, "diverged"] = True  # every rate has a diverged seed: nothing can be chosen, the key is named
+    with pytest.raises(compare.DivergenceError, match=r"every learning rate in regression.lrs = \[0.01, 0.1\] "
+                       r"diverged for function=f, n_train=10, method=regular.*lower regression.lrs"):  # fmt: skip
+        choose(runs)
+
+
+def test_divergence_is_non_finite_or_far_beyond_the_zero_prediction():
+    ms = np.array([4.0] * 5)  # E f² = 4: predicting 0 everywhere scores 4
+    val = np.array([1.0, 399.0, 401.0, np.inf, np.nan])
+    assert compare.is_diverged(val, ms).tolist() == [False, False, True, True, True]
 
 
 def test_normaliser_chain_rule():
@@ -196,8 +207,6 @@ def test_normaliser_chain_rule():
 
 
 def test_a_huge_learning_rate_stops_the_grid_with_a_message():
-    from sobolev.core.training import NonFiniteLossError
-
     with pytest.raises(
         NonFiniteLossError,
         match=r"regression: .* at step \d+ of 30 .*likely cause: a learning rate in "
@@ -213,10 +222,22 @@ def test_a_diverging_model_in_an_ensemble_loses_without_stopping_the_others():
     runs = result.runs
     finite = runs.val_mse.map(math.isfinite)
     assert not finite[runs.lr == 1e6].all() and finite[runs.lr == 1e-3].all()  # some diverged, the others trained
-    assert set(compare.diverged(runs).lr) == {1e6}
+    assert set(compare.diverged(runs).lr) == {1e6} and runs.diverged[runs.lr == 1e6].all()  # NaN or exploded
     chosen = R.chosen_runs(runs)
-    assert chosen.val_mse.map(math.isfinite).all()  # a setting with a diverged seed never wins
+    assert not chosen.diverged.any()  # a setting with a diverged seed never wins
     assert set(chosen[chosen.arm == "sobolev-raw"].lr) == {1e-3}
+
+
+def test_a_grid_whose_every_rate_explodes_stops_naming_the_key():
+    """The issue's case (regression.lrs = [1e5, 1e6]): models that explode to huge but finite errors
+    (1e34 and beyond here) are diverged too, and no verdict is computed from them. Whether an
+    ensemble reaches inf first (the training loop's stop) depends on rounding; both name the key."""
+    cfg = tiny_config(lrs=[1e5, 1e6], functions=["beale"], sweep_weights=[], sweep_sizes=[], sweep_arms=[])
+    key = r"regression.lrs = \[100000.0, 1000000.0\]"
+    with pytest.raises((compare.DivergenceError, NonFiniteLossError), match=key):
+        runs = R.run_grid(cfg, progress=False).runs
+        assert runs.diverged.all()
+        R.chosen_runs(runs)
 
 
 def _runs_with_ratios(ratios: dict[tuple[str, int], float], seeds: int = 8, noise: float = 0.05) -> pd.DataFrame:

@@ -120,7 +120,8 @@ def committed_groups(results: Path) -> dict[str, list[np.ndarray]]:
     out: dict[str, list[np.ndarray]] = {}
     reg = results / "regression" / "runs.csv"
     if reg.exists():
-        runs = select_lr(pd.read_csv(reg))  # each configuration at its learning rate chosen on validation
+        # each configuration at its learning rate chosen on validation
+        runs = select_lr(pd.read_csv(reg), key_name="regression.lrs")
         pairs = [("sobolev-raw", "regular-raw"), ("balanced-standard", "regular-standard")]
         out["4.1 regression"] = _log_ratio_groups(runs, "arm", pairs)
     return out

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.compare import converged, select_lr
+from sobolev.common.compare import converged, is_diverged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import Normaliser, Sample, make_sample
@@ -227,6 +227,8 @@ def _run_grid(
         order = torch.tensor([i for ids, _ in parts for i in ids])
         stacked[name] = torch.cat([v for _, v in parts])[torch.argsort(order)]
     runs = pd.concat([grid, metrics], axis=1)
+    mean_square = {name: float(sample.y.double().pow(2).mean()) for name, sample in val.items()}
+    runs["diverged"] = is_diverged(runs.val_mse, runs.function.map(mean_square))
     runs["converged"] = converged(runs.train_loss_90, runs.train_loss, cfg.converged_change)
     runs.insert(0, "run", runs.index)
     return GridResult(
@@ -236,8 +238,9 @@ def _run_grid(
 
 def chosen_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Every configuration at its learning rate chosen on validation MSE
-    (:func:`sobolev.common.compare.select_lr`), with ``arm`` kept."""
-    return select_lr(runs)
+    (:func:`sobolev.common.compare.select_lr`), with ``arm`` kept. Raises
+    :class:`~sobolev.common.compare.DivergenceError` when every rate of a configuration diverged."""
+    return select_lr(runs, key_name="regression.lrs")
 
 
 def paired_cells(chosen: pd.DataFrame, weight: float = 1.0) -> pd.DataFrame:

@@ -483,6 +483,7 @@ def pl_network_grid(
     """
     import pandas as pd
 
+    from sobolev.common.compare import is_diverged
     from sobolev.core.losses import balanced_weights
     from sobolev.core.models import BatchedMLP
     from sobolev.core.training import train_ensemble
@@ -543,6 +544,7 @@ def pl_network_grid(
                                     "lr": lr,
                                     "seed": s,
                                     "val_mse": float(err[i]),
+                                    "diverged": bool(is_diverged(err[i], evals[i][1].double().pow(2).mean())),
                                     "train_value_mse": float(value_mse[i]),
                                     "train_grad_mse": float(grad_mse[i]),
                                     "grad_share": float(weighted[i] / objective[i]) if sob else 0.0,

@@ -245,7 +245,7 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
     meshes = [T.KuhnMesh(d, m) for d, m in cfg.meshes]
     nets = T.pl_network_grid(meshes, cfg.net_sizes, cfg.net_seeds, cfg.net_lrs, cfg.net_steps, cfg.net_hidden,
                              device=pick_device(cfg.device), progress=progress)  # fmt: skip
-    chosen = compare.select_lr(nets)
+    chosen = compare.select_lr(nets, key_name="theory.net_lrs")
     keys = ["function", "n_train"]
     rows = []
     for (fn, n), cell in chosen.groupby(keys):

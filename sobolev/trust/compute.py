@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.compare import converged, select_lr
+from sobolev.common.compare import converged, is_diverged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import make_sample
@@ -187,7 +187,8 @@ def run_all(cfg: TrustConfig, progress: bool | TextIO = True) -> TrustResult:
 
     for name, values in metrics.items():
         runs[name] = pd.Series(values)
-    runs["diverged"] = ~np.isfinite(runs.val_mse) | ~np.isfinite(runs.test_mse)
+    mean_square = {name: float(sample.y.double().pow(2).mean()) for name, sample in val.items()}
+    runs["diverged"] = is_diverged(runs.val_mse, runs.function.map(mean_square)) | ~np.isfinite(runs.test_mse)
     runs["converged"] = converged(runs.train_loss_90, runs.train_loss, cfg.converged_change)
     norms = pd.concat(tracks, ignore_index=True) if tracks else pd.DataFrame(columns=["run", "step", "tensor"])
     order = sorted(kept)
@@ -203,14 +204,17 @@ def grid_arms(runs: pd.DataFrame) -> pd.DataFrame:
     function, size and loss; :func:`sobolev.common.compare.select_lr`) and Fromage at its default."""
     grid = runs[runs.grid]
     keys = ["function", "normalisation", "n_train", "method"]
-    adam = select_lr(grid[grid.optimiser == "adam"], keys).assign(arm=ADAM)
+    adam = select_lr(grid[grid.optimiser == "adam"], keys, key_name="trust.adam_lrs").assign(arm=ADAM)
     fromage = grid[grid.optimiser == "fromage"].assign(arm=FROMAGE)
     return pd.concat([adam, fromage], ignore_index=True)
 
 
 def _paired(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> list[dict]:
+    """Per ``keys`` cell, ``a`` against ``b`` over paired seeds; a diverged run's error counts as
+    infinite, so a cell with one decides nothing (its interval is infinite)."""
     rows = []
-    both = a.merge(b, on=[*keys, "seed"], suffixes=("", "_b"))
+    scored = [d.assign(test_mse=d.test_mse.where(~d.diverged.astype(bool), np.inf)) for d in (a, b)]
+    both = scored[0].merge(scored[1], on=[*keys, "seed"], suffixes=("", "_b"))
     for key, cell in both.groupby(keys, sort=True):
         r: Interval = paired_ratio(cell.test_mse, cell.test_mse_b)
         rows.append({**dict(zip(keys, key, strict=True)), "seeds": len(cell), "median": float(cell.test_nmse.median()),
