@@ -348,3 +348,28 @@ def test_grid_in_code_needs_no_params_file_and_leaves_threads_alone(monkeypatch)
     assert len(result.runs) == 2 and result.runs.test_mse.notna().all()
     with pytest.raises(ValueError, match=r"regression\.steps"):
         RegressionConfig.in_code(steps=0)
+
+
+def test_the_sections_figures_pass_the_figure_check(tiny):
+    from sobolev.common.plotting import figure_problems
+
+    chosen = R.chosen_runs(tiny.runs)
+    cells = R.paired_cells(chosen)
+    figures = {"fig2_right": report.figure2(chosen), "paired_ratios": report.paired_ratios(cells),
+               "weight_sweep": report.weight_sweep(chosen, 40)}  # fmt: skip
+    for name in ("booth", "styblinski_tang"):
+        figures[name] = report.surfaces_at(get_function(name), tiny, chosen, 20, ("regular-raw", "sobolev-raw"))
+    assert {k: figure_problems(f) for k, f in figures.items()} == {k: [] for k in figures}
+
+
+def test_surfaces_show_each_models_own_training_points(tiny):
+    chosen = R.chosen_runs(tiny.runs)
+    fig = report.surfaces_at(get_function("booth"), tiny, chosen, 20, ("regular-raw", "sobolev-raw"))
+    top = [ax for ax in fig.axes if ax.get_title() and "∇" not in ax.get_title() and "gradient" not in ax.get_title()]
+    truth, *models = top
+    points = lambda ax: [c.get_offsets() for c in ax.collections if len(np.asarray(c.get_offsets())) == 20]  # noqa: E731
+    assert points(truth) == []  # the truth saw no sample
+    for ax, arm in zip(models, ("regular-raw", "sobolev-raw"), strict=True):
+        run = int(report.median_seed(chosen, "booth", 20, arm).run)
+        shown = points(ax)
+        assert len(shown) == 1 and np.allclose(shown[0], tiny.training_set(run).x.numpy())

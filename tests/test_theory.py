@@ -189,3 +189,15 @@ def test_one_tolerance_for_not_below_the_floor_and_no_typed_prose_in_the_block()
     )
     assert report.above_floor(row) is False and "error: False" in report.readme_block(edge)
     assert "see the notebook" not in report.readme_block(m)
+
+
+def test_the_sections_figures_pass_the_figure_check():
+    from sobolev.common.plotting import figure_problems
+    from sobolev.theory import report
+    from sobolev.theory.config import TheoryConfig
+
+    cfg = TheoryConfig.load("ci")
+    parts = [report.figure2_left(), report.proposition3(), report.theorem2(cfg), *report.identification(cfg)]
+    figures = {name: fig for part in parts for name, fig in part.figures.items()}
+    assert {"fig2_left", "prop3_gaussians", "theorem2"} <= set(figures)
+    assert {k: figure_problems(f) for k, f in figures.items()} == {k: [] for k in figures}

@@ -222,3 +222,18 @@ def test_needs_no_tuning_is_decided_on_paired_seeds_and_not_on_two():
     assert (compute.default_tuning(sweep(6, 1.2), 2.0, 0.01).verdict == "win").all()
     assert (compute.default_tuning(sweep(6, 3.0), 2.0, 0.01).verdict == "loss").all()
     assert (compute.default_tuning(sweep(2, 1.2), 2.0, 0.01).verdict == "undecided").all()
+
+
+def test_the_sections_figures_pass_the_figure_check(result):
+    from sobolev.common.plotting import figure_problems
+
+    cfg = tiny()
+    cells = compute.sobolev_cells(compute.grid_arms(result.runs))
+    table, _ = compute.trust_networks(result, cfg)
+    figures = {
+        "ratio": report.ratio_figure(cells),
+        "sweep": report.sweep_figure(result.runs, compute.sweep_errors(result.runs), cfg.good_factor, cfg.fromage_lr),
+        "norms": report.norm_figure(result.runs, result.norms),
+        "trust": report.trust_figure(table),
+    }
+    assert {k: figure_problems(f) for k, f in figures.items()} == {k: [] for k in figures}

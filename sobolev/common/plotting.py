@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,8 +18,85 @@ def style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
 
 
+def _data_axes(fig: plt.Figure) -> list[plt.Axes]:
+    """The axes that show data: visible, not a colour bar, with at least one artist."""
+    out = []
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison or ax.get_label() == "<colorbar>" or hasattr(ax, "_colorbar"):
+            continue
+        if ax.lines or ax.collections or ax.patches or ax.images:
+            out.append(ax)
+    return out
+
+
+def _all_nan(values: Any) -> bool:
+    a = np.asarray(values, dtype=float) if len(values) else np.zeros(0)
+    return a.size > 0 and not np.isfinite(a).any()
+
+
+def figure_problems(fig: plt.Figure) -> list[str]:
+    """What a reader of ``fig`` would stumble on, as sentences (empty: none found).
+
+    * a data axes whose x (or y) quantity is named nowhere: neither its own label nor that of
+      another axes in its column (row) of the grid, where shared labels usually sit;
+    * texts that overlap at the saved size: titles, the figure's title, axis labels and the
+      tick labels of every data axes, each pair tested by bounding box;
+    * an artist whose every value is NaN or infinite (a curve that draws nothing).
+    """
+    problems = []
+    fig.canvas.draw()  # lay out text so that bounding boxes are real
+    renderer = fig.canvas.get_renderer()
+    axes = _data_axes(fig)
+    column = lambda a: round(a.get_position().x0, 2)  # noqa: E731
+    row = lambda a: round(a.get_position().y0, 2)  # noqa: E731
+    for ax in axes:
+        x0, y0 = ax.get_position().bounds[:2]
+        name = ax.get_title() or f"axes at ({x0:.2f}, {y0:.2f})"
+        if not any(b.get_xlabel() for b in axes if column(b) == column(ax)):
+            problems.append(f"{name!r}: no x-axis label in its column")
+        if not any(b.get_ylabel() for b in axes if row(b) == row(ax)):
+            problems.append(f"{name!r}: no y-axis label in its row")
+        for line in ax.lines:
+            if _all_nan(line.get_ydata()) or _all_nan(line.get_xdata()):
+                problems.append(f"{name!r}: line {line.get_label()!r} has no finite value")
+        for coll in ax.collections:
+            offsets = coll.get_offsets()
+            if len(offsets) and not np.isfinite(np.asarray(offsets, float)).any():
+                problems.append(f"{name!r}: collection {coll.get_label()!r} has no finite point")
+    texts = []
+    if fig._suptitle is not None and fig._suptitle.get_text():
+        texts.append(("figure title", fig._suptitle))
+    for ax in axes:
+        label = ax.get_title() or "untitled axes"
+        for kind, t in (("title", ax.title), ("x label", ax.xaxis.label), ("y label", ax.yaxis.label)):
+            if t.get_text() and t.get_visible():
+                texts.append((f"{label!r} {kind}", t))
+        for kind, ticks in (("x tick", ax.get_xticklabels()), ("y tick", ax.get_yticklabels())):
+            texts += [(f"{label!r} {kind} {t.get_text()!r}", t) for t in ticks if t.get_text() and t.get_visible()]
+    boxes = [(name, t.get_window_extent(renderer)) for name, t in texts]
+    for i, (name_a, a) in enumerate(boxes):
+        for name_b, b in boxes[i + 1 :]:
+            if "tick" in name_a and "tick" in name_b:
+                continue  # neighbouring ticks of one axis may touch; matplotlib thins those itself
+            if a.overlaps(b) and a.width > 0 and b.width > 0:
+                inter = min(a.x1, b.x1) - max(a.x0, b.x0), min(a.y1, b.y1) - max(a.y0, b.y0)
+                if min(inter) > 1.0:  # more than a pixel each way: a real collision, not a touch
+                    problems.append(f"{name_a} overlaps {name_b}")
+    return problems
+
+
+class FigureWarning(UserWarning):
+    """A figure has problems a reader would stumble on (:func:`figure_problems`)."""
+
+
 def save(fig: plt.Figure, path: str | Path | None) -> None:
-    """Save ``fig`` as PNG (``None``: do nothing, e.g. in nbval runs)."""
+    """Check ``fig`` (:func:`figure_problems`; each problem is a :class:`FigureWarning`, shown in
+    the executed notebook) and save it as PNG (``None``: check only, e.g. in nbval runs)."""
+    problems = figure_problems(fig)
+    if problems:
+        title = fig._suptitle.get_text()[:60] if fig._suptitle else "a figure"
+        where = Path(path).name if path is not None else title
+        warnings.warn(FigureWarning(f"{where}: " + "; ".join(problems)), stacklevel=2)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

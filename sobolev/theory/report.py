@@ -63,10 +63,13 @@ def figure2_left() -> Part:
         axes[1].plot(knots, values_only.member([z]), line, label=f"consistent member z={z}")
     axes[2].plot(knots, with_slopes.particular, "C2-", label="unique fit (values + slopes)")
     for ax in axes:
-        ax.plot(x_train, y_train, "ko")
+        ax.plot(x_train, y_train, "ko", label="training points")
         ax.legend(fontsize=8, loc="upper left")
     for x0, y0, s0 in zip(x_train, y_train, dy_train, strict=True):
         axes[2].plot([x0 - 0.25, x0 + 0.25], [y0 - 0.25 * s0, y0 + 0.25 * s0], "r-", lw=3)
+    for ax in axes:
+        ax.set_ylabel("f(x)")
+    axes[2].set_xlabel("x (PL knots at 0, 1, 2, 3; red: the training slopes)")
     axes[0].set_title("Figure 2 (left), computed")
     m = {
         "values_only_dimension": values_only.dimension,
@@ -124,6 +127,9 @@ def proposition3() -> Part:
     ax.plot(grid, T.gaussian_pdf(grid, mu2, var2), label=f"N({mu2:.3f}, {var2:.3f})")
     ends = torch.tensor([0.0, 3.0], dtype=torch.float64)
     ax.plot([0, 3], T.gaussian_pdf(ends, 2.0, 1.0), "ko", label="equal values")
+    ax.set_xlabel("x")
+    ax.set_ylabel("density p(x)")
+    ax.set_title("Equal values at x = 0 and 3: values alone do not identify a Gaussian", fontsize=9)
     ax.legend()
     m = {"max_recovery_error": max(recovered), "second_mu": mu2, "second_var": var2}
     return Part("proposition3_gaussian", m, figures={"prop3_gaussians": fig}, conclusions=[
@@ -166,10 +172,13 @@ def theorem2(cfg: TheoryConfig) -> Part:
                      "network error": loss, "network quadrature error": loss_err,
                      "sup |h − f|": sup_v, "sup |h′ − g|": sup_d})  # fmt: skip
         with torch.no_grad():
-            ax[k].plot(xs, f(xs), "k-", label="f")
-            ax[k].plot(xs, h_best, "C2--", label="best h (least squares)")
-            ax[k].plot(xs, net(xs.unsqueeze(1)), "C1:", label="network")
+            # The best h drawn wide and pale underneath, the network thin on top: both stay visible.
+            ax[k].plot(xs, f(xs), "k-", lw=1, label="f")
+            ax[k].plot(xs, h_best, "-", color="C2", lw=5, alpha=0.35, label="best h (least squares)")
+            ax[k].plot(xs, net(xs.unsqueeze(1)), "--", color="C1", lw=1.5, label="trained network", zorder=3)
         ax[k].set_title(label)
+        ax[k].set_xlabel("x")
+        ax[k].set_ylabel("value")
         ax[k].legend(fontsize=8)
     table = pd.DataFrame(rows)
     consistent, shifted = table.iloc[0], table.iloc[1]

@@ -219,7 +219,7 @@ def readme_block(metrics: dict) -> str:
 
 
 def ratio_figure(cells: pd.DataFrame) -> plt.Figure:
-    """Sobolev / regular test MSE per function (geometric mean over paired seeds, 95% bootstrap
+    """Sobolev / regular test MSE per function (geometric mean over paired seeds, 95% t
     interval), under tuned Adam and default Fromage, one panel per data scale and size; open = undecided."""
     style()
     panels = sorted(set(zip(cells.normalisation, cells.n_train, strict=True)))
@@ -237,12 +237,16 @@ def ratio_figure(cells: pd.DataFrame) -> plt.Figure:
         ax.axhline(1, color="black", lw=0.8)
         ax.set_yscale("log")
         ax.set_xticks(range(len(functions)), functions, rotation=30)
+        ax.set_xlabel("function")
         ax.set_title(f"{norm} data, n = {n}")
-        ax.set_ylabel("test MSE, Sobolev / regular")
+        ax.set_ylabel("test MSE, Sobolev / regular (log)")
     axes[0, 0].legend(title="optimiser", fontsize=8)
     fig.suptitle("Below 1: Sobolev better (filled: the interval excludes 1)")
     fig.tight_layout()
     return fig
+
+
+OPTIMISER_LINES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
 
 
 def sweep_figure(runs: pd.DataFrame, errors: pd.DataFrame, factor: float, default_lr: float) -> plt.Figure:
@@ -260,11 +264,17 @@ def sweep_figure(runs: pd.DataFrame, errors: pd.DataFrame, factor: float, defaul
             pick = (sweep.normalisation == norm) & (sweep.method == method) & (sweep.function == fn)
             mine = sweep[pick]
             med = errors[(errors.normalisation == norm) & (errors.method == method) & (errors.function == fn)]
-            for opt, color in OPTIMISER_COLORS.items():
+            for k, (opt, color) in enumerate(OPTIMISER_COLORS.items()):
                 m, e = mine[mine.optimiser == opt], med[(med.optimiser == opt) & np.isfinite(med.median_nmse)]
-                ax.scatter(m.lr, m.test_nmse, s=8, color=color, alpha=0.5)
-                ax.plot(e.lr, e.median_nmse, "-o", ms=3, color=color, label=opt)
-            ax.axhline(factor * med.median_nmse.min(), ls="--", color="grey", lw=0.8)
+                style_ = OPTIMISER_LINES[k % len(OPTIMISER_LINES)]  # optimisers that coincide stay visible
+                ax.scatter(m.lr, m.test_nmse, s=8, color=color, alpha=0.5, marker=style_[1])
+                ax.plot(e.lr, e.median_nmse, linestyle=style_[0], marker=style_[1], ms=4 + k, mfc="none",
+                        lw=1 + 0.4 * k, color=color, label=opt, zorder=2 + k)  # fmt: skip
+            best = med.median_nmse.min()
+            ax.axhline(factor * best, ls="--", color="grey", lw=0.8)
+            if best >= 0.5:  # no better than about half the variance: nothing learns, so no rate is "good"
+                ax.text(0.5, 0.5, f"nothing learns here\n(best median {best:.2f} Var f)", transform=ax.transAxes,
+                        ha="center", va="center", fontsize=8, color="firebrick")  # fmt: skip
             ax.axvline(default_lr, ls=":", color="black", lw=0.8)
             ax.set(xscale="log", yscale="log", title=f"{fn}, {norm}, {method}", xlabel="learning rate",
                    ylabel="test MSE / Var f")  # fmt: skip
