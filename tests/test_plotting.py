@@ -64,3 +64,16 @@ def test_save_warns_and_still_writes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         save(good(), None)  # a good figure: no warning
+
+
+def test_ticks_outside_the_view_are_not_texts_on_the_page():
+    """A shared log axis keeps labelled ticks beyond its limits; they are not drawn, so not a collision."""
+    fig, axes = plt.subplots(2, 1, figsize=(4, 4), sharey=True)
+    for ax in axes:
+        ax.plot([0, 1], [1, 20])
+        ax.set(yscale="log", xlabel="x", ylabel="y")
+    axes[1].set_title("a title as wide as the whole panel and then some more")
+    fig.tight_layout()
+    hidden = [t for t in axes[0].get_yticklabels() if t.get_text() == "$\\mathdefault{10^{-1}}$"]
+    assert hidden and hidden[0].get_window_extent().overlaps(axes[1].title.get_window_extent())  # the trap
+    assert figure_problems(fig) == []

@@ -34,6 +34,18 @@ def _all_nan(values: Any) -> bool:
     return a.size > 0 and not np.isfinite(a).any()
 
 
+def _shown_tick_labels(axis: Any) -> list[Any]:
+    """The tick labels matplotlib draws: with text, visible, and at a tick inside the view (a log
+    axis keeps labelled ticks outside it, which are never drawn)."""
+    lo, hi = sorted(axis.get_view_interval())
+    span = (hi - lo) * 1e-9
+    return [
+        t.label1
+        for t in axis.get_major_ticks()
+        if t.label1.get_visible() and t.label1.get_text() and lo - span <= t.get_loc() <= hi + span
+    ]
+
+
 def figure_problems(fig: plt.Figure) -> list[str]:
     """What a reader of ``fig`` would stumble on, as sentences (empty: none found).
 
@@ -71,8 +83,8 @@ def figure_problems(fig: plt.Figure) -> list[str]:
         for kind, t in (("title", ax.title), ("x label", ax.xaxis.label), ("y label", ax.yaxis.label)):
             if t.get_text() and t.get_visible():
                 texts.append((f"{label!r} {kind}", t))
-        for kind, ticks in (("x tick", ax.get_xticklabels()), ("y tick", ax.get_yticklabels())):
-            texts += [(f"{label!r} {kind} {t.get_text()!r}", t) for t in ticks if t.get_text() and t.get_visible()]
+        for kind, axis in (("x tick", ax.xaxis), ("y tick", ax.yaxis)):
+            texts += [(f"{label!r} {kind} {t.get_text()!r}", t) for t in _shown_tick_labels(axis)]
     boxes = [(name, t.get_window_extent(renderer)) for name, t in texts]
     for i, (name_a, a) in enumerate(boxes):
         for name_b, b in boxes[i + 1 :]:
