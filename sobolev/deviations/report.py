@@ -280,7 +280,9 @@ def deviation_figure(
     for ax in grid.axes.flat:
         ax.axhline(0, color="0.5", lw=0.8)
     grid.set(xlabel="teacher logit of its top-1 class (bin mean)", ylabel="student − teacher logit")
+    grid.set_titles("{row_var} = {row_name}, {col_name} inputs", size=9)
     grid.figure.suptitle(title, y=1.03)
+    grid.figure.tight_layout()
     return grid.figure
 
 
@@ -316,9 +318,10 @@ def slope_figure(runs: pd.DataFrame) -> plt.Figure:
             ax=ax,
         )
         ax.axhline(1, color="0.5", lw=0.8)
-        ax.set(title=f"{split} inputs", xlabel="", ylabel="slope: student on teacher logit")
+        ax.set(title=f"{split} inputs", xlabel="student (loss, width)", ylabel="slope: student on teacher logit")
         ax.tick_params(axis="x", rotation=35)
     fig.suptitle("Exaggeration slope per student (points: seeds; dashes: medians)")
+    fig.tight_layout()
     return fig
 
 

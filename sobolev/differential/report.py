@@ -182,6 +182,7 @@ def predicted_vs_true(sim: BachelierBasket, shown: tuple[Ensemble, torch.Tensor]
             ax.scatter(basket, pred[m].numpy(), s=2, alpha=0.4, color=COLORS[method], label=f"{method} (seed 0)")
         ax.plot(basket[order], truth.numpy()[order], "k-", lw=1, label="truth")
         ax.set_xlabel("basket value Σ aᵢ Sᵢ at T₁")
+        ax.set_ylabel(["option price at T₁", "∂ price / ∂ S₁"][k])
         ax.set_title(["price", "delta of asset 1"][k])
         ax.legend(fontsize=7, markerscale=4)
     fig.suptitle(f"Bachelier basket, d = {sim.dim}, {ens.model.n_models // 2} seeds per method; seed 0 shown")

@@ -453,7 +453,8 @@ def paired_figure(runs: pd.DataFrame, summaries: dict) -> plt.Figure:
         ax.set_xlim(-0.4, 1.4)
         ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
-    axes[0, 0].set_ylabel("test KL at the selected checkpoint")
+        ax.set_xlabel("method (same seed joined)", fontsize=8)
+    axes[0, 0].set_ylabel("test KL at the selected checkpoint (log)")
     fig.suptitle("Paired seeds: each line is one seed (same initial student, same batches)", y=1.03)
     fig.tight_layout()
     return fig

@@ -233,7 +233,7 @@ def accuracy_figure(results: pd.DataFrame) -> plt.Figure:
     ax.scatter(range(len(order)), [PAPER_CIFAR10[v][0] for v in order], marker="x", color="C3", zorder=4,
                label="paper (CIFAR-10)")  # fmt: skip
     low = min(data.accuracy.min(), min(PAPER_CIFAR10[v][0] for v in order))
-    ax.set(ylim=(max(0, low - 5), 100), ylabel="test accuracy, %", xlabel="")
+    ax.set(ylim=(max(0, low - 5), 100), ylabel="test accuracy, %", xlabel="variant (how each module is trained)")
     ax.legend(loc="lower right")
     ax.set_title("Table 1: per-seed test accuracy (points, joined per seed), median (dashes)")
     return fig
