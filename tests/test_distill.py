@@ -380,3 +380,21 @@ def test_a_run_that_never_reaches_the_target_loses_the_iterations_comparison():
     assert fast.loc[("pong", 0.1), "verdict"] == "undecided"  # both reach it at iteration 10
     few = report.iterations_ratio(np.array([math.inf, 10.0, 10.0]), np.array([10.0, 10.0, 10.0]))
     assert few.verdict == "undecided"  # fewer than 5 pairs decide nothing
+
+
+def test_figures_pass_the_figure_check_and_show_where_fewer_seeds_remain():
+    import pandas as pd
+
+    from sobolev.common.plotting import figure_problems
+    from sobolev.distillation import report
+
+    runs, curves = _runs_and_curves(0.25)
+    longer = curves[(curves.seed == 0) & (curves.iteration == 20)].assign(iteration=30)  # one seed runs on
+    curves = pd.concat([curves, longer], ignore_index=True)
+    fig4, summary = report.figure4(curves, runs), report.fraction_summary(runs)
+    assert figure_problems(fig4) == [] and figure_problems(summary) == []
+    kl_axes = [ax for ax in fig4.axes if ax.get_yscale() == "log"]
+    assert len(kl_axes) == 4  # the KL row is on a log scale, one panel per game and fraction
+    assert {t.get_text() for ax in kl_axes for t in ax.texts} == {"1/5"}  # the tail carried by 1 of 5 seeds
+    crosses = [c for ax in fig4.axes for c in ax.collections if len(c.get_offsets()) == 5]  # one per seed
+    assert len(crosses) == 16  # 4 panels x 2 rows (KL and action error) x 2 methods

@@ -77,3 +77,10 @@ def test_ticks_outside_the_view_are_not_texts_on_the_page():
     hidden = [t for t in axes[0].get_yticklabels() if t.get_text() == "$\\mathdefault{10^{-1}}$"]
     assert hidden and hidden[0].get_window_extent().overlaps(axes[1].title.get_window_extent())  # the trap
     assert figure_problems(fig) == []
+
+
+def test_a_figure_legend_over_the_panels_is_caught():
+    fig = good()
+    fig.axes[0].plot([1, 3], [2, 8], label="a curve")
+    fig.legend(loc="center")  # right on top of the panels
+    assert any(p.startswith("the figure's legend covers") for p in figure_problems(fig))

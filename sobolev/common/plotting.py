@@ -53,7 +53,8 @@ def figure_problems(fig: plt.Figure) -> list[str]:
       another axes in its column (row) of the grid, where shared labels usually sit;
     * texts that overlap at the saved size: titles, the figure's title, axis labels and the
       tick labels of every data axes, each pair tested by bounding box;
-    * an artist whose every value is NaN or infinite (a curve that draws nothing).
+    * an artist whose every value is NaN or infinite (a curve that draws nothing);
+    * a figure-level legend drawn over a data axes.
     """
     problems = []
     fig.canvas.draw()  # lay out text so that bounding boxes are real
@@ -75,6 +76,11 @@ def figure_problems(fig: plt.Figure) -> list[str]:
             offsets = coll.get_offsets()
             if len(offsets) and not np.isfinite(np.asarray(offsets, float)).any():
                 problems.append(f"{name!r}: collection {coll.get_label()!r} has no finite point")
+    for legend in fig.legends:  # a figure-level legend must sit beside the panels, not on them
+        box = legend.get_window_extent(renderer)
+        hit = [ax.get_title() or "untitled axes" for ax in axes if box.overlaps(ax.get_window_extent(renderer))]
+        if hit:
+            problems.append(f"the figure's legend covers {hit}")
     texts = []
     if fig._suptitle is not None and fig._suptitle.get_text():
         texts.append(("figure title", fig._suptitle))

@@ -17,7 +17,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import METHOD_COLORS, style
@@ -403,9 +402,11 @@ def _panel(df: pd.DataFrame) -> pd.Series:
 
 
 def figure4(curves: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
-    """Figure 4: KL to the teacher (top) and action error (bottom) against iterations, one column per game and
-    fraction, final runs; test solid, train dashed; median over seeds with the range of seeds shaded; crosses:
-    each seed's selected checkpoint (test KL). Linear axes from zero, so gaps look as large as they are."""
+    """Figure 4: KL to the teacher (top, log scale: the final gaps are small next to the start) and action error
+    (bottom, linear from 0) against iterations, one column per game and fraction, final runs; test solid, train
+    dashed; median over seeds with the range of seeds shaded; crosses: each seed's selected checkpoint (test KL
+    and test action error). Early stopping ends seeds at different iterations: where fewer seeds than the
+    run's full count remain, the median is drawn thin and faint, with the count printed at its end."""
     style()
     df = chosen_curves(curves, runs)
     df = df[df.set.isin(["train", "test"])].copy()
@@ -413,20 +414,84 @@ def figure4(curves: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     sel = runs[runs.chosen].copy()
     sel["panel"] = _panel(sel)
     panels = list(dict.fromkeys(df.sort_values(["game", "fraction"]).panel))
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels), 6.0), squeeze=False, sharex="col")
+    metrics = {"kl": ("KL(π ‖ π*), log scale", "test_kl"),
+               "action_error": ("action-prediction error", "test_action_error")}  # fmt: skip
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.8 * len(panels), 6.4), squeeze=False, sharex="col")
     for j, panel in enumerate(panels):
-        for i, (metric, label) in enumerate({"kl": "KL(π ‖ π*)", "action_error": "action-prediction error"}.items()):
+        for i, (metric, (label, selected)) in enumerate(metrics.items()):
             ax = axes[i, j]
-            sns.lineplot(data=df[df.panel == panel], x="iteration", y=metric, hue="method", style="set",
-                         style_order=["test", "train"], estimator="median", errorbar=("pi", 100),
-                         palette=METHOD_COLORS, ax=ax, legend=(i == 0 and j == 0))  # fmt: skip
+            for (method, split), g in df[df.panel == panel].groupby(["method", "set"]):
+                stats = g.groupby("iteration")[metric].agg(["median", "min", "max", "count"])
+                full = stats["count"] == stats["count"].max()
+                color, ls = METHOD_COLORS[method], "-" if split == "test" else "--"
+                whole = stats[full.cummin()]  # up to the first iteration some seed no longer reaches
+                tail = stats.loc[whole.index[-1] :] if len(whole) < len(stats) else stats.iloc[:0]
+                ax.plot(whole.index, whole["median"], ls, color=color, lw=1.6,
+                        label=f"{method}, {split}" if i == 0 and j == 0 else None)  # fmt: skip
+                ax.fill_between(whole.index, whole["min"], whole["max"], color=color, alpha=0.15, lw=0)
+                if len(tail) > 1:
+                    ax.plot(tail.index, tail["median"], ls, color=color, lw=0.7, alpha=0.5)
+                    if split == "test":
+                        ax.annotate(f"{int(tail['count'].iloc[-1])}/{int(stats['count'].max())}",
+                                    (tail.index[-1], tail["median"].iloc[-1]), fontsize=6, color=color,
+                                    xytext=(2, 2), textcoords="offset points")  # fmt: skip
+            for method, pts in sel[sel.panel == panel].groupby("method"):
+                ax.scatter(
+                    pts.best_iteration,
+                    pts[selected],
+                    marker="x",
+                    color=METHOD_COLORS[method],
+                    zorder=5,
+                    label="selected checkpoint (test)" if i == 0 and j == 0 and method == "regular" else None,
+                )
             if metric == "kl":
-                for method, pts in sel[sel.panel == panel].groupby("method"):
-                    ax.scatter(pts.best_iteration, pts.test_kl, marker="x", color=METHOD_COLORS[method], zorder=5)
-            ax.set_ylim(bottom=0)
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(bottom=0)
+            ax.set_xlabel("iteration" if i == 1 else "")
             ax.set_title(panel if i == 0 else "")
             ax.set_ylabel(label if j == 0 else "")
-    fig.suptitle("Figure 4: distilling Atari policies (median and range over seeds; ×: selected checkpoints)", y=1.01)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Figure 4: distilling Atari policies (median and range over seeds; ×: selected checkpoints; "
+                 "faint with k/K: fewer seeds remain)", y=1.01)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def fraction_summary(runs: pd.DataFrame) -> plt.Figure:
+    """What the paper's Figure 4 is about, against the training-set fraction: each seed's test KL (top, log) and
+    test action error (bottom) at its selected checkpoint, per game, regular and Sobolev side by side (a
+    line joins a seed's two methods), with the medians as dashes."""
+    style()
+    final = runs[runs.chosen]
+    games = sorted(final.game.unique())
+    fractions = sorted(final.fraction.unique())
+    fig, axes = plt.subplots(2, len(games), figsize=(4.2 * len(games), 6.0), squeeze=False)
+    offset = {"regular": -0.12, "sobolev": 0.12}
+    for j, game in enumerate(games):
+        for i, (col, label) in enumerate((("test_kl", "test KL(π ‖ π*), log scale"),
+                                          ("test_action_error", "test action-prediction error"))):  # fmt: skip
+            ax = axes[i, j]
+            for k, fraction in enumerate(fractions):
+                cell = final[(final.game == game) & (final.fraction == fraction)]
+                for _, pair in cell.groupby("seed"):
+                    pair = pair.set_index("method").reindex(["regular", "sobolev"])
+                    ax.plot([k + offset["regular"], k + offset["sobolev"]], pair[col], color="0.7", lw=0.7)
+                for method, m in cell.groupby("method"):
+                    x = k + offset[method]
+                    ax.scatter(np.full(len(m), x), m[col], color=METHOD_COLORS[method], s=14, zorder=3,
+                               label=method if (i, j, k) == (0, 0, 0) else None)  # fmt: skip
+                    ax.hlines(m[col].median(), x - 0.09, x + 0.09, color="black", lw=1.5, zorder=4)
+            ax.set_xticks(range(len(fractions)), [f"{100 * f:.0f}%" for f in fractions])
+            ax.set_xlabel("training-set fraction of the recording")
+            ax.set_ylabel(label if j == 0 else "")
+            if col == "test_kl":
+                ax.set_yscale("log")
+                ax.set_title(f"{game} ({final[final.game == game].seed.nunique()} seeds)")
+            else:
+                ax.set_ylim(bottom=0)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Figure 4 summarised: selected checkpoints against training-set fraction (dashes: medians)")
     fig.tight_layout()
     return fig
 

@@ -159,24 +159,30 @@ def curves_figure(runs: pd.DataFrame) -> plt.Figure:
 
 
 def ratio_figure(table: pd.DataFrame) -> plt.Figure:
-    """Sobolev / regular test MSE against the number of anchors, per function, with 95% intervals
-    (filled: decided)."""
+    """Sobolev / regular test MSE against the number of anchors with 95% intervals, one panel per
+    function (shared log axes, so bands never overlap); filled markers: decided, open: undecided."""
     style()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    palette = dict(zip(sorted(set(table.function)), sns.color_palette("colorblind", table.function.nunique()),
-                       strict=True))  # fmt: skip
-    for fn, g in table.groupby("function"):
-        g = g.sort_values("rounds")
-        c = palette[fn]
-        ax.plot(g.rounds, g.ratio, "-", color=c, label=fn)
-        ax.fill_between(g.rounds, g.low, g.high, color=c, alpha=0.15)
+    functions = sorted(set(table.function))
+    ncol = min(4, len(functions))
+    nrow = int(np.ceil(len(functions) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.6 * nrow + 0.4), squeeze=False, sharex=True,
+                             sharey=True)  # fmt: skip
+    for ax, fn in zip(axes.flat, functions, strict=False):
+        g = table[table.function == fn].sort_values("rounds")
+        ax.plot(g.rounds, g.ratio, "-", color="C0")
+        ax.fill_between(g.rounds, g.low, g.high, color="C0", alpha=0.2)
         decided = (g.verdict != UNDECIDED).to_numpy()
-        ax.scatter(g.rounds[decided], g.ratio[decided], color=c, zorder=3)
-        ax.scatter(g.rounds[~decided], g.ratio[~decided], facecolor="white", edgecolor=c, zorder=3)
-    ax.axhline(1, color="black", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlabel="anchors (feature sets) in training",
-           ylabel="test MSE, Sobolev / regular")  # fmt: skip
-    ax.legend(fontsize=7, ncol=2)
+        ax.scatter(g.rounds[decided], g.ratio[decided], color="C0", zorder=3, label="decided")
+        ax.scatter(g.rounds[~decided], g.ratio[~decided], facecolor="white", edgecolor="C0", zorder=3,
+                   label="undecided")  # fmt: skip
+        ax.axhline(1, color="black", lw=0.8)
+        ax.set(xscale="log", yscale="log", title=fn.replace("_", "-"), xlabel="anchors (log)")
+    for ax in axes.flat[len(functions) :]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("test MSE ratio,\nSobolev / regular")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Sobolev / regular against feature sets seen (95% t interval; below 1: Sobolev better)")
     fig.tight_layout()
     return fig
 
@@ -195,7 +201,8 @@ def phase_figure(phase: pd.DataFrame, function: str) -> plt.Figure:
         ax.set(title=f"{function}, {method}", xlabel="K (updates between feature updates)", ylabel="update")
     ratio = np.log10(grids["sobolev"] / grids["regular"])
     lim = float(np.nanmax(np.abs(ratio.to_numpy())))
-    sns.heatmap(ratio, ax=axes[2], cmap="coolwarm", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".2f",
+    shown = ratio.round(2) + 0.0  # + 0.0 turns a rounded -0.0 into 0.0: no "-0.00" in the cells
+    sns.heatmap(ratio, ax=axes[2], cmap="coolwarm", center=0, vmin=-lim, vmax=lim, annot=shown, fmt=".2f",
                 cbar_kws={"label": "log10 Sobolev / regular"})  # fmt: skip
     axes[2].set(title="Sobolev / regular (blue: Sobolev better)", xlabel="K", ylabel="update")
     fig.tight_layout()

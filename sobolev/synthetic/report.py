@@ -215,10 +215,11 @@ def cosine_figure(windowed: pd.DataFrame) -> plt.Figure | None:
     return grid.figure
 
 
-def accuracy_figure(results: pd.DataFrame) -> plt.Figure:
-    """Test accuracy per variant: every seed as a point (lines join a seed's variants: the
-    pairing), the median as a black dash (no bars: the axis need not start at 0); the paper's
-    CIFAR-10 means as crosses, for the ordering."""
+def accuracy_figure(results: pd.DataFrame, dataset: str) -> plt.Figure:
+    """Test accuracy per variant on ``dataset`` (named in the title): every seed as a point (lines
+    join a seed's variants: the pairing), the median as a black dash (no bars: the axis need not
+    start at 0); the paper's CIFAR-10 means as crosses, for the ordering only when ``dataset`` is not
+    CIFAR-10."""
     style()
     order = _present(results)
     data = results.assign(accuracy=100 * results.test_accuracy)
@@ -235,7 +236,8 @@ def accuracy_figure(results: pd.DataFrame) -> plt.Figure:
     low = min(data.accuracy.min(), min(PAPER_CIFAR10[v][0] for v in order))
     ax.set(ylim=(max(0, low - 5), 100), ylabel="test accuracy, %", xlabel="variant (how each module is trained)")
     ax.legend(loc="lower right")
-    ax.set_title("Table 1: per-seed test accuracy (points, joined per seed), median (dashes)")
+    ax.set_title(f"Table 1 on {dataset}: per-seed test accuracy (points, joined per seed), median (dashes)",
+                 fontsize=9)  # fmt: skip
     return fig
 
 
