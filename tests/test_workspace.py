@@ -49,7 +49,8 @@ def workspace(tmp_path_factory) -> Path:
     install points at ROOT (another tree, with another params.yaml)."""
     ws = tmp_path_factory.mktemp("clone") / "repo"
     files = sh(ROOT, "git", "ls-files", "-co", "--exclude-standard", "-z").stdout.split("\0")
-    for name in filter(None, files):
+    assert len(files) < 5000, f"{len(files)} files to copy: an environment or data folder is not git-ignored"
+    for name in filter(None, files):  # (environments are git-ignored: .venv/, .venv-*/)
         if (ROOT / name).is_file():
             (ws / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, ws / name)

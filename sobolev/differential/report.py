@@ -137,7 +137,8 @@ def readme_block(metrics: dict) -> str:
 
 def error_curves(runs: pd.DataFrame) -> plt.Figure:
     """RMSE × 100 against training size, every seed a point and the median a line, for both methods;
-    rows: value and first-asset delta; columns: problems (log-log)."""
+    rows: value and first-asset delta; columns: problems (log-log). Collapsed runs (``collapsed``) are
+    ringed in red: they stay in the medians, and the reader sees which points they are."""
     style()
     problems = list(dict.fromkeys(runs.problem))
     fig, axes = plt.subplots(2, len(problems), figsize=(3.3 * len(problems), 5.6), squeeze=False)
@@ -145,9 +146,14 @@ def error_curves(runs: pd.DataFrame) -> plt.Figure:
         sub = runs[runs.problem == name]
         for i, q in enumerate(("value", "delta")):
             ax = axes[i, j]
+            ringed = False
             for method, color in COLORS.items():
                 m = sub[sub.method == method]
                 ax.scatter(m.n_train, m[f"{q}_rmse"], s=10, color=color, alpha=0.6)
+                bad = m[m.collapsed]  # near-constant fits: kept in the medians, ringed so the reader sees them
+                ax.scatter(bad.n_train, bad[f"{q}_rmse"], s=45, facecolor="none", edgecolor="firebrick", lw=1,
+                           zorder=4, label="collapsed run" if len(bad) and not ringed else None)  # fmt: skip
+                ringed |= len(bad) > 0
                 med = m.groupby("n_train")[f"{q}_rmse"].median()
                 ax.plot(med.index, med.values, "-o", color=color, ms=3, label=method)
             if q == "value":
