@@ -279,9 +279,10 @@ def deviation_figure(
                        marker="o", height=2.8, aspect=1.3, facet_kws={"sharex": False})  # fmt: skip
     for ax in grid.axes.flat:
         ax.axhline(0, color="0.5", lw=0.8)
-    grid.set(xlabel="teacher logit of its top-1 class (bin mean)", ylabel="student − teacher logit")
+    # "logit" here is the log-odds log p/(1−p) of the teacher's top-1 class, not a pre-softmax score: say so.
+    grid.set(xlabel="teacher top-1 log-odds (bin mean)", ylabel="student − teacher log-odds")
     grid.set_titles("{row_var} = {row_name}, {col_name} inputs", size=9)
-    grid.figure.suptitle(title, y=1.03)
+    grid.figure.suptitle(f"{title}\n(log-odds of the teacher's top-1 class: log p/(1−p))", y=1.06)
     grid.figure.subplots_adjust(hspace=0.5)  # room for each x label above the next row's titles; the legend stays out
     return grid.figure
 
@@ -318,7 +319,7 @@ def slope_figure(runs: pd.DataFrame) -> plt.Figure:
             ax=ax,
         )
         ax.axhline(1, color="0.5", lw=0.8)
-        ax.set(title=f"{split} inputs", xlabel="student (loss, width)", ylabel="slope: student on teacher logit")
+        ax.set(title=f"{split} inputs", xlabel="student (loss, width)", ylabel="slope: student on teacher log-odds")
         ax.tick_params(axis="x", rotation=35)
     fig.suptitle("Exaggeration slope per student (points: seeds; dashes: medians)")
     fig.tight_layout()
