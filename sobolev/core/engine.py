@@ -6,6 +6,7 @@ ensemble on it with :func:`sobolev.core.training.train_ensemble` (or the lineari
 and score each model on the function's own scale. Those steps live here, once:
 
 * :func:`evaluation_sets`: the shared validation and test samples and ``Var f`` per function;
+* :func:`mean_squares`: ``E f²`` per function (the divergence scale);
 * :func:`training_sets`: each model's training sample (cached by function, size and seed),
   its :class:`~sobolev.core.data.Normaliser` and the stacked normalised ``x, t, G``;
 * :func:`stack_normalised`: the stacking alone, for samples a caller made itself;
@@ -37,6 +38,12 @@ def evaluation_sets(
     val = {} if n_val is None else {name: make_sample(fn, n_val, 0, "val") for name, fn in fns.items()}
     variance = {name: float(s.y.double().var()) for name, s in test.items()}
     return test, val, variance
+
+
+def mean_squares(samples: dict[str, Sample]) -> dict[str, float]:
+    """``E f²`` per function on its sample's points: the error of predicting 0, the scale
+    :func:`sobolev.common.compare.is_diverged` measures a run's validation error against."""
+    return {name: float(s.y.double().pow(2).mean()) for name, s in samples.items()}
 
 
 def stack_normalised(samples: list[Sample], norms: list[Normaliser]) -> tuple[Tensor, Tensor, Tensor]:

@@ -91,6 +91,18 @@ class BatchedNet:
         if x.ndim != 3 or x.shape[0] != M or x.shape[2] != D:
             raise ValueError(f"x: expected shape ({M}, B, {D}), got {tuple(x.shape)}")
 
+    def _values_and_grads(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Values ``(M, B)`` and input gradients ``(M, B, D)`` of one chunk ``x (M, B, D)``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+        """Values ``(M, B)`` and input gradients ``(M, B, D)`` at ``x (M, B, D)``, evaluated
+        ``chunk`` points at a time (default :meth:`default_chunk`)."""
+        self._check_x(x)
+        parts = [self._values_and_grads(xc) for xc in x.split(chunk or self.default_chunk(), dim=1)]
+        return torch.cat([y for y, _ in parts], 1), torch.cat([g for _, g in parts], 1)
+
     def _check_step(
         self, x: Tensor, t: Tensor, G: Tensor | None, weight: Tensor | None, value_weight: Tensor | None
     ) -> None:
@@ -215,17 +227,9 @@ class BatchedMLP(BatchedNet):
         """``∇ₓm = u1 W1``, ``(M, B, D)``; computed as ``(W1ᵀ u1ᵀ)ᵀ`` (skinny operand left: faster BLAS)."""
         return torch.bmm(self.params["W1"].transpose(1, 2), u1.transpose(1, 2)).transpose(1, 2)
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
-        """Values ``(M, B)`` and input gradients ``(M, B, D)`` at ``x (M, B, D)``, evaluated
-        ``chunk`` points at a time (default :meth:`default_chunk`)."""
-        self._check_x(x)
-        ys, gs = [], []
-        for xc in x.split(chunk or self.default_chunk(), dim=1):
-            z1, _, z2, _, y = self._forward(xc)
-            ys.append(y)
-            gs.append(self._input_grad(self._units(z1, z2)[0]))
-        return torch.cat(ys, 1), torch.cat(gs, 1)
+    def _values_and_grads(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z1, _, z2, _, y = self._forward(x)
+        return y, self._input_grad(self._units(z1, z2)[0])
 
     @torch.no_grad()
     def loss_and_grads(

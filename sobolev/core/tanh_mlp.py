@@ -116,16 +116,9 @@ class BatchedTanhMLP(BatchedNet):
         grad = torch.bmm(p["W1"].transpose(1, 2), us[0].transpose(1, 2)).transpose(1, 2)
         return vs, us, grad
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
-        """Values ``(M, B)`` and input gradients ``(M, B, D)`` at ``x (M, B, D)``."""
-        self._check_x(x)
-        ys, gs = [], []
-        for xc in x.split(chunk or self.default_chunk(), dim=1):
-            _, ss, y = self._forward(xc)
-            ys.append(y)
-            gs.append(self._chain(ss)[2])
-        return torch.cat(ys, 1), torch.cat(gs, 1)
+    def _values_and_grads(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        _, ss, y = self._forward(x)
+        return y, self._chain(ss)[2]
 
     @torch.no_grad()
     def loss_and_grads(

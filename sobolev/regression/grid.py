@@ -32,7 +32,7 @@ from sobolev.common.compare import converged, is_diverged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import Normaliser, Sample, make_sample
-from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, training_sets
+from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, mean_squares, training_sets
 from sobolev.core.functions import BenchmarkFunction, get_function
 from sobolev.core.losses import balanced_weights
 from sobolev.core.models import BatchedMLP
@@ -227,7 +227,7 @@ def _run_grid(
         order = torch.tensor([i for ids, _ in parts for i in ids])
         stacked[name] = torch.cat([v for _, v in parts])[torch.argsort(order)]
     runs = pd.concat([grid, metrics], axis=1)
-    mean_square = {name: float(sample.y.double().pow(2).mean()) for name, sample in val.items()}
+    mean_square = mean_squares(val)
     runs["diverged"] = is_diverged(runs.val_mse, runs.function.map(mean_square))
     runs["converged"] = converged(runs.train_loss_90, runs.train_loss, cfg.converged_change)
     runs.insert(0, "run", runs.index)

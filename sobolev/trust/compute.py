@@ -35,7 +35,7 @@ from sobolev.common.compare import converged, is_diverged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.data import make_sample
-from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, training_sets
+from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, mean_squares, training_sets
 from sobolev.core.functions import get_function
 from sobolev.core.models import BatchedMLP
 from sobolev.core.training import train_ensemble
@@ -187,7 +187,7 @@ def run_all(cfg: TrustConfig, progress: bool | TextIO = True) -> TrustResult:
 
     for name, values in metrics.items():
         runs[name] = pd.Series(values)
-    mean_square = {name: float(sample.y.double().pow(2).mean()) for name, sample in val.items()}
+    mean_square = mean_squares(val)
     runs["diverged"] = is_diverged(runs.val_mse, runs.function.map(mean_square)) | ~np.isfinite(runs.test_mse)
     runs["converged"] = converged(runs.train_loss_90, runs.train_loss, cfg.converged_change)
     norms = pd.concat(tracks, ignore_index=True) if tracks else pd.DataFrame(columns=["run", "step", "tensor"])
