@@ -16,7 +16,7 @@ import pandas as pd
 
 from sobolev.common import decision_level
 from sobolev.common.paths import ROOT
-from sobolev.common.stats import RULE
+from sobolev.common.stats import RULE, paired_ratio
 from sobolev.common.utils import atomic_write_text
 from sobolev.deviations import report as deviations
 from sobolev.differential import report as differential
@@ -52,9 +52,13 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
 
 def fit_comparison(runs: pd.DataFrame) -> pd.DataFrame:
     """``benchmarks/bench_fit_vs_jenn.py``'s runs as one row per (function, n, labels): both
-    libraries' median test MSE / Var(f) and fit seconds, ``error_ratio`` (ours / JENN) and
-    ``speedup`` (JENN's time / ours)."""
-    med = runs.groupby(["function", "dim", "n", "derivatives", "library"]).agg(
+    libraries' median test MSE / Var(f) and fit seconds, ``error_ratio`` (ours / JENN, the
+    medians'), ``speedup`` (JENN's time / ours), and the paired comparison: both libraries fit the
+    same samples per seed, so ``paired`` is the geometric mean of the per-seed error ratios with
+    its t interval (:func:`sobolev.common.stats.paired_ratio`) and ``verdict`` ours' win, loss or
+    undecided."""
+    keys = ["function", "dim", "n", "derivatives"]
+    med = runs.groupby([*keys, "library"]).agg(
         nmse=("nmse", "median"), seconds=("seconds", "median"), seeds=("seed", "nunique")
     )
     wide = med.unstack("library")
@@ -62,6 +66,13 @@ def fit_comparison(runs: pd.DataFrame) -> pd.DataFrame:
     wide = wide.reset_index()
     wide["error_ratio"] = wide.nmse_sobolev / wide.nmse_jenn
     wide["speedup"] = wide.seconds_jenn / wide.seconds_sobolev
+    pairs = {}
+    for key, cell in runs.groupby(keys):
+        per_seed = cell.pivot_table(index="seed", columns="library", values="nmse", aggfunc="first").dropna()
+        pairs[key] = paired_ratio(per_seed["sobolev"], per_seed["jenn"])
+    intervals = [pairs[tuple(r)] for r in wide[keys].itertuples(index=False)]
+    wide["paired"] = [str(i) for i in intervals]
+    wide["verdict"] = [i.verdict for i in intervals]
     return wide
 
 
@@ -74,21 +85,24 @@ def fit_block(root: Path = ROOT) -> str:
     table = fit_comparison(runs)
     speeds = sorted(set(runs.gflops_per_thread))
     lines = [
-        "| function | D | n | derivatives | seeds | JENN error | `sobolev.fit` error | ratio | JENN s | ours s "
-        "| speed-up |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| function | D | n | derivatives | seeds | JENN error | `sobolev.fit` error | paired ratio [95%] | ours | "
+        "JENN s | ours s | speed-up |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for r in table.sort_values(["dim", "function", "derivatives", "n"]).itertuples():
         lines.append(f"| {r.function} | {r.dim} | {r.n} | {r.derivatives} | {r.seeds_sobolev} | {r.nmse_jenn:.3g} | "
-                     f"{r.nmse_sobolev:.3g} | {r.error_ratio:.2g} | {r.seconds_jenn:.2f} | {r.seconds_sobolev:.2f} | "
-                     f"{r.speedup:.1f} |")  # fmt: skip
+                     f"{r.nmse_sobolev:.3g} | {r.paired} | {r.verdict} | {r.seconds_jenn:.2f} | "
+                     f"{r.seconds_sobolev:.2f} | {r.speedup:.1f} |")  # fmt: skip
     with_d = table[table.derivatives == "with"]
     lines += [
         "",
-        f"Medians over seeds of test MSE / Var(f) on 5 000 points (ratio: ours / JENN) and of one fit's wall time, "
-        f"both libraries on 2 threads at {' and '.join(f'{s:g}' for s in speeds)} GFLOP/s per thread. With "
-        f"derivatives, `sobolev.fit` is at or below JENN's error in {(with_d.error_ratio <= 1).sum()} of "
-        f"{len(with_d)} cells and at least 5× faster in {(with_d.speedup >= 5).sum()}; its speed-up ranges "
+        f"Medians over seeds of test MSE / Var(f) on 5 000 points and of one fit's wall time, both libraries "
+        f"on 2 threads at {' and '.join(f'{s:g}' for s in speeds)} GFLOP/s per thread. Paired ratio: geometric "
+        f"mean over seeds of ours / JENN on the same samples, with its t interval ({RULE}). With derivatives, "
+        f"`sobolev.fit`'s median error is at or below JENN's in {(with_d.error_ratio <= 1).sum()} of "
+        f"{len(with_d)} cells; paired, it wins {(with_d.verdict == 'win').sum()}, loses "
+        f"{(with_d.verdict == 'loss').sum()} and {(with_d.verdict == 'undecided').sum()} are undecided. It is "
+        f"at least 5× faster in {(with_d.speedup >= 5).sum()} cells; its speed-up ranges "
         f"{with_d.speedup.min():.1f}× to {with_d.speedup.max():.1f}×.",
     ]
     return "\n".join(lines)

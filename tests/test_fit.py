@@ -67,11 +67,12 @@ def _quadratic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return x, (x**2).sum(1) + x[:, 0] * x[:, 1], np.stack([2 * x[:, 0] + x[:, 1], 2 * x[:, 1] + x[:, 0]], 1)
 
 
-def test_derivatives_make_a_small_sample_more_accurate():
+@pytest.mark.parametrize("optimiser", ["lbfgs", "adam"])
+def test_derivatives_make_a_small_sample_more_accurate(optimiser):
     x, y, g = _quadratic(30)
     xt, yt, gt = _quadratic(500, seed=1)
-    with_d = sobolev.fit(x, y, g, steps=400)
-    without = sobolev.fit(x, y, steps=400)
+    with_d = sobolev.fit(x, y, g, steps=400, optimiser=optimiser)
+    without = sobolev.fit(x, y, steps=400, optimiser=optimiser)
     err = lambda m: float(np.mean((m.predict(xt) - yt) ** 2) / yt.var())  # noqa: E731
     assert err(with_d) < 0.2 * err(without)
     assert err(with_d) < 1e-2
@@ -95,11 +96,12 @@ def test_shapes_types_and_spread():
     assert np.corrcoef(two.predict(x)[:, 0], two.predict(x)[:, 1])[0, 1] < -0.9
 
 
-def test_missing_partials_are_skipped_not_propagated():
+@pytest.mark.parametrize("optimiser", ["lbfgs", "adam"])
+def test_missing_partials_are_skipped_not_propagated(optimiser):
     x, y, g = _quadratic(40)
     g = g.copy()
     g[::2, 1] = np.nan  # half of the second partials missing
-    model = sobolev.fit(x, y, g, steps=100)
+    model = sobolev.fit(x, y, g, steps=100, optimiser=optimiser)
     assert np.isfinite(model.predict(x)).all() and math.isfinite(model.info["train_loss"])
 
 
@@ -133,6 +135,20 @@ def test_noisy_recipe_holds_out_points_and_keeps_best():
 def test_recipe_is_the_same_with_and_without_derivatives():
     for n in (20, 500, 5000):
         assert choose_recipe(n, 3, True) == choose_recipe(n, 3, False)
+    # small exact data: L-BFGS to convergence; large or noisy data: Adam
+    assert choose_recipe(100, 2, True).optimiser == "lbfgs"
+    assert choose_recipe(5000, 2, True).optimiser == "adam"
+    assert choose_recipe(100, 2, True, noisy=True).optimiser == "adam"
+
+
+def test_lbfgs_stops_each_member_at_its_plateau_and_says_so():
+    x, y, g = _quadratic(30)
+    model = sobolev.fit(x, y, g, models=2)  # easy: converges well before the cap
+    assert model.recipe.optimiser == "lbfgs" and model.info["iterations"] < model.recipe.steps
+    assert model.info["train_loss"] <= 1.5 * model.recipe.converged or "converged" in repr(model)
+    assert "L-BFGS iterations (converged)" in repr(model)
+    capped = sobolev.fit(x, y, g, models=2, steps=5, converged=0.0)
+    assert capped.info["iterations"] == 5 and "(the cap)" in repr(capped)
     assert choose_recipe(100, 2, True).batch_size == 100  # small data: full batch
     assert choose_recipe(5000, 2, True).batch_size < 5000
 
@@ -153,6 +169,9 @@ BAD = [
     (dict(x=torch.ones(10, 2, dtype=torch.bool), y=Y), r"x: expected real numbers"),
     (dict(x=X, y=Y, lr=math.nan), r"lr: expected a finite number"),
     (dict(x=X, y=Y, steps=0), r"steps: expected an integer"),
+    (dict(x=X, y=Y, optimiser="sgd"), r"optimiser: expected one of \('lbfgs', 'adam'\), got 'sgd'"),
+    (dict(x=X, y=Y, optimiser="lbfgs", validation=0.2), r"validation: 0.2 needs optimiser='adam'"),
+    (dict(x=X, y=Y, converged=float("nan")), r"converged: expected a finite number"),
     (dict(x=X, y=Y, models=2.5), r"models: expected an integer"),
     (dict(x=X, y=Y, lam=-1.0), r"lam: expected a finite number"),
     (dict(x=X, y=Y, learning_rate=0.1), r"unknown option\(s\) \['learning_rate'\]"),
@@ -194,3 +213,25 @@ def test_readme_example_is_the_example_file_and_runs(tmp_path, monkeypatch, caps
     table = np.array([line.strip("[] ").split() for line in out.splitlines()[1:]], dtype=float)
     assert table.shape == (5, 3)
     assert np.abs(table[:, 0] - table[:, 1]).max() < 0.05  # prediction against the truth
+
+
+def test_benchmark_table_pairs_seeds_and_decides_on_the_interval():
+    import pandas as pd
+
+    from sobolev.readme import fit_comparison
+
+    rows = []
+    for seed in range(5):
+        jenn = 0.1 * (1 + seed)  # seeds differ a lot; ours is 0.5× JENN's on every one of them
+        for library, nmse in (("jenn", jenn), ("sobolev", 0.5 * jenn)):
+            rows.append(dict(function="f", dim=2, n=20, seed=seed, derivatives="with", library=library,
+                             nmse=nmse, seconds=1.0))  # fmt: skip
+        for library, nmse in (("jenn", 1.0), ("sobolev", 1.5 if seed % 2 else 0.6)):  # no consistent sign
+            rows.append(dict(function="f", dim=2, n=100, seed=seed, derivatives="with", library=library,
+                             nmse=nmse, seconds=1.0))  # fmt: skip
+    table = fit_comparison(pd.DataFrame(rows)).set_index("n")
+    assert table.loc[20, "verdict"] == "win" and table.loc[20, "paired"].startswith("0.5 [0.5, 0.5]")
+    assert table.loc[100, "verdict"] == "undecided"
+    # four seeds decide nothing, whatever the interval
+    four = fit_comparison(pd.DataFrame([r for r in rows if r["seed"] < 4])).set_index("n")
+    assert four.loc[20, "verdict"] == "undecided"
