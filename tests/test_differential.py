@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
+from sobolev.core.data import Normaliser
 from sobolev.core.models import BatchedSmoothMLP
 from sobolev.differential import experiment, report
 from sobolev.differential.config import DifferentialConfig
 from sobolev.differential.simulators import BachelierBasket, BlackScholes, make_simulator
-from sobolev.differential.training import Standardisation, batch_size_for, fit, one_cycle, train
+from sobolev.differential.training import batch_size_for, fit, one_cycle, train
 
 
 def test_black_scholes_labels_are_the_pathwise_formula():
@@ -82,10 +83,18 @@ def test_schedule_batches_and_standardisation():
     assert one_cycle(0.4) == pytest.approx(0.055) and one_cycle(1.0) == pytest.approx(1e-8)
     assert batch_size_for(1024) == 256 and batch_size_for(16384) == 1024 and batch_size_for(100) == 100
     x, y = torch.randn(2, 50, 3, dtype=torch.float64) * 4 + 1, torch.randn(2, 50, dtype=torch.float64) * 3
-    sc = Standardisation.fit(x, y)
+    sc = Normaliser.from_samples(x, y)  # a batch: one normaliser per model's training set
     torch.testing.assert_close(sc.x(x).mean(1), torch.zeros(2, 3, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(sc.y(y).std(1), torch.ones(2, dtype=torch.float64))
     g = torch.randn(2, 50, 3, dtype=torch.float64)
     torch.testing.assert_close(sc.g_back(sc.g(g)), g)
+    torch.testing.assert_close(sc.y_back(sc.y(y)), y)
+    # model i of the batch is the single normaliser of set i, on every map
+    for i in range(2):
+        one = Normaliser.from_samples(x[i], y[i])
+        torch.testing.assert_close(sc.x(x)[i], one.x(x[i]))
+        torch.testing.assert_close(sc.g(g)[i], one.g(g[i]))
+        torch.testing.assert_close(sc.y(y)[i], one.y(y[i]))
 
 
 def test_differential_training_beats_standard_on_a_small_black_scholes_set():
@@ -94,12 +103,13 @@ def test_differential_training_beats_standard_on_a_small_black_scholes_set():
     test = bs.test_spots()
     errors = {}
     for name, dydx in (("standard", None), ("differential", data.dydx)):
-        ens = fit(data.x, data.y, dydx, seeds=2, epochs=20, progress=False)
-        value, delta = ens.predict(test)
-        errors[name] = float((delta.mean(0)[:, 0] - bs.delta(test)[:, 0]).pow(2).mean().sqrt())
-        assert value.shape == (2, 100) and delta.shape == (2, 100, 1)
+        model = fit(data.x, data.y, dydx, seeds=2, steps=600, progress=False)  # sobolev.fit's noisy recipe
+        assert model.recipe.validation > 0 and model.recipe.models == 2 and model.recipe.optimiser == "adam"
+        value, delta = model.predict(test), model.predict_derivatives(test)
+        errors[name] = float((delta[:, 0] - bs.delta(test)[:, 0]).pow(2).mean().sqrt())
+        assert value.shape == (100,) and delta.shape == (100, 1)
     assert errors["differential"] < errors["standard"]
-    with pytest.raises(ValueError, match=r"dydx: expected shape \(1024, 1\)"):
+    with pytest.raises(ValueError, match=r"dydx: expected shape \(1024, 1\) or \(1024, 1, 1\)"):
         fit(data.x, data.y, data.dydx[:10])
 
 

@@ -1,24 +1,28 @@
 """Differential and standard training of batched softplus ensembles, as the reference does it.
 
-Each model standardises its own training set (inputs and values by their sample mean and
-standard deviation, derivative labels by ``σx/σy``), trains 4 × 20 softplus layers with Adam
-under the reference's one-cycle learning-rate schedule for ``epochs`` epochs of minibatches of
-``max(256, N/16)``, on the balanced loss (:func:`sobolev.core.losses.balanced_weights`,
-:func:`sobolev.core.losses.weighted_sobolev_loss`) or, for standard training, on the values
-alone; then predicts values and derivatives back on the original scale.
+Each model standardises its own training set (:meth:`sobolev.core.data.Normaliser.from_samples`:
+inputs and values by their sample mean and standard deviation, derivative labels by ``σx/σy``),
+trains 4 × 20 softplus layers with Adam under the reference's one-cycle learning-rate schedule
+for ``epochs`` epochs of minibatches of ``max(256, N/16)``, on the balanced loss
+(:func:`sobolev.core.losses.balanced_weights`, :func:`sobolev.core.losses.weighted_sobolev_loss`)
+or, for standard training, on the values alone; then predicts values and derivatives back on the original scale.
 
-:func:`fit` is the user-facing entry: your own ``(x, y, dy/dx)`` samples, any dimension.
+:func:`fit` is the user-facing entry for your own ``(x, y, dy/dx)`` samples, any dimension: the
+noisy-label recipe of :func:`sobolev.fit`, the package's one fitting engine.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from torch import Tensor
 
+from sobolev.core.data import Normaliser
+from sobolev.core.fitting import FittedModel
+from sobolev.core.fitting import fit as sobolev_fit
 from sobolev.core.losses import balanced_weights, weighted_sobolev_loss
 from sobolev.core.models import BatchedSmoothMLP
 from sobolev.core.training import train_loop
@@ -41,45 +45,11 @@ def batch_size_for(n: int, min_batch: int = 256, batches_per_epoch: int = 16) ->
 
 
 @dataclass
-class Standardisation:
-    """Per-model affine maps: ``x' = (x - x_mean)/x_std``, ``y' = (y - y_mean)/y_std``, ``g' = g x_std/y_std``.
-
-    Shapes: ``x_mean, x_std (M, D)``; ``y_mean, y_std (M,)``.
-    """
-
-    x_mean: Tensor
-    x_std: Tensor
-    y_mean: Tensor
-    y_std: Tensor
-
-    @classmethod
-    def fit(cls, x: Tensor, y: Tensor) -> Standardisation:
-        """From training sets ``x (M, N, D)``, ``y (M, N)``; a constant input or output keeps scale 1."""
-        x_std, y_std = x.std(1), y.std(1)
-        return cls(x.mean(1), torch.where(x_std > 0, x_std, 1.0), y.mean(1), torch.where(y_std > 0, y_std, 1.0))
-
-    def x(self, x: Tensor) -> Tensor:
-        return (x - self.x_mean.unsqueeze(1)) / self.x_std.unsqueeze(1)
-
-    def y(self, y: Tensor) -> Tensor:
-        return (y - self.y_mean.unsqueeze(1)) / self.y_std.unsqueeze(1)
-
-    def g(self, g: Tensor) -> Tensor:
-        return g * self.x_std.unsqueeze(1) / self.y_std.view(-1, 1, 1)
-
-    def y_back(self, y: Tensor) -> Tensor:
-        return y * self.y_std.unsqueeze(1) + self.y_mean.unsqueeze(1)
-
-    def g_back(self, g: Tensor) -> Tensor:
-        return g * self.y_std.view(-1, 1, 1) / self.x_std.unsqueeze(1)
-
-
-@dataclass
 class Ensemble:
     """Trained models with their standardisation; :meth:`predict` works on raw inputs."""
 
     model: BatchedSmoothMLP
-    scale: Standardisation
+    scale: Normaliser  # a batch: one per model
     losses: Tensor  # (n_logs, M) training loss in standardised units
 
     @torch.no_grad()
@@ -89,7 +59,7 @@ class Ensemble:
             x = x.unsqueeze(0).expand(self.model.n_models, -1, -1)
         dtype = self.model.weights[0].dtype
         with torch.enable_grad():
-            y, g = self.model(self.scale.x(x.to(self.scale.x_mean)).to(dtype))
+            y, g = self.model(self.scale.x(x.to(self.scale.x_center)).to(dtype))
         y, g = self.scale.y_back(y.detach().double()), self.scale.g_back(g.detach().double())
         return y.cpu().to(x.dtype), g.cpu().to(x.dtype)
 
@@ -128,7 +98,7 @@ def train(
     for name, v in (("epochs", epochs), ("hidden", hidden), ("layers", layers)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    scale = Standardisation.fit(x, y)
+    scale = Normaliser.from_samples(x, y)  # each model's own training set
     xs, ys = scale.x(x).float(), scale.y(y).float()
     gs = scale.g(dydx).float() if dydx is not None else torch.zeros_like(xs)
     # Standard models: α = 1 and no derivative term.
@@ -168,7 +138,7 @@ def train(
         step, steps, desc=desc, hint="the one-cycle peak learning rate (0.1) too large for these labels",
         log_every=log_every, on_log=lambda _, loss: logged.append(loss), progress=progress, tolerate=False,
     )  # fmt: skip
-    scale = Standardisation(*(v.to(device) for v in (scale.x_mean, scale.x_std, scale.y_mean, scale.y_std)))
+    scale = scale.to(device)
     return Ensemble(model, scale, torch.stack(logged).cpu() if logged else torch.empty(0, M))
 
 
@@ -178,26 +148,23 @@ def fit(
     dydx: Tensor | None = None,
     seeds: int = 5,
     lam: float = 1.0,
-    epochs: int = 100,
     progress: bool | TextIO = True,
-) -> Ensemble:
-    """Fit ``seeds`` models to your own samples: differential training when ``dydx`` is given,
-    standard training otherwise. Labels may be noisy (e.g. Monte-Carlo payoffs and their
-    pathwise derivatives).
+    **options: Any,
+) -> FittedModel:
+    """Differential machine learning on your own samples: :func:`sobolev.fit`'s recipe for noisy
+    labels (Monte-Carlo payoffs and their pathwise derivatives), with the balanced loss of weight
+    ``lam`` and an ensemble of ``seeds`` models; ``dydx=None`` trains on values only with the same
+    recipe. Any other :class:`sobolev.core.fitting.Recipe` field may be passed.
+
+    This is the package's one fitting engine. The reference's own recipe (4 × 20 softplus, one-cycle
+    Adam, a fixed number of epochs), which Section 5.1 reproduces, is :func:`train`.
 
     Args:
         x: inputs ``(N, D)``; y: values ``(N,)``; dydx: derivative labels ``(N, D)`` or ``None``.
 
     Returns:
-        An :class:`Ensemble`; ``ensemble.predict(x_new)`` gives values ``(seeds, N')`` and
-        derivatives ``(seeds, N', D)``; average over the first axis for the ensemble's prediction.
+        A :class:`sobolev.FittedModel`: ``predict(x_new)`` gives the ensemble's values ``(N',)``,
+        ``predict_derivatives(x_new)`` its derivatives ``(N', D)``, ``predict_with_spread`` both
+        with the members' spread.
     """
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x, y: expected shapes (N, D) and (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
-    if dydx is not None and dydx.shape != x.shape:
-        raise ValueError(f"dydx: expected shape {tuple(x.shape)} (like x), got {tuple(dydx.shape)}")
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
-    expand = lambda t: t.unsqueeze(0).expand(seeds, *t.shape).contiguous()  # noqa: E731
-    return train(expand(x), expand(y), None if dydx is None else expand(dydx), list(range(seeds)),
-                 [dydx is not None] * seeds, lam, epochs, progress=progress, desc="fit")  # fmt: skip
+    return sobolev_fit(x, y, dydx, noisy=True, models=seeds, lam=lam, progress=progress, **options)
