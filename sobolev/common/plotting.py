@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-METHOD_COLORS = {"regular": "#4C72B0", "sobolev": "#DD8452", "rescaled": "#55A868"}
+METHOD_COLORS = {"regular": "#4C72B0", "sobolev": "#DD8452", "balanced": "#55A868"}
 
 
 def style() -> None:

@@ -1,9 +1,11 @@
 """From samples to trained ensembles' inputs and scores: the steps every regression-style run shares.
 
-Sections 4.1 (``regression``), 5.2 (``trust``) and 5.3 (``features``) and :func:`sobolev.fit`
-all turn samples of a function into one stacked training set per model, train a batched
-ensemble on it with :func:`sobolev.core.training.train_ensemble` (or the linearised trainer),
-and score each model on the function's own scale. Those steps live here, once:
+Sections 3 (``theory``'s PL networks), 4.1 (``regression``), 5.2 (``trust``) and 5.3
+(``features``) and :func:`sobolev.fit` all turn samples of a function into one stacked training
+set per model, train a batched ensemble on it with :func:`sobolev.core.training.train_ensemble`
+(or the linearised trainer, or :func:`sobolev.core.lbfgs.train_lbfgs`), and score each model on
+the function's own scale. Those steps live here, once (a section with its own targets, such as
+Section 3's random piecewise-linear ones, hands in :class:`~sobolev.core.data.Sample` objects):
 
 * :func:`evaluation_sets`: the shared validation and test samples and ``Var f`` per function;
 * :func:`mean_squares`: ``E f²`` per function (the divergence scale);

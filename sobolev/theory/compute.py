@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from sobolev.core.data import Sample
+
 DTYPE = torch.float64
 
 
@@ -448,12 +450,13 @@ def pl_target(mesh: KuhnMesh, seed: int) -> Tensor:
     return torch.randn(mesh.n_vertices, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
 
 
-def pl_sample(mesh: KuhnMesh, nodal: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``n`` uniform points of ``[0, 1]^d`` with the target's values and gradients (float32)."""
+def pl_sample(mesh: KuhnMesh, nodal: Tensor, n: int, seed: int) -> Sample:
+    """``n`` uniform points of ``[0, 1]^d`` with the target's values and gradients (float32), as
+    the engine's :class:`~sobolev.core.data.Sample` (the hook that puts PL targets on the engine)."""
     x = torch.rand(n, mesh.d, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
     y = mesh.rows(x) @ nodal
     g = mesh.rows(x, derivative=True) @ nodal
-    return x.float(), y.float(), g.float()
+    return Sample(x.float(), y.float(), g.float())
 
 
 def pl_network_grid(
@@ -469,9 +472,9 @@ def pl_network_grid(
 ):
     """Regular vs Sobolev ReLU networks fitted to random continuous PL targets.
 
-    Three methods: ``regular``; ``sobolev`` (eq. 1, λ = 1, the paper's); ``rescaled`` (the
-    derivative terms rescaled to the value term's scale by
-    :func:`sobolev.core.losses.balanced_weights`), which tests the explanation that the
+    Three methods: ``regular``; ``sobolev`` (eq. 1, λ = 1, the paper's); ``balanced`` (the
+    balanced loss of Section 4.1 and :func:`sobolev.fit`: the derivative terms scaled to the
+    value term's by :func:`sobolev.core.losses.balanced_weights`), which tests the explanation that the
     gradient term — whose targets jump across the PL pieces — dominates the Sobolev loss.
     Each row also records the final training fit: ``train_value_mse``, ``train_grad_mse``
     (unweighted) and ``grad_share`` (the derivative part of the final training objective).
@@ -484,26 +487,26 @@ def pl_network_grid(
     import pandas as pd
 
     from sobolev.common.compare import is_diverged
+    from sobolev.core import engine
+    from sobolev.core.data import Normaliser
     from sobolev.core.losses import balanced_weights
     from sobolev.core.models import BatchedMLP
     from sobolev.core.training import train_ensemble
 
     rows = []
     for mesh in meshes:
+        raw = Normaliser(torch.zeros(mesh.d), torch.ones(mesh.d), 0.0, 1.0)  # the paper's raw units
         for n in sizes:
-            for method in ("regular", "sobolev", "rescaled"):
+            for method in ("regular", "sobolev", "balanced"):
                 runs = [(lr, s) for lr in lrs for s in range(seeds)]
-                data = []
-                for _, s in runs:
-                    nodal = pl_target(mesh, s)
-                    data.append((nodal, pl_sample(mesh, nodal, n, 10_000 + s)))
-                x = torch.stack([d[1][0] for d in data]).to(device)
-                y = torch.stack([d[1][1] for d in data]).to(device)
-                G = torch.stack([d[1][2] for d in data]).to(device)
+                nodals = [pl_target(mesh, s) for _, s in runs]
+                train = [pl_sample(mesh, nodal, n, 10_000 + s) for nodal, (_, s) in zip(nodals, runs, strict=True)]
+                norms = [raw] * len(runs)
+                x, y, G = (v.to(device) for v in engine.stack_normalised(train, norms))
                 model = BatchedMLP.init([s for _, s in runs], in_dim=mesh.d, hidden=hidden, device=device)
                 sob = method != "regular"
                 value_weight, weight = torch.ones(len(runs)), torch.ones(len(runs), mesh.d)
-                if method == "rescaled":
+                if method == "balanced":
                     alpha, weight = balanced_weights(G.cpu(), 1.0)
                     value_weight = torch.full((len(runs),), alpha)
                 train_ensemble(
@@ -520,38 +523,25 @@ def pl_network_grid(
                     desc=f"theory: PL networks d={mesh.d} n={n} {method}",
                     hint="a learning rate in theory.net_lrs too large",
                 )
-                fit_y, fit_g = model.predict(x)
-                value_mse = (fit_y - y).pow(2).mean(1).cpu()
-                grad_mse = (fit_g - G).pow(2).sum(2).mean(1).cpu()
+                value_mse, grad_mse = engine.errors(model, train, norms)  # the final training fit
                 objective = model.losses(x, y, G if sob else None, weight.to(device), value_weight.to(device)).cpu()
-                weighted = objective - value_weight * value_mse  # the derivative part of the objective
+                weighted = objective - value_weight * value_mse.float()  # the derivative part of the objective
+                scores = {}
                 for split, offset in (("val", 20_000), ("test", 30_000)):
-                    evals = [
-                        pl_sample(mesh, nodal, n_test, offset + s)
-                        for (nodal, _), (_, s) in zip(data, runs, strict=True)
-                    ]
-                    pred, _ = model.predict(torch.stack([e[0] for e in evals]).to(device))
-                    err = (pred.cpu() - torch.stack([e[1] for e in evals])).pow(2).mean(1)
-                    for i, (lr, s) in enumerate(runs):
-                        if split == "val":
-                            rows.append(
-                                {
-                                    "function": f"d={mesh.d}",
-                                    "n_train": n,
-                                    "method": method,
-                                    "normalisation": "raw",
-                                    "weight": float(sob),
-                                    "lr": lr,
-                                    "seed": s,
-                                    "val_mse": float(err[i]),
-                                    "diverged": bool(is_diverged(err[i], evals[i][1].double().pow(2).mean())),
-                                    "train_value_mse": float(value_mse[i]),
-                                    "train_grad_mse": float(grad_mse[i]),
-                                    "grad_share": float(weighted[i] / objective[i]) if sob else 0.0,
-                                }
-                            )
-                        else:
-                            rows[len(rows) - len(runs) + i]["test_mse"] = float(err[i])
+                    evals = [pl_sample(mesh, nodal, n_test, offset + s)
+                             for nodal, (_, s) in zip(nodals, runs, strict=True)]  # fmt: skip
+                    scores[split] = engine.errors(model, evals, norms)[0]
+                    if split == "val":
+                        mean_squares = [float(e.y.double().pow(2).mean()) for e in evals]
+                for i, (lr, s) in enumerate(runs):
+                    rows.append({
+                        "function": f"d={mesh.d}", "n_train": n, "method": method, "normalisation": "raw",
+                        "weight": float(sob), "lr": lr, "seed": s, "val_mse": float(scores["val"][i]),
+                        "diverged": bool(is_diverged(scores["val"][i], mean_squares[i])),
+                        "train_value_mse": float(value_mse[i]), "train_grad_mse": float(grad_mse[i]),
+                        "grad_share": float(weighted[i] / objective[i]) if sob else 0.0,
+                        "test_mse": float(scores["test"][i]),
+                    })  # fmt: skip
     out = pd.DataFrame(rows)
     out["test_grad_mse"] = float("nan")
     return out
