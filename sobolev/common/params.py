@@ -176,8 +176,15 @@ class SectionConfig:
 
     @classmethod
     def load(cls, scale: str | None = None, path: str | Path = PARAMS) -> Self:
-        """This section of ``params.yaml`` at ``scale`` (default: the file's ``scale`` switch)."""
-        return load_config(cls, scale, path)
+        """This section of ``params.yaml`` at ``scale`` (default: the file's ``scale`` switch).
+
+        At the ``ci`` scale it prints :func:`ci_banner` first: the notebooks load their config
+        this way, so a copy executed at ``ci`` says at its top that its verdicts are not results.
+        """
+        cfg = load_config(cls, scale, path)
+        if active_scale(read_params(path), scale) == "ci":
+            print(ci_banner(cls.SECTION))
+        return cfg
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes``, checked again (e.g. a longer run derived from this one)."""
@@ -294,6 +301,15 @@ def section_values(params: dict[str, Any], section: str, scale: str) -> tuple[di
             values.update(over)
             sources.update(dict.fromkeys(over, f"{section}.{name}"))
     return values, sources
+
+
+def ci_banner(section: str) -> str:
+    """What a run at the ``ci`` scale says before its numbers: they test the code path, not the paper."""
+    return (
+        f"[ci scale] {section}: a smoke test that runs every cell in seconds on tiny data. Its numbers and "
+        f"[REPRODUCED]/[NOT reproduced] lines are NOT results and may contradict them; the results are the "
+        f"committed default-scale run in results/{section}/ (and the README), rebuilt by `dvc repro {section}`."
+    )
 
 
 def load_config(cls: type[SectionConfig], scale: str | None = None, path: str | Path = PARAMS) -> Any:
