@@ -1,7 +1,8 @@
 """Sobolev Training for Neural Networks (Czarnecki et al., NeurIPS 2017).
 
 Fit your own data: ``sobolev.fit(x, y, dydx)`` returns a :class:`FittedModel` (see
-:mod:`sobolev.core.fitting`).
+:mod:`sobolev.core.fitting`). No exact derivatives? ``finite_difference_gradients(f, x)`` of a
+black box or ``knn_gradients(x, y)`` from the samples (:mod:`sobolev.core.gradient_estimates`).
 
 Layout: ``sobolev.core`` (functions, derivatives, eq. 1 and eq. 2, models, the training loop),
 ``sobolev.common`` (params, claims, comparisons, figures, helpers), one subpackage per paper
@@ -12,6 +13,7 @@ core and ``common``, never each other.
 
 from sobolev.core.derivatives import derivatives, input_gradient
 from sobolev.core.fitting import FittedModel, Recipe, fit
+from sobolev.core.gradient_estimates import finite_difference_gradients, knn_gradients
 from sobolev.core.losses import sobolev_loss, stochastic_sobolev_loss
 from sobolev.core.models import MLP
 
@@ -22,8 +24,10 @@ __all__ = [
     "Recipe",
     "__version__",
     "derivatives",
+    "finite_difference_gradients",
     "fit",
     "input_gradient",
+    "knn_gradients",
     "sobolev_loss",
     "stochastic_sobolev_loss",
 ]
