@@ -16,15 +16,17 @@ from sobolev.core.optimisers import BatchedAdam, flat_parameters
 from sobolev.core.tanh_mlp import BatchedTanhMLP
 
 
-@pytest.mark.parametrize("layers", [1, 2, 3])
-def test_tanh_step_matches_autograd_double_backward(layers):
+@pytest.mark.parametrize(("layers", "per_label"), [(1, False), (2, False), (3, False), (2, True)])
+def test_tanh_step_matches_autograd_double_backward(layers, per_label):
     torch.manual_seed(0)
     M, B, D = 3, 11, 4
     model = BatchedTanhMLP.init([1, 2, 3], in_dim=D, hidden=7, layers=layers, dtype=torch.float64)
     x, t = torch.randn(M, B, D, dtype=torch.float64), torch.randn(M, B, dtype=torch.float64)
     G = torch.randn(M, B, D, dtype=torch.float64)
     G[0, 3, 1] = G[2, 0, 0] = math.nan  # missing labels
-    w, alpha = torch.rand(M, D, dtype=torch.float64), torch.rand(M, dtype=torch.float64)
+    # one weight per model and input, or one per label (M, B, D)
+    w = torch.rand(M, B, D, dtype=torch.float64) if per_label else torch.rand(M, D, dtype=torch.float64)
+    alpha = torch.rand(M, dtype=torch.float64)
     res = model.loss_and_grads(x, t, G, w, alpha)
 
     params = {n: v.clone().requires_grad_(True) for n, v in model.params.items()}
@@ -32,7 +34,7 @@ def test_tanh_step_matches_autograd_double_backward(layers):
     _, _, y = BatchedTanhMLP(params)._forward(xa)
     (g,) = torch.autograd.grad(y.sum(), xa, create_graph=True)
     gres = torch.where(torch.isnan(G), 0.0, g - G)
-    per_model = alpha * (y - t).pow(2).mean(1) + (gres.pow(2) * w.unsqueeze(1)).sum(2).mean(1)
+    per_model = alpha * (y - t).pow(2).mean(1) + (gres.pow(2) * (w if per_label else w.unsqueeze(1))).sum(2).mean(1)
     auto = torch.autograd.grad(per_model.sum(), list(params.values()))
     for name, ref in zip(params, auto, strict=True):
         torch.testing.assert_close(res.grads[name], ref, rtol=1e-10, atol=1e-12, msg=name)
@@ -141,6 +143,45 @@ def test_recipe_is_the_same_with_and_without_derivatives():
     assert choose_recipe(100, 2, True, noisy=True).optimiser == "adam"
 
 
+@pytest.mark.parametrize("optimiser", ["lbfgs", "adam"])
+def test_label_weights_zero_is_regular_training_one_is_unweighted(optimiser):
+    x, y, g = _quadratic(30)
+    opts = dict(steps=60, models=2, optimiser=optimiser)
+    regular, plain = sobolev.fit(x, y, **opts), sobolev.fit(x, y, g, **opts)
+    zero = sobolev.fit(x, y, g, dydx_weight=np.zeros(30), **opts)
+    one = sobolev.fit(x, y, g, dydx_weight=np.ones((30, 2)), **opts)
+    np.testing.assert_allclose(zero.predict(x), regular.predict(x), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(one.predict(x), plain.predict(x), rtol=1e-6, atol=1e-9)
+    # halving the trust in the second input's labels changes the fit (the weights reach the loss)
+    half = np.ones((30, 2))
+    half[:, 1] = 0.5
+    assert not np.allclose(sobolev.fit(x, y, g, dydx_weight=half, **opts).predict(x), plain.predict(x))
+
+
+def test_derivative_weight_decays_per_epoch_with_adam():
+    from sobolev.core.tanh_mlp import BatchedTanhMLP
+    from sobolev.core.training import train_ensemble
+
+    seen = []
+    x, y, g = _quadratic(40)
+    model = sobolev.fit(x, y, g, optimiser="adam", steps=40, batch_size=20, lam_decay=0.5, models=1)
+    assert model.recipe.lam_decay == 0.5
+    # the schedule itself: weight × decay^(epochs done), epochs = updates × batch / N
+    net = BatchedTanhMLP.init([0], 2, 4, dtype=torch.float64)
+    xs, ts, Gs = (torch.as_tensor(v).unsqueeze(0) for v in (x, y, g))
+    w = torch.ones(1, 2, dtype=torch.float64)
+    original = net.loss_and_grads
+
+    def spy(xb, tb, Gb, wb, vw):
+        seen.append(float(wb.flatten()[0]))
+        return original(xb, tb, Gb, wb, vw)
+
+    net.loss_and_grads = spy
+    train_ensemble(net, xs, ts, 1e-3, 4, batch_size=20, G=Gs, weight=w, progress=False,
+                   weight_schedule=lambda i: 0.5 ** (i * 20 / 40))  # fmt: skip
+    np.testing.assert_allclose(seen, [0.5**0.5, 0.5, 0.5**1.5, 0.25])
+
+
 def test_lbfgs_stops_each_member_at_its_plateau_and_says_so():
     x, y, g = _quadratic(30)
     model = sobolev.fit(x, y, g, models=2)  # easy: converges well before the cap
@@ -172,6 +213,11 @@ BAD = [
     (dict(x=X, y=Y, optimiser="sgd"), r"optimiser: expected one of \('lbfgs', 'adam'\), got 'sgd'"),
     (dict(x=X, y=Y, optimiser="lbfgs", validation=0.2), r"validation: 0.2 needs optimiser='adam'"),
     (dict(x=X, y=Y, converged=float("nan")), r"converged: expected a finite number"),
+    (dict(x=X, y=Y, lam_decay=0.9), r"lam_decay: 0.9 needs optimiser='adam'"),
+    (dict(x=X, y=Y, dydx_weight=np.ones(10)), r"dydx_weight: given without dydx"),
+    (dict(x=X, y=Y, dydx=G, dydx_weight=np.ones(9)), r"dydx_weight: expected shape \(10,\), \(10, 2\)"),
+    (dict(x=X, y=Y, dydx=G, dydx_weight=-np.ones(10)), r"dydx_weight: row 0 holds .* finite and ≥ 0"),
+    (dict(x=X, y=Y, dydx=G, dydx_weight=np.r_[np.ones(9), np.nan]), r"dydx_weight: row 9 holds \[nan"),
     (dict(x=X, y=Y, models=2.5), r"models: expected an integer"),
     (dict(x=X, y=Y, lam=-1.0), r"lam: expected a finite number"),
     (dict(x=X, y=Y, learning_rate=0.1), r"unknown option\(s\) \['learning_rate'\]"),

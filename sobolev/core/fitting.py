@@ -28,7 +28,7 @@ from torch import Tensor
 
 from sobolev.common.utils import pick_device, progress_bar
 from sobolev.core.data import Normaliser
-from sobolev.core.inputs import Samples, check_number, check_points, check_samples
+from sobolev.core.inputs import Samples, check_label_weights, check_number, check_points, check_samples
 from sobolev.core.lbfgs import train_lbfgs
 from sobolev.core.tanh_mlp import BatchedTanhMLP
 from sobolev.core.training import NonFiniteLossError, train_ensemble
@@ -53,6 +53,9 @@ class Recipe:
         steps: Adam updates, or the most L-BFGS iterations; ``lr``: Adam's peak learning rate;
             ``warmup``: fraction of Adam's steps of linear warm-up, then a cosine decay to 0.
         batch_size: points per Adam update (``>= N``: full batch; L-BFGS is always full batch).
+        lam_decay: Adam only: the derivative weight is multiplied by this per epoch (1: constant;
+            0.95: Kissel & Diepold's schedule for estimated derivatives, trusted less as the
+            values are fitted).
         converged: L-BFGS only. A member stops when its training objective (standardised units:
             about 1 per term for the mean predictor) is below this, or when 50 iterations lowered
             it by less than 0.1% (a plateau).
@@ -80,6 +83,7 @@ class Recipe:
     batch_size: int = FULL_BATCH_MAX
     lam: float = 1.0
     converged: float = 1e-4
+    lam_decay: float = 1.0
     validation: float = 0.0
     eval_every: int = 50
     seed: int = 0
@@ -97,6 +101,11 @@ class Recipe:
         check_number("lam", self.lam, 0.0, 1e6)
         check_number("validation", self.validation, 0.0, 0.5)
         check_number("converged", self.converged, 0.0, 1.0)
+        check_number("lam_decay", self.lam_decay, 1e-6, 1.0)
+        if self.optimiser == "lbfgs" and self.lam_decay != 1.0:
+            raise ValueError(
+                f"lam_decay: {self.lam_decay} needs optimiser='adam' (L-BFGS minimises one fixed objective)"
+            )
         if self.optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser: expected one of {OPTIMISERS}, got {self.optimiser!r}")
         if self.optimiser == "lbfgs" and self.validation:
@@ -275,6 +284,7 @@ def fit(
     y: Any,
     dydx: Any = None,
     *,
+    dydx_weight: Any = None,
     noisy: bool = False,
     progress: bool | TextIO = False,
     **options: Any,
@@ -286,6 +296,9 @@ def fit(
         y: values ``(N,)`` or ``(N, K)``.
         dydx: derivatives ``(N, D)`` or ``(N, K, D)``; NaN marks a missing partial derivative.
             ``None``: regular training on values only.
+        dydx_weight: confidence in each derivative label, ``(N,)``, ``(N, D)`` or ``(N, K, D)``,
+            finite and ≥ 0 (e.g. lower for estimated or finite-difference derivatives; 0 is a
+            missing label). Multiplies the balanced weight of :class:`Recipe`'s ``lam``.
         noisy: the labels are noisy (e.g. Monte-Carlo samples): hold out points to stop early.
         progress: a tqdm bar (a flag, or a stream for it).
         options: any :class:`Recipe` field, overriding :func:`choose_recipe`'s choice.
@@ -298,6 +311,7 @@ def fit(
         NonFiniteLossError: every member diverged (lower ``lr``).
     """
     s = check_samples(x, y, dydx)
+    label_weights = None if dydx_weight is None else check_label_weights(dydx_weight, s)
     if not isinstance(noisy, bool):
         raise ValueError(f"noisy: expected True or False, got {noisy!r}")
     names = {f.name for f in fields(Recipe)}
@@ -310,12 +324,12 @@ def fit(
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     try:
-        return _train(s, recipe, progress)
+        return _train(s, recipe, progress, label_weights)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(s: Samples, recipe: Recipe, progress: bool | TextIO) -> FittedModel:
+def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: Tensor | None = None) -> FittedModel:
     K, R, D = s.outputs, recipe.models, s.dim
     # L-BFGS's line search compares objectives near convergence: float64 keeps them apart (on
     # these small networks a step costs its number of operations, not their precision).
@@ -329,17 +343,21 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO) -> FittedModel:
     gs = None if s.dydx is None else torch.stack([nm.g(s.dydx[:, k]) for k, nm in enumerate(norms)])
     out = torch.arange(K).repeat_interleave(R).unsqueeze(1)  # member -> output
     x, t = xs[out, train_rows], ys[out, train_rows]
-    G = weight = None
+    G = weight = val_weight = None
     if gs is not None:
         G = gs[out, train_rows]
         # Balance: each input's term divided by its labels' mean square (NaN: missing, skipped).
         mean_sq = torch.nanmean(G.pow(2), dim=1)  # (M, D)
-        weight = torch.where(mean_sq > 0, recipe.lam / mean_sq.clamp_min(1e-300), 0.0).nan_to_num(0.0)
+        weight = val_weight = torch.where(mean_sq > 0, recipe.lam / mean_sq.clamp_min(1e-300), 0.0).nan_to_num(0.0)
+        if label_weights is not None:  # per label: (M, N_train, D), the balance times the confidence
+            lw = label_weights.permute(1, 0, 2)  # (K, N, D)
+            weight = val_weight.unsqueeze(1) * lw[out, train_rows]
+            val_weight = None if val_rows is None else val_weight.unsqueeze(1) * lw[out, val_rows]
     model = BatchedTanhMLP.init(
         [recipe.seed + r for _ in range(K) for r in range(R)], D, recipe.hidden, recipe.layers, device, dtype
     )
     to = lambda v: None if v is None else v.to(device, dtype)  # noqa: E731
-    x, t, G, weight = to(x), to(t), to(G), to(weight)
+    x, t, G, weight, val_weight = to(x), to(t), to(G), to(weight), to(val_weight)
     best = None
     if val_rows is not None:
         xv, tv = to(xs[out, val_rows]), to(ys[out, val_rows])
@@ -349,7 +367,7 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO) -> FittedModel:
 
         def keep_best(_: int) -> None:
             nonlocal best_loss
-            loss = model.losses(xv, tv, Gv, weight)
+            loss = model.losses(xv, tv, Gv, val_weight)
             better = loss < best_loss
             best_loss = torch.where(better, loss, best_loss)
             for n, v in model.params.items():
@@ -368,6 +386,8 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO) -> FittedModel:
             model, x, t, lr=recipe.lr, steps=recipe.steps, batch_size=recipe.batch_size, G=G, weight=weight,
             schedule="cosine", warmup=recipe.warmup, generator=torch.Generator().manual_seed(recipe.seed),
             log_every=recipe.eval_every if best is not None else 0, inspect=keep_best if best is not None else None,
+            weight_schedule=None if recipe.lam_decay == 1.0
+            else (lambda i: recipe.lam_decay ** (i * min(recipe.batch_size, x.shape[1]) / x.shape[1])),
             desc=desc,
             hint=f"lr = {recipe.lr:g} too large for this data; try sobolev.fit(..., lr={recipe.lr / 10:g})",
             progress=progress,

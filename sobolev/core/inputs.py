@@ -141,3 +141,27 @@ def check_number(name: str, value: Any, low: float, high: float = math.inf, inte
     if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not low <= value <= high:
         kind = "an integer" if integer else "a finite number"
         raise ValueError(f"{name}: expected {kind} in [{low:g}, {high:g}], got {value!r}")
+
+
+def check_label_weights(weights: Any, samples: Samples) -> Tensor:
+    """Per-label derivative weights (confidence in each derivative label) as ``(N, K, D)``.
+
+    Accepted shapes: ``(N,)`` (one per point), ``(N, D)`` (one output) or ``(N, K, D)``; every
+    weight finite and at least 0 (0 leaves the label out, like NaN in ``dydx``).
+    """
+    if samples.dydx is None:
+        raise ValueError("dydx_weight: given without dydx; weights apply to derivative labels")
+    N, K, D = samples.dydx.shape
+    w = as_tensor("dydx_weight", weights)
+    if w.shape == (N,):
+        w = w.view(N, 1, 1).expand(N, K, D)
+    elif w.shape == (N, D) and K == 1:
+        w = w.unsqueeze(1)
+    if tuple(w.shape) != (N, K, D):
+        allowed = f"({N},), ({N}, {D}) or ({N}, 1, {D})" if K == 1 else f"({N},) or ({N}, {K}, {D})"
+        raise ValueError(f"dydx_weight: expected shape {allowed} like dydx, got {tuple(w.shape)}")
+    bad = _first_bad(w)
+    if bad is not None or bool((w < 0).any()):
+        row = bad[0] if bad is not None else int(torch.nonzero((w < 0).reshape(N, -1).any(1))[0])
+        raise ValueError(f"dydx_weight: row {row} holds {w[row].flatten().tolist()}; weights must be finite and ≥ 0")
+    return w.contiguous()

@@ -229,8 +229,8 @@ def weighted_sobolev_loss(y: Tensor, t: Tensor, g: Tensor, G: Tensor, value_weig
         y, t: predicted and target values ``(M, B)``.
         g, G: predicted and target input gradients ``(M, B, D)``.
         value_weight: ``α`` per model ``(M,)``.
-        weight: ``w_j`` per model and input ``(M, D)``.
+        weight: ``w_j`` per model and input ``(M, D)``, or per label ``(M, B, D)``.
     """
     value = (y - t).pow(2).mean(1)
-    derivative = ((g - G).pow(2) * weight.unsqueeze(1)).sum(2).mean(1)
+    derivative = ((g - G).pow(2) * (weight if weight.ndim == 3 else weight.unsqueeze(1))).sum(2).mean(1)
     return value_weight * value + derivative

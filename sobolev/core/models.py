@@ -71,6 +71,12 @@ class StepResult:
     grads: dict[str, Tensor]
 
 
+def per_label_weights(weight: Tensor, M: int) -> Tensor:
+    """Derivative weights ``(M,)``, ``(M, D)`` or ``(M, B, D)`` shaped to broadcast against the
+    residuals ``(M, B, D)``."""
+    return weight if weight.ndim == 3 else weight.view(M, 1, -1)
+
+
 class BatchedNet:
     """What the batched ensembles (:class:`BatchedMLP`, :class:`~sobolev.core.tanh_mlp.BatchedTanhMLP`)
     share: parameters ``{name: (M, ...)}`` with the first layer ``W1 (M, H, D)``, and the checks of
@@ -114,9 +120,9 @@ class BatchedNet:
         if G is not None:
             if G.shape != x.shape:
                 raise ValueError(f"G: expected shape {tuple(x.shape)} (like x), got {tuple(G.shape)}")
-            if weight is None or tuple(weight.shape) not in ((M,), (M, D)):
+            if weight is None or tuple(weight.shape) not in ((M,), (M, D), (M, B, D)):
                 got = None if weight is None else tuple(weight.shape)
-                raise ValueError(f"weight: expected shape {(M,)} or {(M, D)} with G, got {got}")
+                raise ValueError(f"weight: expected shape {(M,)}, {(M, D)} or {(M, B, D)} with G, got {got}")
         if value_weight is not None and value_weight.shape != (M,):
             raise ValueError(f"value_weight: expected shape {(M,)}, got {tuple(value_weight.shape)}")
 
@@ -143,13 +149,17 @@ class BatchedNet:
         M, N, D = x.shape
         alpha = torch.ones(M, device=x.device, dtype=x.dtype) if value_weight is None else value_weight
         # Regular training: derivative weights 0 (and any target), so one formula serves both.
-        w = torch.zeros(M, D, device=x.device, dtype=x.dtype) if G is None else weight.view(M, -1).expand(M, D)
+        if G is None:
+            w = torch.zeros(M, D, device=x.device, dtype=x.dtype)
+        else:
+            w = weight if weight.ndim == 3 else weight.view(M, -1).expand(M, D)
         total = torch.zeros(M, device=x.device, dtype=x.dtype)
         for i in range(0, N, chunk):
             y, g = self.predict(x[:, i : i + chunk])
             target = g if G is None else G[:, i : i + chunk]
             target = torch.where(torch.isnan(target), g, target)  # a missing label: zero residual
-            total += weighted_sobolev_loss(y, t[:, i : i + chunk], g, target, alpha, w) * y.shape[1]
+            wc = w[:, i : i + chunk] if w.ndim == 3 else w  # per-label weights follow their points
+            total += weighted_sobolev_loss(y, t[:, i : i + chunk], g, target, alpha, wc) * y.shape[1]
         return total / N
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -244,13 +254,14 @@ class BatchedMLP(BatchedNet):
 
         With ``weight`` of shape ``(M,)`` every input shares ``w_j = weight`` (eq. 1 with the
         paper's λ); shape ``(M, D)`` gives one weight per input (the balanced loss of
-        :func:`sobolev.core.losses.balanced_weights`).
+        :func:`sobolev.core.losses.balanced_weights`); shape ``(M, B, D)`` one per label (e.g. less
+        trust in estimated derivatives).
 
         Args:
             x: inputs ``(M, B, D)``.
             t: target values ``(M, B)``.
             G: target input gradients ``(M, B, D)``; ``None`` gives regular training.
-            weight: derivative weights ``(M,)`` or ``(M, D)``; required with ``G``.
+            weight: derivative weights ``(M,)``, ``(M, D)`` or ``(M, B, D)``; required with ``G``.
             value_weight: ``α`` per model ``(M,)``; ``None`` means 1.
 
         Returns:
@@ -282,7 +293,7 @@ class BatchedMLP(BatchedNet):
             # g = u1 W1 with u1 = 1[z1>0] ⊙ (u2 W2), u2 = 1[z2>0] ⊙ w3; the masks are locally
             # constant, so this term sends gradient to W1, W2 and w3 only.
             gres = self._input_grad(u1) - G
-            w = weight.view(M, 1, -1)  # (M, 1, 1) or (M, 1, D)
+            w = per_label_weights(weight, M)
             grad_loss = (gres.pow(2) * w).sum(2).mean(1)
             eg = gres * (w * (2.0 / B))  # dL/dg
             ds1 = _relu_grad(torch.bmm(eg, p["W1"].transpose(1, 2)), z1, 0)

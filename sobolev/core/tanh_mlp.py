@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from sobolev.core.models import BatchedNet, StepResult
+from sobolev.core.models import BatchedNet, StepResult, per_label_weights
 from sobolev.core.optimisers import flat_parameters
 
 
@@ -154,7 +154,7 @@ class BatchedTanhMLP(BatchedNet):
             # A missing label (NaN) gives a NaN residual: zero it. A diverged model still shows
             # in the value loss, which is never masked.
             gres = torch.nan_to_num(g - G, nan=0.0, posinf=math.inf, neginf=-math.inf)
-            w = weight.view(M, 1, -1)
+            w = per_label_weights(weight, M)
             grad_loss = (gres.pow(2) * w).sum(2).mean(1)
             eg = gres * (w * (2.0 / B))  # dL/d(∇ₓm)
             grads["W1"] = torch.bmm(us[0].transpose(1, 2), eg)

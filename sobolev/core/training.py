@@ -151,6 +151,7 @@ def train_ensemble(
     optimiser: str = "adam",
     p_bound: float | None = None,
     inspect: Callable[[int], None] | None = None,
+    weight_schedule: Callable[[int], float] | None = None,
     desc: str = "train",
     hint: str = "learning rate too large",
     describe: Callable[[list[int]], str] | None = None,
@@ -168,8 +169,8 @@ def train_ensemble(
         batch_size: minibatch size; ``N <= batch_size`` trains on the full set every step,
             otherwise each model draws its own minibatch (uniform, with replacement).
         G: training input gradients ``(M, N, D)`` for Sobolev training.
-        weight: derivative weights ``(M,)`` or ``(M, D)`` (Sobolev only), as in
-            :meth:`BatchedMLP.loss_and_grads`.
+        weight: derivative weights ``(M,)``, ``(M, D)`` or per label ``(M, N, D)`` (Sobolev only),
+            as in :meth:`BatchedMLP.loss_and_grads`.
         value_weight: weight of the value term per model ``(M,)`` (``None``: 1).
         schedule, warmup: the learning-rate schedule (:func:`lr_factor`), the same for every model.
         full_loss_at: update numbers after which to evaluate the objective on the whole set
@@ -178,6 +179,8 @@ def train_ensemble(
         optimiser: one of :data:`sobolev.core.optimisers.OPTIMISERS`; ``p_bound``: Fromage's
             norm cap (:func:`sobolev.core.optimisers.batched_optimiser`).
         inspect: called as ``inspect(step)`` after each logged update (e.g. to record weight norms).
+        weight_schedule: the derivative weights of update ``i`` are ``weight × weight_schedule(i)``
+            (e.g. a decay that trusts estimated derivatives less as training goes on).
         desc, hint, describe, progress: as in :func:`train_loop`; a model that diverges
             keeps training on NaN (models are independent) and its losses are NaN.
 
@@ -208,14 +211,17 @@ def train_ensemble(
 
     def step(i: int) -> Tensor:
         if full:
-            xb, tb, Gb = x, t, G
+            xb, tb, Gb, wb = x, t, G, weight
         else:
             idx = torch.randint(N, (M, batch_size), generator=generator, device="cpu").to(x.device)
             xb, tb = x[rows, idx], t[rows, idx]
             Gb = None if G is None else G[rows, idx]
+            wb = weight[rows, idx] if weight is not None and weight.ndim == 3 else weight
+        if weight_schedule is not None and wb is not None:
+            wb = wb * weight_schedule(i)
         if schedule != "constant" or warmup:
             opt.scale_lr(lr_factor(i, steps, schedule, warmup))
-        res = model.loss_and_grads(xb, tb, Gb, weight, value_weight)
+        res = model.loss_and_grads(xb, tb, Gb, wb, value_weight)
         opt.step(res.grads)
         if i in evaluate_at:
             full_loss[i] = model.losses(x, t, G, weight, value_weight).cpu()
