@@ -106,14 +106,20 @@ def test_relative_trust_measures_zero_change_at_zero_eps_and_grows_with_eps():
 
 def test_good_ranges_on_a_constructed_sweep():
     lrs = [1e-3, 1e-2, 1e-1]
-    rows = [("adam", [1.0, 1.5, 9.0]), ("fromage", [5.0, 1.9, 2.5])]  # best any optimiser: 1.0
-    errors = pd.DataFrame([{"normalisation": "raw", "function": "f", "method": "regular", "optimiser": o, "lr": lr,
-                            "median_nmse": e} for o, es in rows for lr, e in zip(lrs, es, strict=True)])  # fmt: skip
-    table = compute.good_ranges(errors, 2.0, 0.01).set_index("optimiser")
+    rows = [("adam", [0.1, 0.15, 0.9]), ("fromage", [0.5, 0.19, 0.25])]  # best any optimiser: 0.1 of Var f
+    flat = [("adam", [0.9, 0.95, 1.0]), ("fromage", [1.0, 0.92, 0.97])]  # nothing learns: best 0.9 of Var f
+    errors = pd.DataFrame([{"normalisation": "raw", "function": fn, "method": "regular", "optimiser": o, "lr": lr,
+                            "median_nmse": e} for fn, table in (("f", rows), ("flat", flat))
+                           for o, es in table for lr, e in zip(lrs, es, strict=True)])  # fmt: skip
+    ranges = compute.good_ranges(errors, 2.0, 0.01)
+    table = ranges[ranges.function == "f"].set_index("optimiser")
     assert table.loc["adam", "n_good"] == 2 and table.loc["adam", "good_high"] == 1e-2
     assert table.loc["adam", "decades"] == pytest.approx(1.0)
     assert table.loc["fromage", "n_good"] == 1 and bool(table.loc["fromage", "default_good"])
-    assert table.loc["fromage", "best_lr"] == 1e-2 and table.loc["adam", "contiguous"]
+    assert table.loc["fromage", "best_lr"] == 1e-2 and table.loc["adam", "contiguous"] and table.learns.all()
+    # where nothing learns, every rate is "within 2× of the best", yet none is called good
+    nothing = ranges[ranges.function == "flat"]
+    assert not nothing.learns.any() and (nothing.n_good == 0).all() and nothing.decades.isna().all()
 
 
 def test_run_all_trains_every_run_and_records_norms(result):

@@ -262,16 +262,25 @@ def sweep_errors(runs: pd.DataFrame) -> pd.DataFrame:
     return sweep.groupby(keys)["score"].median().rename("median_nmse").reset_index()
 
 
+#: A (function, loss) panel of the sweep where no optimiser at any rate gets the median test MSE
+#: below this fraction of Var f learns nothing: every rate is about equally bad there, so being
+#: "within a factor of the best" says nothing about tuning, and such panels are counted apart.
+NOTHING_LEARNS = 0.5
+
+
 def good_ranges(errors: pd.DataFrame, factor: float, default_lr: float) -> pd.DataFrame:
     """Per function, loss and optimiser, the rates whose median error is within ``factor`` of the
     best median any optimiser reached on that function and loss.
 
     Columns: ``best_lr``, ``best_nmse``, ``n_good``, ``good_low``, ``good_high``, ``decades``
     (log10 of ``good_high / good_low``; NaN when no rate is good), ``contiguous`` (no bad rate
-    between two good ones) and ``default_good`` (whether ``default_lr`` is a good rate).
+    between two good ones), ``default_good`` (whether ``default_lr`` is a good rate) and
+    ``learns`` (whether the panel's best median, over every optimiser, is below
+    :data:`NOTHING_LEARNS`; where it is not, no rate is good: ``n_good`` 0, NaN range).
     """
     best = errors.groupby(["normalisation", "function", "method"])["median_nmse"].transform("min")
-    errors = errors.assign(good=errors.median_nmse <= factor * best)
+    learns = best < NOTHING_LEARNS
+    errors = errors.assign(good=(errors.median_nmse <= factor * best) & learns, learns=learns)
     rows = []
     for (norm, fn, method, opt), g in errors.groupby(["normalisation", "function", "method", "optimiser"]):
         g = g.sort_values("lr")
@@ -286,6 +295,7 @@ def good_ranges(errors: pd.DataFrame, factor: float, default_lr: float) -> pd.Da
             "decades": float(np.log10(good.lr.max() / good.lr.min())) if len(good) else np.nan,
             "contiguous": bool(len(idx) == 0 or flags[idx[0] : idx[-1] + 1].all()),
             "default_good": bool(g.good[np.isclose(g.lr, default_lr)].any()),
+            "learns": bool(g.learns.iloc[0]),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -295,7 +305,9 @@ def default_tuning(runs: pd.DataFrame, factor: float, default_lr: float) -> pd.D
     and loss: the best (optimiser, rate) by median error, and the paired ratio over seeds of Fromage-at-default's
     test error to the best's, with its t interval (:func:`~sobolev.common.stats.paired_ratio`); ``verdict`` is
     ``win`` when the interval lies below ``factor`` (needs no tuning there), ``loss`` when above it, else
-    ``undecided`` (always with fewer than 5 seeds). A diverged seed counts as infinite error."""
+    ``undecided`` (always with fewer than 5 seeds); ``learns``: the best's median test MSE is below
+    :data:`NOTHING_LEARNS` × Var f (where it is not, "within a factor of the best" means nothing, and
+    the claims count the panel apart). A diverged seed counts as infinite error."""
     sweep = _sweep_scores(runs)
     rows = []
     for (norm, fn, method), g in sweep.groupby(["normalisation", "function", "method"]):
@@ -307,7 +319,8 @@ def default_tuning(runs: pd.DataFrame, factor: float, default_lr: float) -> pd.D
         r = paired_ratio(default[seeds].to_numpy() / factor, best[seeds].to_numpy())
         rows.append({"normalisation": norm, "function": fn, "method": method, "best": f"{best_opt} {best_lr:g}",
                      "ratio_to_best": factor * r.estimate, "low": factor * r.low, "high": factor * r.high,
-                     "seeds": r.n, "verdict": r.verdict})  # fmt: skip
+                     "seeds": r.n, "verdict": r.verdict,
+                     "learns": bool(medians.min() < NOTHING_LEARNS)})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -13,7 +13,7 @@ from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import style
 from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, all_win, count_verdicts, paired_ratio
 from sobolev.common.utils import atomic_write_json, atomic_write_text
-from sobolev.trust.compute import ADAM, FROMAGE, WEIGHTS, run_norms
+from sobolev.trust.compute import ADAM, FROMAGE, NOTHING_LEARNS, WEIGHTS, run_norms
 
 ARM_COLORS = {ADAM: "#4c72b0", FROMAGE: "#dd8452"}
 OPTIMISER_COLORS = {"adam": "#4c72b0", "fromage": "#dd8452", "lars": "#55a868", "lars-momentum": "#8172b3"}
@@ -75,21 +75,24 @@ def claims(
             holds, detail + " (win = Fromage better)",
         ))  # fmt: skip
     for norm in sorted(set(ranges.normalisation)):  # 3. tuning-free: the default inside the good range
-        mine = ranges[ranges.normalisation == norm]
-        decided = tuning[tuning.normalisation == norm]
+        mine = ranges[(ranges.normalisation == norm) & ranges.learns]
+        mine_tuning = tuning[tuning.normalisation == norm]
+        decided, flat = mine_tuning[mine_tuning.learns], mine_tuning[~mine_tuning.learns]
         inside = int((decided.verdict == WIN).sum())
         by_optimiser = mine.groupby("optimiser")
         widths = ", ".join(
             f"{o} {g.decades.median():.2g} ({int((g.n_good == 0).sum())} without a good rate)" for o, g in by_optimiser
         )
+        nothing = "; ".join(f"{r.function} {r.method}" for r in flat.itertuples()) or "none"
         out.append(Claim(
             f"{norm} data: Fromage's default η = {default_lr:g} needs no tuning (its test error within the good "
-            "factor of the sweep's best, paired over seeds, for both losses on every sweep function)",
+            "factor of the sweep's best, paired over seeds, for both losses on every sweep function where "
+            f"something learns: best median test MSE below {NOTHING_LEARNS:g} Var f)",
             all_win(decided.verdict), f"decided within on {inside} of {len(decided)} (function, loss) pairs over "
             f"{int(decided.seeds.min()) if len(decided) else 0} seeds: " + "; ".join(
                 f"{r.function} {r.method}: ×{r.ratio_to_best:.2g} [{r.low:.2g}, {r.high:.2g}] of {r.best}"
-                for r in decided.itertuples()) + f"; good range in decades (medians), median over functions and "
-            f"losses: {widths}",
+                for r in decided.itertuples()) + f"; good range in decades (medians over the pairs that learn): "
+            f"{widths}; left out, nothing learns at any rate: {nothing}",
         ))  # fmt: skip
     for norm in sorted(set(finals.normalisation)):  # 4. the reviewers' shrinkage
         mine = finals[finals.normalisation == norm]
@@ -272,7 +275,7 @@ def sweep_figure(runs: pd.DataFrame, errors: pd.DataFrame, factor: float, defaul
                         lw=1 + 0.4 * k, color=color, label=opt, zorder=2 + k)  # fmt: skip
             best = med.median_nmse.min()
             ax.axhline(factor * best, ls="--", color="grey", lw=0.8)
-            if best >= 0.5:  # no better than about half the variance: nothing learns, so no rate is "good"
+            if best >= NOTHING_LEARNS:  # nothing learns, so no rate is "good" (and the claims leave it out)
                 ax.text(0.5, 0.5, f"nothing learns here\n(best median {best:.2f} Var f)", transform=ax.transAxes,
                         ha="center", va="center", fontsize=8, color="firebrick")  # fmt: skip
             ax.axvline(default_lr, ls=":", color="black", lw=0.8)
