@@ -243,14 +243,30 @@ def accuracy_figure(results: pd.DataFrame, dataset: str) -> plt.Figure:
 
 def loss_figure(curves: pd.DataFrame) -> plt.Figure:
     """Training loss (mean over each logging interval) per variant over training, median over seeds:
-    the convergence check, on a log axis."""
+    the convergence check, on a log axis. The caption names the variant with the lowest final
+    training loss; when that is ``no_backprop`` it says why (by design, its lower blocks never
+    move: the top block alone fits fixed random features, which a training loss cannot tell from
+    learning; Table 1's test accuracy can)."""
     style()
     one = curves.drop_duplicates(["variant", "seed", "step"])
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     sns.lineplot(data=one, x="step", y="loss", hue="variant", hue_order=_present(one), estimator="median",
                  errorbar=("ci", 95), ax=ax)  # fmt: skip
     ax.set(yscale="log", ylabel="training loss (interval mean)", xlabel="update")
     ax.set_title("Training loss over training (median over seeds, 95% CI)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    last = one[one.step == one.step.max()].groupby("variant").loss.median()
+    if len(last):
+        lowest = str(last.idxmin())
+        why = ""
+        if lowest == "no_backprop":
+            why = (
+                ": its lower blocks stay at their random initialisation (no learning signal reaches them), so\n"
+                "the top block alone fits fixed random features of the training set; a low training loss here is\n"
+                "not learning, and Table 1's test accuracy tells the two apart"
+            )
+        fig.text(0.01, 0.01, f"Lowest final training loss: {lowest}{why}.", fontsize=7, va="bottom")
+        fig.subplots_adjust(left=0.1, right=0.78, bottom=0.32 if why else 0.2)
     return fig
 
 
