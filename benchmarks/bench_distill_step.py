@@ -12,6 +12,9 @@ One Adam iteration of the SM's student (:class:`sobolev.distillation.distill.Stu
 * the same teacher pass with channels-last tensors (does it help on this CPU?);
 * Sobolev with the teacher's input Jacobians stored once (``teacher_gradients: stored``, what the
   pipeline uses), and the one-off cost of storing them, per state;
+* the autograd floors the ratios are measured against: the student's forward + backward alone (what any
+  regular iteration must do), and its forward + input-gradient pass (with its graph) + the backward through
+  both (what any Sobolev iteration must do), with a trivial loss, no teacher, no optimiser step;
 * gathering a batch of states: from histories stacked once (:meth:`Recording.inputs`) against a 4-frame gather
   and a channels-last copy per batch.
 """
@@ -68,6 +71,19 @@ def main() -> None:
         out["loss"].backward()
         opts[layout].step()
 
+    def floor(sobolev: bool) -> None:
+        """The student's own passes with a trivial loss: the work no implementation can skip."""
+        net = student["channels-last"]
+        x = s["channels-last"].detach().requires_grad_(sobolev)
+        out = net(x)
+        if sobolev:
+            v = torch.randn(b, a, generator=generator)
+            (g,) = torch.autograd.grad((out * v).sum(), x, create_graph=True)
+            (out.sum() + g.square().sum()).backward()
+        else:
+            out.sum().backward()
+        net.zero_grad(set_to_none=True)
+
     def teacher_pass(layout: str) -> None:
         x = s[layout].detach().requires_grad_(True)
         v = torch.randn(b, a, generator=generator)
@@ -79,12 +95,21 @@ def main() -> None:
     )
     reg = timed(lambda: iteration(0.0), repeats=5, inner=5)
     log(f"regular (channels-last, what the pipeline runs): {1e3 * reg:.1f} ms = 1.00 x regular")
+    floor_reg = timed(lambda: floor(False), repeats=5, inner=5)
+    floor_sob = timed(lambda: floor(True), repeats=5, inner=5)
+    log(f"  floor of a regular iteration (student forward + backward alone): {1e3 * floor_reg:.1f} ms = "
+        f"{floor_reg / reg:.2f} x regular")  # fmt: skip
+    log(f"  floor of a Sobolev iteration (student forward + input gradient with its graph + backward through both): "
+        f"{1e3 * floor_sob:.1f} ms = {floor_sob / reg:.2f} x regular = {floor_sob / floor_reg:.2f} x the regular "
+        "floor")  # fmt: skip
     t = timed(lambda: iteration(0.0, "contiguous"), repeats=5, inner=5)
     log(f"regular, contiguous tensors: {1e3 * t:.1f} ms = {t / reg:.2f} x regular")
     stored = timed(lambda: iteration(1.0, stored=True), repeats=5, inner=5)
-    log(f"sobolev, teacher Jacobians stored (the default): {1e3 * stored:.1f} ms = {stored / reg:.2f} x regular")
+    log(f"sobolev, teacher Jacobians stored (the default): {1e3 * stored:.1f} ms = {stored / reg:.2f} x regular "
+        f"(floor {floor_sob / reg:.2f} x; overhead above it {1e3 * (stored - floor_sob):.1f} ms)")  # fmt: skip
     fly = timed(lambda: iteration(1.0), repeats=5, inner=5)
-    log(f"sobolev, teacher VJP on the fly: {1e3 * fly:.1f} ms = {fly / reg:.2f} x regular")
+    log(f"sobolev, teacher VJP on the fly: {1e3 * fly:.1f} ms = {fly / reg:.2f} x regular "
+        f"(floor {floor_sob / reg:.2f} x)")  # fmt: skip
     t_pass = timed(lambda: teacher_pass("channels-last"), repeats=5, inner=5)
     log(f"  of which the teacher's forward + input gradient: {1e3 * t_pass:.1f} ms = {100 * t_pass / fly:.0f}%")
     t = timed(lambda: iteration(1.0, "contiguous"), repeats=5, inner=5)
