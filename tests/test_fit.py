@@ -281,3 +281,24 @@ def test_benchmark_table_pairs_seeds_and_decides_on_the_interval():
     # four seeds decide nothing, whatever the interval
     four = fit_comparison(pd.DataFrame([r for r in rows if r["seed"] < 4])).set_index("n")
     assert four.loc[20, "verdict"] == "undecided"
+
+
+def test_train_members_trains_stacked_data_sets_independently():
+    """The engine under sobolev.fit, for callers that stack many data sets: model i fits set i."""
+    from sobolev.core.data import Normaliser
+    from sobolev.core.fitting import Recipe, train_members
+
+    sets = [_quadratic(30, seed) for seed in (0, 1)]
+    x = torch.stack([torch.as_tensor(s[0]) for s in sets])
+    y = torch.stack([torch.as_tensor(s[1]) for s in sets]) * torch.tensor([[1.0], [-3.0]], dtype=torch.float64)
+    g = torch.stack([torch.as_tensor(s[2]) for s in sets]) * torch.tensor([1.0, -3.0], dtype=torch.float64).view(
+        2, 1, 1
+    )
+    nm = Normaliser.from_samples(x, y)  # a batch: one normaliser per set
+    recipe = Recipe(hidden=8, optimiser="lbfgs", steps=200)
+    model, loss, iterations = train_members(nm.x(x), nm.y(y), nm.g(g), torch.ones(2, 2), recipe, [0, 1])
+    assert loss.shape == (2,) and bool((loss < 1e-2).all()) and 1 <= iterations <= 200
+    pred, _ = model.predict(nm.x(x).to(model.params["W1"]))
+    np.testing.assert_allclose(nm.y_back(pred.double()).numpy(), y.numpy(), atol=0.2 * float(y.abs().max()))
+    with pytest.raises(ValueError, match=r"seeds: expected one per model \(2\), got 1"):
+        train_members(nm.x(x), nm.y(y), None, None, recipe, [0])

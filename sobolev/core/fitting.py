@@ -329,40 +329,49 @@ def fit(
         torch.set_num_threads(previous_threads)
 
 
-def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: Tensor | None = None) -> FittedModel:
-    K, R, D = s.outputs, recipe.models, s.dim
+def train_members(
+    x: Tensor,
+    t: Tensor,
+    G: Tensor | None,
+    weight: Tensor | None,
+    recipe: Recipe,
+    seeds: list[int],
+    validation: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None,
+    desc: str = "sobolev.fit",
+    progress: bool | TextIO = False,
+) -> tuple[BatchedTanhMLP, Tensor, int]:
+    """Train one tanh MLP per training set by ``recipe``: the engine of :func:`fit`, for callers
+    that stack many data sets (seeds, noise levels, functions) into one batched run.
+
+    Args:
+        x, t, G: normalised training sets ``(M, N, D)``, ``(M, N)``, ``(M, N, D)`` or ``None``
+            (regular training); NaN in ``G`` marks a missing label.
+        weight: derivative weights ``(M, D)`` or per label ``(M, N, D)`` (with ``G``).
+        seeds: one initial-weight seed per model.
+        validation: ``(x, t, G, weight)`` of held-out points per model: each model keeps the
+            weights of its best validation objective (Adam only).
+
+    Returns:
+        The trained models, their final training objective ``(M,)`` and the iterations run
+        (the last model's stop for L-BFGS, ``recipe.steps`` for Adam).
+
+    Raises:
+        NonFiniteLossError: a model's final training objective is not finite.
+    """
+    M, D = x.shape[0], x.shape[2]
+    if len(seeds) != M:
+        raise ValueError(f"seeds: expected one per model ({M}), got {len(seeds)}")
     # L-BFGS's line search compares objectives near convergence: float64 keeps them apart (on
     # these small networks a step costs its number of operations, not their precision).
     device = pick_device(recipe.device)
     dtype = torch.float64 if recipe.optimiser == "lbfgs" else torch.float32
-    train_rows, val_rows = _member_sets(s, recipe)
-    # One normaliser per output, from the points every member may train on.
-    norms = [Normaliser.from_samples(s.x, s.y[:, k]) for k in range(K)]
-    xs = torch.stack([nm.x(s.x) for nm in norms])  # (K, N, D)
-    ys = torch.stack([nm.y(s.y[:, k]) for k, nm in enumerate(norms)])  # (K, N)
-    gs = None if s.dydx is None else torch.stack([nm.g(s.dydx[:, k]) for k, nm in enumerate(norms)])
-    out = torch.arange(K).repeat_interleave(R).unsqueeze(1)  # member -> output
-    x, t = xs[out, train_rows], ys[out, train_rows]
-    G = weight = val_weight = None
-    if gs is not None:
-        G = gs[out, train_rows]
-        # Balance: each input's term divided by its labels' mean square (NaN: missing, skipped).
-        mean_sq = torch.nanmean(G.pow(2), dim=1)  # (M, D)
-        weight = val_weight = torch.where(mean_sq > 0, recipe.lam / mean_sq.clamp_min(1e-300), 0.0).nan_to_num(0.0)
-        if label_weights is not None:  # per label: (M, N_train, D), the balance times the confidence
-            lw = label_weights.permute(1, 0, 2)  # (K, N, D)
-            weight = val_weight.unsqueeze(1) * lw[out, train_rows]
-            val_weight = None if val_rows is None else val_weight.unsqueeze(1) * lw[out, val_rows]
-    model = BatchedTanhMLP.init(
-        [recipe.seed + r for _ in range(K) for r in range(R)], D, recipe.hidden, recipe.layers, device, dtype
-    )
+    model = BatchedTanhMLP.init(seeds, D, recipe.hidden, recipe.layers, device, dtype)
     to = lambda v: None if v is None else v.to(device, dtype)  # noqa: E731
-    x, t, G, weight, val_weight = to(x), to(t), to(G), to(weight), to(val_weight)
+    x, t, G, weight = to(x), to(t), to(G), to(weight)
     best = None
-    if val_rows is not None:
-        xv, tv = to(xs[out, val_rows]), to(ys[out, val_rows])
-        Gv = None if gs is None else to(gs[out, val_rows])
-        best_loss = torch.full((K * R,), math.inf, device=device, dtype=dtype)
+    if validation is not None:
+        xv, tv, Gv, val_weight = (to(v) for v in validation)
+        best_loss = torch.full((M,), math.inf, device=device, dtype=dtype)
         best = {n: v.clone() for n, v in model.params.items()}
 
         def keep_best(_: int) -> None:
@@ -373,7 +382,6 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: T
             for n, v in model.params.items():
                 best[n] = torch.where(better.view(-1, *[1] * (v.ndim - 1)), v, best[n])
 
-    desc = f"sobolev.fit: {'Sobolev' if G is not None else 'regular'} N={s.n} D={D} ({K * R} models)"
     iterations = recipe.steps
     if recipe.optimiser == "lbfgs":
         bar = progress_bar(range(recipe.steps), desc + " L-BFGS", progress)
@@ -400,12 +408,40 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: T
         remedy = ("try sobolev.fit(..., optimiser='adam')" if recipe.optimiser == "lbfgs"
                   else f"lr = {recipe.lr:g}; try sobolev.fit(..., lr={recipe.lr / 10:g})")  # fmt: skip
         raise NonFiniteLossError(
-            f"sobolev.fit: member(s) {bad} of {K * R} diverged (training loss not finite) with "
-            f"{recipe.optimiser}; {remedy}"
+            f"{desc}: member(s) {bad} of {M} diverged (training loss not finite) with {recipe.optimiser}; {remedy}"
         )
+    return model, train_loss, iterations
+
+
+def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: Tensor | None = None) -> FittedModel:
+    K, R, D = s.outputs, recipe.models, s.dim
+    train_rows, val_rows = _member_sets(s, recipe)
+    # One normaliser per output, from the points every member may train on.
+    norms = [Normaliser.from_samples(s.x, s.y[:, k]) for k in range(K)]
+    xs = torch.stack([nm.x(s.x) for nm in norms])  # (K, N, D)
+    ys = torch.stack([nm.y(s.y[:, k]) for k, nm in enumerate(norms)])  # (K, N)
+    gs = None if s.dydx is None else torch.stack([nm.g(s.dydx[:, k]) for k, nm in enumerate(norms)])
+    out = torch.arange(K).repeat_interleave(R).unsqueeze(1)  # member -> output
+    x, t = xs[out, train_rows], ys[out, train_rows]
+    G = weight = val_weight = None
+    if gs is not None:
+        G = gs[out, train_rows]
+        # Balance: each input's term divided by its labels' mean square (NaN: missing, skipped).
+        mean_sq = torch.nanmean(G.pow(2), dim=1)  # (M, D)
+        weight = val_weight = torch.where(mean_sq > 0, recipe.lam / mean_sq.clamp_min(1e-300), 0.0).nan_to_num(0.0)
+        if label_weights is not None:  # per label: (M, N_train, D), the balance times the confidence
+            lw = label_weights.permute(1, 0, 2)  # (K, N, D)
+            weight = val_weight.unsqueeze(1) * lw[out, train_rows]
+            val_weight = None if val_rows is None else val_weight.unsqueeze(1) * lw[out, val_rows]
+    seeds = [recipe.seed + r for _ in range(K) for r in range(R)]
+    validation = None
+    if val_rows is not None:
+        validation = (xs[out, val_rows], ys[out, val_rows], None if gs is None else gs[out, val_rows], val_weight)
+    desc = f"sobolev.fit: {'Sobolev' if G is not None else 'regular'} N={s.n} D={D} ({K * R} models)"
+    model, train_loss, iterations = train_members(x, t, G, weight, recipe, seeds, validation, desc, progress)
     info = {"n": s.n, "dim": D, "outputs": K, "scalar_output": s.scalar_output, "derivatives": G is not None,
             "train_loss": float(train_loss.mean()), "iterations": iterations}  # fmt: skip
     return FittedModel(model.state_dict(), norms, recipe, info)
 
 
-__all__ = ["FittedModel", "Prediction", "Recipe", "choose_recipe", "fit"]
+__all__ = ["FittedModel", "Prediction", "Recipe", "choose_recipe", "fit", "train_members"]
