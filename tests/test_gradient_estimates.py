@@ -98,14 +98,17 @@ def test_knn_duplicates_give_finite_slopes_not_infinite_weights():
     [
         (lambda: knn_gradients(np.zeros((5, 2)), np.zeros(4)), r"y: expected 5 values"),
         (lambda: knn_gradients(np.zeros((5, 2)), np.zeros(5), k=5), r"k: expected an integer in \[1, 4\]"),
-        (lambda: knn_gradients([[0.0, np.nan], [1, 1]], [0, 1], k=1), r"x: row 0 is not finite"),
+        (
+            lambda: knn_gradients([[0.0, np.nan], [1, 1]], [0, 1], k=1),
+            r"x: row 0 holds nan; every input must be finite",
+        ),
         (lambda: knn_gradients(np.ones((3, 1)), [0, np.inf, 1], k=1), r"y: row 1 is not finite"),
         (lambda: knn_gradients(np.ones((3, 1)), [0, 1, 2], k=1, weighting="gauss"), r"weighting: expected one of"),
         (lambda: finite_difference_gradients(_linear, np.zeros((2, 3)), "backward"), r"scheme: expected one of"),
         (lambda: finite_difference_gradients(_linear, np.zeros((2, 3)), step=0.0), r"step: expected a relative step"),
         (lambda: finite_difference_gradients(lambda p: p[:1, 0], np.zeros((2, 3))), r"f: expected 14 values"),
         (lambda: finite_difference_gradients(_sqrt, np.zeros((2, 1))), r"f: not finite .*\(row 0\)"),
-        (lambda: finite_difference_gradients(_linear, np.zeros((0, 3))), r"x: expected points \(N, D\)"),
+        (lambda: finite_difference_gradients(_linear, np.zeros((0, 3))), r"x: no points \(shape \(0, 3\)\)"),
     ],
 )
 def test_bad_input_is_named(call, message):

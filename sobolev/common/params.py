@@ -181,8 +181,9 @@ class SectionConfig:
         At the ``ci`` scale it prints :func:`ci_banner` first: the notebooks load their config
         this way, so a copy executed at ``ci`` says at its top that its verdicts are not results.
         """
-        cfg = load_config(cls, scale, path)
-        if active_scale(read_params(path), scale) == "ci":
+        params = read_params(path)
+        cfg = config_from(cls, params, scale)
+        if active_scale(params, scale) == "ci":
             print(ci_banner(cls.SECTION))
         return cfg
 

@@ -329,6 +329,15 @@ def fit(
         torch.set_num_threads(previous_threads)
 
 
+def balance(G: Tensor, lam: Tensor | float) -> Tensor:
+    """The derivative weights of :func:`fit`'s loss, ``(M, D)``: ``lam`` over each input's mean
+    square label in each model's set ``G (M, N, D)`` (NaN labels, missing, are skipped; an input
+    without a non-zero label gets 0). ``lam`` is one number or one per model ``(M,)``."""
+    mean_sq = torch.nanmean(G.pow(2), dim=1)
+    lam = torch.as_tensor(lam, dtype=mean_sq.dtype).reshape(-1, 1)
+    return torch.where(mean_sq > 0, lam / mean_sq.clamp_min(1e-300), 0.0).nan_to_num(0.0)
+
+
 def train_members(
     x: Tensor,
     t: Tensor,
@@ -426,9 +435,7 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: T
     G = weight = val_weight = None
     if gs is not None:
         G = gs[out, train_rows]
-        # Balance: each input's term divided by its labels' mean square (NaN: missing, skipped).
-        mean_sq = torch.nanmean(G.pow(2), dim=1)  # (M, D)
-        weight = val_weight = torch.where(mean_sq > 0, recipe.lam / mean_sq.clamp_min(1e-300), 0.0).nan_to_num(0.0)
+        weight = val_weight = balance(G, recipe.lam)
         if label_weights is not None:  # per label: (M, N_train, D), the balance times the confidence
             lw = label_weights.permute(1, 0, 2)  # (K, N, D)
             weight = val_weight.unsqueeze(1) * lw[out, train_rows]
@@ -444,4 +451,4 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: T
     return FittedModel(model.state_dict(), norms, recipe, info)
 
 
-__all__ = ["FittedModel", "Prediction", "Recipe", "choose_recipe", "fit", "train_members"]
+__all__ = ["FittedModel", "Prediction", "Recipe", "balance", "choose_recipe", "fit", "train_members"]

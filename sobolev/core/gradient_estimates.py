@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sobolev.core.inputs import as_tensor, check_points
+
 SCHEMES: tuple[str, ...] = ("forward", "central")
 WEIGHTINGS: tuple[str, ...] = ("exp", "uniform")
 _EPS = float(torch.finfo(torch.float64).eps)
@@ -39,18 +41,6 @@ class FiniteDifferences:
     values: Tensor
     gradients: Tensor
     calls_per_point: int
-
-
-def _points(name: str, x: Any) -> Tensor:
-    t = torch.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(x, Tensor) else x).double()
-    if t.ndim == 1:
-        t = t.unsqueeze(1)
-    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name}: expected points (N, D) with N, D ≥ 1, got shape {tuple(t.shape)}")
-    bad = ~torch.isfinite(t).all(1)
-    if bool(bad.any()):
-        raise ValueError(f"{name}: row {int(torch.nonzero(bad)[0])} is not finite; every point must be")
-    return t
 
 
 def _call(f: Callable[[Any], Any], pts: Tensor, as_numpy: bool) -> Tensor:
@@ -84,7 +74,7 @@ def finite_difference_gradients(
         step = _EPS ** (0.5 if scheme == "forward" else 1 / 3)
     if not isinstance(step, (int, float)) or isinstance(step, bool) or not 0 < step < 1:
         raise ValueError(f"step: expected a relative step in (0, 1), got {step!r}")
-    xt = _points("x", x)
+    xt = check_points("x", x)
     as_numpy = not isinstance(x, Tensor)
     N, D = xt.shape
     h = step * xt.abs().clamp_min(1.0)
@@ -119,9 +109,9 @@ def knn_gradients(x: Any, y: Any, k: int = 4, weighting: str = "exp", ridge: flo
         ridge: ``ρ`` relative to the mean diagonal of the neighbourhood's ``ΔxᵀWΔx``.
         chunk: query points per distance block (memory ``chunk × N``).
     """
-    xt = _points("x", x)
+    xt = check_points("x", x)
     N, D = xt.shape
-    yt = torch.as_tensor(np.asarray(y, dtype=np.float64) if not isinstance(y, Tensor) else y).double().reshape(-1)
+    yt = as_tensor("y", y).reshape(-1)
     if yt.shape[0] != N:
         raise ValueError(f"y: expected {N} values to match x, got shape {tuple(yt.shape)}")
     if not bool(torch.isfinite(yt).all()):

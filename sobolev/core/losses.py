@@ -218,6 +218,12 @@ def stochastic_sobolev_loss(
     return {"loss": loss, "value": value, "projection": projection} if return_terms else loss
 
 
+def per_label_weights(weight: Tensor, M: int) -> Tensor:
+    """Derivative weights ``(M,)``, ``(M, D)`` or ``(M, B, D)`` shaped to broadcast against the
+    residuals ``(M, B, D)``."""
+    return weight if weight.ndim == 3 else weight.view(M, 1, -1)
+
+
 def weighted_sobolev_loss(y: Tensor, t: Tensor, g: Tensor, G: Tensor, value_weight: Tensor, weight: Tensor) -> Tensor:
     """Per-model ``α mean_b (y - t)² + mean_b Σ_j w_j (gⱼ - Gⱼ)²`` for batched ensembles, ``(M,)``.
 
@@ -232,5 +238,5 @@ def weighted_sobolev_loss(y: Tensor, t: Tensor, g: Tensor, G: Tensor, value_weig
         weight: ``w_j`` per model and input ``(M, D)``, or per label ``(M, B, D)``.
     """
     value = (y - t).pow(2).mean(1)
-    derivative = ((g - G).pow(2) * (weight if weight.ndim == 3 else weight.unsqueeze(1))).sum(2).mean(1)
+    derivative = ((g - G).pow(2) * per_label_weights(weight, weight.shape[0])).sum(2).mean(1)
     return value_weight * value + derivative

@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sobolev.core.losses import weighted_sobolev_loss
+from sobolev.core.losses import per_label_weights, weighted_sobolev_loss
 
 # ``_relu_grad(v, z, 0)`` is ``v ⊙ 1[z > 0]`` in one fused pass: autograd's own ReLU backward.
 _relu_grad = torch.ops.aten.threshold_backward
@@ -69,12 +69,6 @@ class StepResult:
     value_loss: Tensor
     grad_loss: Tensor | None
     grads: dict[str, Tensor]
-
-
-def per_label_weights(weight: Tensor, M: int) -> Tensor:
-    """Derivative weights ``(M,)``, ``(M, D)`` or ``(M, B, D)`` shaped to broadcast against the
-    residuals ``(M, B, D)``."""
-    return weight if weight.ndim == 3 else weight.view(M, 1, -1)
 
 
 class BatchedNet:

@@ -27,7 +27,8 @@ import math
 import torch
 from torch import Tensor
 
-from sobolev.core.models import BatchedNet, StepResult, per_label_weights
+from sobolev.core.losses import per_label_weights
+from sobolev.core.models import BatchedNet, StepResult
 from sobolev.core.optimisers import flat_parameters
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from sobolev.common.stats import paired_ratio
 from sobolev.core.data import Normaliser, make_sample, stable_seed
-from sobolev.core.fitting import choose_recipe, train_members
+from sobolev.core.fitting import balance, choose_recipe, train_members
 from sobolev.core.functions import BenchmarkFunction
 
 
@@ -67,8 +67,7 @@ def noise_curve(
         nm = Normaliser.from_samples(x, y)  # each model's own training set
         Gn = nm.g(G)
         lam = torch.tensor([0.0 if arm == "regular" else lam for arm, _, lam in arms for _ in samples])
-        # the balance of sobolev.fit: each input's term over its labels' mean square, times lam
-        weight = lam.double().unsqueeze(1) / Gn.pow(2).mean(1).clamp_min(1e-300)
+        weight = balance(Gn, lam)  # sobolev.fit's weights; lam = 0: the regular arm
         model, _, iterations = train_members(
             nm.x(x), nm.y(y), Gn, weight, recipe, [seed for _ in arms for seed in range(seeds)],
             desc=f"inexact: {name} n={n_train}", progress=progress,

@@ -531,8 +531,8 @@ def pl_network_grid(
                     evals = [pl_sample(mesh, nodal, n_test, offset + s)
                              for nodal, (_, s) in zip(nodals, runs, strict=True)]  # fmt: skip
                     scores[split] = engine.errors(model, evals, norms)[0]
-                    if split == "val":
-                        mean_squares = [float(e.y.double().pow(2).mean()) for e in evals]
+                    if split == "val":  # the divergence scale, E f² on the validation points
+                        mean_squares = engine.mean_squares(dict(enumerate(evals)))
                 for i, (lr, s) in enumerate(runs):
                     rows.append({
                         "function": f"d={mesh.d}", "n_train": n, "method": method, "normalisation": "raw",
