@@ -118,6 +118,11 @@ STAGES: dict[str, Stage] = {
                                              "metrics.json"),
         notebook="notebooks/s54_student_teacher.ipynb",
     ),
+    "inexact": Stage(
+        "inexact", "results/inexact", ("s55_inexact_derivatives.ipynb", "figures", "noise_runs.csv",
+                                       "budget_runs.csv", "metrics.json"),
+        notebook="notebooks/s55_inexact_derivatives.ipynb",
+    ),
 }  # fmt: skip
 SECTIONS = tuple(dict.fromkeys(s.section for s in STAGES.values()))
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars

@@ -22,6 +22,7 @@ from sobolev.deviations import report as deviations
 from sobolev.differential import report as differential
 from sobolev.distillation import report as distillation
 from sobolev.features import report as features
+from sobolev.inexact import report as inexact
 from sobolev.regression import report as regression
 from sobolev.synthetic import report as synthetic
 from sobolev.theory import report as theory
@@ -43,6 +44,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
         "trust": trust.readme_block(metrics("trust")),
         "features": features.readme_block(metrics("features")),
         "deviations": deviations.readme_block(metrics("deviations")),
+        "inexact": inexact.readme_block(metrics("inexact")),
     }
     # Every block that states verdicts says by which rule (Section 4.1's two tables share its claims block's line).
     tables = {name for name in generated if name.startswith("regression-") and name != "regression-claims"}

@@ -179,6 +179,25 @@ def test_committed_deviations_results_match_committed_params():
     assert {r["switch_at"] for r in m["switch"]} == {0.0, *cfg.switch_at}
 
 
+def test_committed_inexact_results_match_committed_params():
+    from sobolev.inexact.config import InexactConfig
+
+    cfg = InexactConfig.load(path=PARAMS)
+    noise = pd.read_csv(ROOT / "results/inexact/noise_runs.csv")
+    arms = 1 + len(cfg.noise_levels) * len(cfg.noise_lams)
+    assert len(noise) == len(cfg.noise_functions) * arms * cfg.noise_seeds
+    assert set(noise.function) == set(cfg.noise_functions) and (noise.points == cfg.noise_points).all()
+    budget = pd.read_csv(ROOT / "results/inexact/budget_runs.csv")
+    assert set(budget.function) == set(cfg.budget_functions) and sorted(set(budget.budget)) == cfg.budgets
+    for m, seeds in zip(cfg.budgets, cfg.budget_seeds, strict=True):
+        assert (budget[budget.budget == m].groupby(["function", "method"]).seed.nunique() == seeds).all()
+    m = json.loads((ROOT / "results/inexact/metrics.json").read_text())
+    assert len(m["noise"]["crossings"]) == len(cfg.noise_functions) * len(cfg.noise_lams)
+    assert {(g["dim"], g["budget"]) for g in m["budget"]["guidance"]} == {
+        (d, b) for d in set(budget.dim) for b in cfg.budgets
+    }
+
+
 def test_committed_synthetic_results_match_committed_params():
     cfg = SyntheticConfig.load(path=PARAMS)
     m = json.loads((ROOT / "results/synthetic/metrics.json").read_text())
@@ -229,7 +248,18 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "name",
-    ["regression", "synthetic", "theory", "distillation", "teacher", "differential", "trust", "features", "deviations"],
+    [
+        "regression",
+        "synthetic",
+        "theory",
+        "distillation",
+        "teacher",
+        "differential",
+        "trust",
+        "features",
+        "deviations",
+        "inexact",
+    ],
 )
 def test_invalid_params_leave_results_untouched(tmp_path, name):
     params = yaml.safe_load(PARAMS.read_text())

@@ -12,16 +12,20 @@ mean error of the partials in these terms). Every arm of a function is one batch
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.stats import paired_ratio
-from sobolev.core.data import Normaliser, make_sample, stable_seed
+from sobolev.common.stats import LOSS, WIN, paired_ratio
+from sobolev.core.data import Normaliser, Sample, make_sample, stable_seed
+from sobolev.core.families import lookup
 from sobolev.core.fitting import balance, choose_recipe, train_members
 from sobolev.core.functions import BenchmarkFunction
+from sobolev.core.gradient_estimates import finite_difference_gradients, knn_gradients
+from sobolev.inexact.config import InexactConfig
 
 
 def noisy_labels(G: Tensor, level: float, generator: torch.Generator) -> Tensor:
@@ -33,6 +37,42 @@ def noisy_labels(G: Tensor, level: float, generator: torch.Generator) -> Tensor:
     return G + level * G.norm(dim=1, keepdim=True) * xi / math.sqrt(G.shape[1])
 
 
+def train_and_score(
+    xs: list[Tensor],
+    ys: list[Tensor],
+    Gs: list[Tensor],
+    lams: list[float],
+    seeds: list[int],
+    test: Sample,
+    desc: str,
+    device: str = "cpu",
+    progress: bool | TextIO = False,
+) -> tuple[list[float], int]:
+    """Train one model per training set, all of the same size, in one batched run with
+    :func:`sobolev.fit`'s recipe for that size, and score each on ``test``.
+
+    Args:
+        xs, ys, Gs: per model, points ``(N, D)``, values ``(N,)`` and derivative labels ``(N, D)``.
+        lams: per model, the derivative weight (0: regular training, the labels unused).
+        seeds: per model, the initial-weight seed (equal seeds: equal initial weights).
+
+    Returns:
+        Each model's test MSE / Var f, and the run's iterations.
+    """
+    x = torch.stack([v.double() for v in xs])  # (M, N, D)
+    y = torch.stack([v.double() for v in ys])
+    G = torch.stack([v.double() for v in Gs])
+    recipe = replace(choose_recipe(x.shape[1], x.shape[2], True), device=device)
+    nm = Normaliser.from_samples(x, y)  # each model's own training set, as sobolev.fit standardises
+    Gn = nm.g(G)
+    weight = balance(Gn, torch.tensor(lams, dtype=torch.float64))  # sobolev.fit's weights; lam = 0: regular
+    model, _, iterations = train_members(nm.x(x), nm.y(y), Gn, weight, recipe, seeds, desc=desc, progress=progress)
+    xt = nm.x(test.x.double().expand(len(x), *test.x.shape)).to(model.params["W1"])
+    pred = nm.y_back(model.predict(xt)[0].double())
+    nmse = (pred - test.y.double()).pow(2).mean(1) / test.y.double().var()
+    return nmse.tolist(), iterations
+
+
 def noise_curve(
     fns: dict[str, BenchmarkFunction],
     n_train: int,
@@ -40,44 +80,35 @@ def noise_curve(
     lams: list[float],
     seeds: int,
     n_test: int = 2000,
+    device: str = "cpu",
     progress: bool | TextIO = False,
 ) -> pd.DataFrame:
     """Test error of regular training and of Sobolev training at every noise level and ``lam``.
 
     Returns one row per (function, arm, level, lam, seed): ``arm`` is ``regular`` (level and lam
-    NaN) or ``sobolev``, ``test_nmse`` is the ensemble member's test MSE / Var f on ``n_test``
-    uniform points, ``iterations`` the batched run's L-BFGS iterations.
+    NaN) or ``sobolev``, ``points`` is ``n_train``, ``test_nmse`` is the ensemble member's test
+    MSE / Var f on ``n_test`` uniform points, ``iterations`` the batched run's L-BFGS iterations.
     """
     if seeds < 1 or n_train < 2:
         raise ValueError(f"seeds ≥ 1 and n_train ≥ 2 needed, got seeds={seeds}, n_train={n_train}")
-    recipe = choose_recipe(n_train, 2, True)
     rows = []
     for name, fn in fns.items():
         test = make_sample(fn, n_test, 0, "test")
-        var = float(test.y.double().var())
         samples = [make_sample(fn, n_train, seed) for seed in range(seeds)]
         arms = [("regular", math.nan, math.nan)] + [("sobolev", e, lam) for e in levels for lam in lams]
-        x = torch.stack([s.x.double() for _ in arms for s in samples])  # (M, N, D), arm-major
-        y = torch.stack([s.y.double() for _ in arms for s in samples])
-        G = torch.stack([
+        G = [
             s.g.double() if arm == "regular" else noisy_labels(
                 s.g, level, torch.Generator().manual_seed(stable_seed(name, level, seed, "noise")))
             for arm, level, _ in arms for seed, s in enumerate(samples)
-        ])  # fmt: skip
-        nm = Normaliser.from_samples(x, y)  # each model's own training set
-        Gn = nm.g(G)
-        lam = torch.tensor([0.0 if arm == "regular" else lam for arm, _, lam in arms for _ in samples])
-        weight = balance(Gn, lam)  # sobolev.fit's weights; lam = 0: the regular arm
-        model, _, iterations = train_members(
-            nm.x(x), nm.y(y), Gn, weight, recipe, [seed for _ in arms for seed in range(seeds)],
-            desc=f"inexact: {name} n={n_train}", progress=progress,
+        ]  # fmt: skip
+        nmse, iterations = train_and_score(
+            [s.x for _ in arms for s in samples], [s.y for _ in arms for s in samples], G,
+            [0.0 if arm == "regular" else lam for arm, _, lam in arms for _ in samples],
+            [seed for _ in arms for seed in range(seeds)], test, f"noise: {name} n={n_train}", device, progress,
         )  # fmt: skip
-        xt = nm.x(test.x.double().expand(len(x), *test.x.shape)).to(model.params["W1"])
-        pred = nm.y_back(model.predict(xt)[0].double())
-        nmse = (pred - test.y.double()).pow(2).mean(1) / var
         for i, (arm, level, lam_) in enumerate(a for a in arms for _ in samples):
             rows.append({"function": name, "arm": arm, "level": level, "lam": lam_, "seed": i % seeds,
-                         "test_nmse": float(nmse[i]), "iterations": iterations})  # fmt: skip
+                         "points": n_train, "test_nmse": nmse[i], "iterations": iterations})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -95,11 +126,119 @@ def advantage(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def crossing(table: pd.DataFrame) -> pd.DataFrame:
-    """Per function and ``lam``: the lowest noise level at which Sobolev no longer decidedly wins
-    (NaN when it wins at every level measured), from :func:`advantage`'s table."""
+    """Per function and ``lam``, from :func:`advantage`'s table: ``exact_win`` (a decided win with
+    exact labels, level 0), ``advantage_gone_at`` (the lowest noise level without a decided win;
+    NaN when it wins at every level measured) and ``harmful_from`` (the lowest level with a decided
+    loss: noisier labels than this make Sobolev training worse than regular; NaN when none)."""
     rows = []
     for (fn, lam), g in table.sort_values("level").groupby(["function", "lam"]):
-        lost = g[g.verdict != "win"]
-        gone = float(lost.level.min()) if len(lost) else math.nan
-        rows.append({"function": fn, "lam": lam, "advantage_gone_at": gone})
+        lost, harm = g[g.verdict != WIN], g[g.verdict == LOSS]
+        rows.append({"function": fn, "lam": lam, "exact_win": bool((g[g.level == 0].verdict == WIN).any()),
+                     "advantage_gone_at": float(lost.level.min()) if len(lost) else math.nan,
+                     "harmful_from": float(harm.level.min()) if len(harm) else math.nan})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+#: The black box's uses of m evaluations: values only; forward differences at m/(1+d) points;
+#: gradients estimated from the m samples by k nearest neighbours; exact gradients (the ceiling).
+METHODS: tuple[str, ...] = ("values", "finite_differences", "knn", "exact")
+MIN_FD_POINTS = 3  # fewer points than this cannot be standardised into a training set worth the name
+
+
+def knn_neighbours(k: int, dim: int, n: int) -> int:
+    """Neighbours for the k-NN estimate in ``dim`` inputs from ``n`` samples: ``k`` (Kissel &
+    Diepold: 4 in 2-D), at least ``2 dim`` so the local fit is overdetermined in every dimension,
+    at most the ``n - 1`` other samples."""
+    return min(max(k, 2 * dim), n - 1)
+
+
+def equal_budget(
+    fns: dict[str, BenchmarkFunction],
+    budgets: list[int],
+    seeds: list[int],
+    knn_k: int = 4,
+    lam: float = 1.0,
+    n_test: int = 2000,
+    device: str = "cpu",
+    progress: bool | TextIO = False,
+) -> pd.DataFrame:
+    """Test error of each use of a budget of ``m`` black-box evaluations (:data:`METHODS`).
+
+    Within a seed every method starts from the same m uniform points and the same initial weights;
+    finite differences (forward, ``d + 1`` calls per point: value and gradient) use the first
+    ``m // (d + 1)`` of them, and are left out where that is under :data:`MIN_FD_POINTS`. Each
+    method trains with :func:`sobolev.fit`'s recipe for its own number of points, at derivative
+    weight ``lam`` (values: none); ``seeds[i]`` paired seeds at ``budgets[i]``.
+
+    Returns one row per (function, dim, budget, method, seed) with ``points`` (training points),
+    ``calls`` (evaluations spent), ``test_nmse`` (test MSE / Var f on ``n_test`` uniform points)
+    and ``gradient_error`` (RMS relative error of the derivative labels; NaN for values only).
+    """
+    if len(seeds) != len(budgets) or min(seeds, default=0) < 1:
+        raise ValueError(f"seeds: expected a count ≥ 1 per budget ({len(budgets)}), got {seeds}")
+    rows = []
+    for name, fn in fns.items():
+        d = fn.dim
+        test = make_sample(fn, n_test, 0, "test")
+        for m, n_seeds in zip(budgets, seeds, strict=True):
+            samples = [make_sample(fn, m, seed, "budget") for seed in range(n_seeds)]
+            exact = [s.g.double() for s in samples]
+            knn = [knn_gradients(s.x.double(), fn(s.x.double()), knn_neighbours(knn_k, d, m)) for s in samples]
+            groups = {"values": (exact, 0.0), "knn": (knn, lam), "exact": (exact, lam)}
+            methods = list(groups)
+            nmse, _ = train_and_score(
+                [s.x for _ in methods for s in samples], [s.y for _ in methods for s in samples],
+                [g for k in methods for g in groups[k][0]], [groups[k][1] for k in methods for _ in samples],
+                list(range(n_seeds)) * len(methods), test, f"budget: {name} m={m}", device, progress,
+            )  # fmt: skip
+            errors = {"values": [math.nan] * n_seeds, "exact": [0.0] * n_seeds,
+                      "knn": [relative_error(e, k) for e, k in zip(exact, knn, strict=True)]}  # fmt: skip
+            for i, method in enumerate(k for k in methods for _ in samples):
+                rows.append({"function": name, "dim": d, "budget": m, "method": method, "seed": i % n_seeds,
+                             "points": m, "calls": m, "test_nmse": nmse[i],
+                             "gradient_error": errors[method][i % n_seeds]})  # fmt: skip
+            n_fd = m // (d + 1)
+            if n_fd < MIN_FD_POINTS:
+                continue
+            fd = [finite_difference_gradients(fn, s.x[:n_fd].double(), "forward") for s in samples]
+            nmse, _ = train_and_score(
+                [s.x[:n_fd] for s in samples], [f.values for f in fd], [f.gradients for f in fd], [lam] * n_seeds,
+                list(range(n_seeds)), test, f"budget: {name} m={m} finite differences", device, progress,
+            )  # fmt: skip
+            for seed, (s, f) in enumerate(zip(samples, fd, strict=True)):
+                rows.append({"function": name, "dim": d, "budget": m, "method": "finite_differences", "seed": seed,
+                             "points": n_fd, "calls": n_fd * f.calls_per_point, "test_nmse": nmse[seed],
+                             "gradient_error": relative_error(s.g[:n_fd].double(), f.gradients)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def relative_error(exact: Tensor, estimate: Tensor) -> float:
+    """Relative RMS error of gradient labels ``(N, D)``: ``√(mean ‖estimate − exact‖²) / √(mean ‖exact‖²)``.
+
+    For :func:`noisy_labels` at level ``ε`` it is about ``ε``; unlike a mean of per-point ratios it
+    is not dominated by the points where the exact gradient nearly vanishes."""
+    return float((estimate - exact).pow(2).sum(1).mean().sqrt() / exact.pow(2).sum(1).mean().sqrt())
+
+
+@dataclass(frozen=True)
+class InexactResult:
+    """Everything the section computes: the noise curve's runs (:func:`noise_curve`) and the
+    equal-budget runs (:func:`equal_budget`), one row per trained model."""
+
+    noise_runs: pd.DataFrame
+    budget_runs: pd.DataFrame
+
+
+def run(cfg: InexactConfig, progress: bool | TextIO = False) -> InexactResult:
+    """The section's computation at ``cfg``'s scale, on ``cfg.threads`` threads."""
+    previous = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        noise = noise_curve({n: lookup(n) for n in cfg.noise_functions}, cfg.noise_points, cfg.noise_levels,
+                            cfg.noise_lams, cfg.noise_seeds, cfg.n_test, cfg.device, progress)  # fmt: skip
+        budget = equal_budget({n: lookup(n) for n in cfg.budget_functions}, cfg.budgets, cfg.budget_seeds,
+                              cfg.knn_k, cfg.lam, cfg.n_test, cfg.device, progress)  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+    return InexactResult(noise, budget)
