@@ -23,7 +23,6 @@ COLORS = {"values": "#4C72B0", "finite_differences": "#55A868", "knn": "#8172B3"
 LAM_COLORS = ("#DD8452", "#C44E52", "#937860", "#DA8BC3")
 LABELS = {"values": "values only (m points)", "finite_differences": "forward differences (m/(d+1) points)",
           "knn": "k-NN estimates (m points)", "exact": "exact gradients (m points)"}  # fmt: skip
-OUTPUTS = ("figures", "noise_runs.csv", "budget_runs.csv", "metrics.json")
 
 
 def percent(level: float) -> str:
