@@ -43,18 +43,21 @@ def train_and_score(
     Gs: list[Tensor],
     lams: list[float],
     seeds: list[int],
-    test: Sample,
+    tests: list[Sample],
     desc: str,
     device: str = "cpu",
     progress: bool | TextIO = False,
 ) -> tuple[list[float], int]:
     """Train one model per training set, all of the same size, in one batched run with
-    :func:`sobolev.fit`'s recipe for that size, and score each on ``test``.
+    :func:`sobolev.fit`'s recipe for that size, and score each on its test set.
 
     Args:
         xs, ys, Gs: per model, points ``(N, D)``, values ``(N,)`` and derivative labels ``(N, D)``.
         lams: per model, the derivative weight (0: regular training, the labels unused).
         seeds: per model, the initial-weight seed (equal seeds: equal initial weights).
+        tests: per model, its function's test set (all of one size): the models of several
+            functions train in one run, which costs little more than one function's on a CPU
+            where a small step's time is its number of operations.
 
     Returns:
         Each model's test MSE / Var f, and the run's iterations.
@@ -67,9 +70,10 @@ def train_and_score(
     Gn = nm.g(G)
     weight = balance(Gn, torch.tensor(lams, dtype=torch.float64))  # sobolev.fit's weights; lam = 0: regular
     model, _, iterations = train_members(nm.x(x), nm.y(y), Gn, weight, recipe, seeds, desc=desc, progress=progress)
-    xt = nm.x(test.x.double().expand(len(x), *test.x.shape)).to(model.params["W1"])
+    xt = nm.x(torch.stack([t.x.double() for t in tests])).to(model.params["W1"])  # (M, T, D)
+    yt = torch.stack([t.y.double() for t in tests])
     pred = nm.y_back(model.predict(xt)[0].double())
-    nmse = (pred - test.y.double()).pow(2).mean(1) / test.y.double().var()
+    nmse = (pred - yt).pow(2).mean(1) / yt.var(1)
     return nmse.tolist(), iterations
 
 
@@ -104,7 +108,8 @@ def noise_curve(
         nmse, iterations = train_and_score(
             [s.x for _ in arms for s in samples], [s.y for _ in arms for s in samples], G,
             [0.0 if arm == "regular" else lam for arm, _, lam in arms for _ in samples],
-            [seed for _ in arms for seed in range(seeds)], test, f"noise: {name} n={n_train}", device, progress,
+            [seed for _ in arms for seed in range(seeds)], [test] * len(G), f"noise: {name} n={n_train}", device,
+            progress,
         )  # fmt: skip
         for i, (arm, level, lam_) in enumerate(a for a in arms for _ in samples):
             rows.append({"function": name, "arm": arm, "level": level, "lam": lam_, "seed": i % seeds,
@@ -170,46 +175,48 @@ def equal_budget(
     method trains with :func:`sobolev.fit`'s recipe for its own number of points, at derivative
     weight ``lam`` (values: none); ``seeds[i]`` paired seeds at ``budgets[i]``.
 
-    Returns one row per (function, dim, budget, method, seed) with ``points`` (training points),
+    Every model of one size and dimension (all functions, methods and seeds) trains in one batched
+    run (:func:`train_and_score`). Returns one row per (function, dim, budget, method, seed) with
+    ``points`` (training points),
     ``calls`` (evaluations spent), ``test_nmse`` (test MSE / Var f on ``n_test`` uniform points)
     and ``gradient_error`` (RMS relative error of the derivative labels; NaN for values only).
     """
     if len(seeds) != len(budgets) or min(seeds, default=0) < 1:
         raise ValueError(f"seeds: expected a count ≥ 1 per budget ({len(budgets)}), got {seeds}")
-    rows = []
+    tests = {name: make_sample(fn, n_test, 0, "test") for name, fn in fns.items()}
+    jobs: dict[tuple[int, int, str], list[dict]] = {}  # (points, dim, kind) -> one batched run's models
     for name, fn in fns.items():
         d = fn.dim
-        test = make_sample(fn, n_test, 0, "test")
         for m, n_seeds in zip(budgets, seeds, strict=True):
-            samples = [make_sample(fn, m, seed, "budget") for seed in range(n_seeds)]
-            exact = [s.g.double() for s in samples]
-            knn = [knn_gradients(s.x.double(), fn(s.x.double()), knn_neighbours(knn_k, d, m)) for s in samples]
-            groups = {"values": (exact, 0.0), "knn": (knn, lam), "exact": (exact, lam)}
-            methods = list(groups)
-            nmse, _ = train_and_score(
-                [s.x for _ in methods for s in samples], [s.y for _ in methods for s in samples],
-                [g for k in methods for g in groups[k][0]], [groups[k][1] for k in methods for _ in samples],
-                list(range(n_seeds)) * len(methods), test, f"budget: {name} m={m}", device, progress,
-            )  # fmt: skip
-            errors = {"values": [math.nan] * n_seeds, "exact": [0.0] * n_seeds,
-                      "knn": [relative_error(e, k) for e, k in zip(exact, knn, strict=True)]}  # fmt: skip
-            for i, method in enumerate(k for k in methods for _ in samples):
-                rows.append({"function": name, "dim": d, "budget": m, "method": method, "seed": i % n_seeds,
-                             "points": m, "calls": m, "test_nmse": nmse[i],
-                             "gradient_error": errors[method][i % n_seeds]})  # fmt: skip
             n_fd = m // (d + 1)
-            if n_fd < MIN_FD_POINTS:
-                continue
-            fd = [finite_difference_gradients(fn, s.x[:n_fd].double(), "forward") for s in samples]
-            nmse, _ = train_and_score(
-                [s.x[:n_fd] for s in samples], [f.values for f in fd], [f.gradients for f in fd], [lam] * n_seeds,
-                list(range(n_seeds)), test, f"budget: {name} m={m} finite differences", device, progress,
-            )  # fmt: skip
-            for seed, (s, f) in enumerate(zip(samples, fd, strict=True)):
-                rows.append({"function": name, "dim": d, "budget": m, "method": "finite_differences", "seed": seed,
-                             "points": n_fd, "calls": n_fd * f.calls_per_point, "test_nmse": nmse[seed],
-                             "gradient_error": relative_error(s.g[:n_fd].double(), f.gradients)})  # fmt: skip
-    return pd.DataFrame(rows)
+            for seed in range(n_seeds):
+                s = make_sample(fn, m, seed, "budget")
+                knn = knn_gradients(s.x.double(), s.y.double(), knn_neighbours(knn_k, d, m))
+                cell = {"function": name, "dim": d, "budget": m, "seed": seed, "test": tests[name]}
+                for method, G, w, err in (("values", s.g, 0.0, math.nan), ("knn", knn, lam, relative_error(s.g, knn)),
+                                          ("exact", s.g, lam, 0.0)):  # fmt: skip
+                    jobs.setdefault((m, d, "sampled"), []).append(
+                        cell | {"method": method, "points": m, "calls": m, "x": s.x, "y": s.y, "G": G, "lam": w,
+                                "gradient_error": err})  # fmt: skip
+                if n_fd >= MIN_FD_POINTS:
+                    fd = finite_difference_gradients(fn, s.x[:n_fd].double(), "forward")
+                    jobs.setdefault((n_fd, d, "differenced"), []).append(
+                        cell | {"method": "finite_differences", "points": n_fd, "calls": n_fd * fd.calls_per_point,
+                                "x": s.x[:n_fd], "y": fd.values, "G": fd.gradients, "lam": lam,
+                                "gradient_error": relative_error(s.g[:n_fd], fd.gradients)})  # fmt: skip
+    rows = []
+    for (n, d, kind), models in jobs.items():
+        nmse, _ = train_and_score(
+            [j["x"] for j in models], [j["y"] for j in models], [j["G"] for j in models], [j["lam"] for j in models],
+            [j["seed"] for j in models], [j["test"] for j in models], f"budget: d={d} n={n} {kind}", device, progress,
+        )  # fmt: skip
+        keys = ("function", "dim", "budget", "method", "seed", "points", "calls")
+        rows += [{k: j[k] for k in keys} | {"test_nmse": e, "gradient_error": j["gradient_error"]}
+                 for j, e in zip(models, nmse, strict=True)]  # fmt: skip
+    order = {name: i for i, name in enumerate(fns)}
+    out = pd.DataFrame(rows)
+    out = out.assign(_f=out.function.map(order), _m=out.method.map(METHODS.index))
+    return out.sort_values(["_f", "budget", "_m", "seed"]).drop(columns=["_f", "_m"]).reset_index(drop=True)
 
 
 def relative_error(exact: Tensor, estimate: Tensor) -> float:
