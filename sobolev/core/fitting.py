@@ -348,7 +348,7 @@ def train_members(
     validation: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None,
     desc: str = "sobolev.fit",
     progress: bool | TextIO = False,
-) -> tuple[BatchedTanhMLP, Tensor, int]:
+) -> tuple[BatchedTanhMLP, Tensor, Tensor]:
     """Train one tanh MLP per training set by ``recipe``: the engine of :func:`fit`, for callers
     that stack many data sets (seeds, noise levels, functions) into one batched run.
 
@@ -361,8 +361,9 @@ def train_members(
             weights of its best validation objective (Adam only).
 
     Returns:
-        The trained models, their final training objective ``(M,)`` and the iterations run
-        (the last model's stop for L-BFGS, ``recipe.steps`` for Adam).
+        The trained models, their final training objective ``(M,)`` and each model's iterations
+        ``(M,)``: where L-BFGS stopped it (below ``recipe.steps``: converged or at a plateau;
+        ``recipe.steps``: the cap), ``recipe.steps`` for Adam (a fixed schedule).
 
     Raises:
         NonFiniteLossError: a model's final training objective is not finite.
@@ -391,13 +392,13 @@ def train_members(
             for n, v in model.params.items():
                 best[n] = torch.where(better.view(-1, *[1] * (v.ndim - 1)), v, best[n])
 
-    iterations = recipe.steps
+    iterations = torch.full((M,), recipe.steps, dtype=torch.long)
     if recipe.optimiser == "lbfgs":
         bar = progress_bar(range(recipe.steps), desc + " L-BFGS", progress)
         history = train_lbfgs(model, x, t, recipe.steps, G, weight, converged=recipe.converged,
                               on_iteration=lambda *_: bar.update())  # fmt: skip
         bar.close()
-        iterations = int(history.stopped_at.max())
+        iterations = history.stopped_at
     else:
         train_ensemble(
             model, x, t, lr=recipe.lr, steps=recipe.steps, batch_size=recipe.batch_size, G=G, weight=weight,
@@ -447,7 +448,7 @@ def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: T
     desc = f"sobolev.fit: {'Sobolev' if G is not None else 'regular'} N={s.n} D={D} ({K * R} models)"
     model, train_loss, iterations = train_members(x, t, G, weight, recipe, seeds, validation, desc, progress)
     info = {"n": s.n, "dim": D, "outputs": K, "scalar_output": s.scalar_output, "derivatives": G is not None,
-            "train_loss": float(train_loss.mean()), "iterations": iterations}  # fmt: skip
+            "train_loss": float(train_loss.mean()), "iterations": int(iterations.max())}  # fmt: skip
     return FittedModel(model.state_dict(), norms, recipe, info)
 
 

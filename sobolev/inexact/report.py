@@ -14,6 +14,7 @@ from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import style
 from sobolev.common.stats import LOSS, UNDECIDED, WIN, all_win, count_verdicts, paired_ratio
 from sobolev.common.utils import atomic_write_json, atomic_write_text
+from sobolev.core.fitting import choose_recipe
 from sobolev.inexact.compute import METHODS, InexactResult, advantage, crossing
 
 #: JENN's noisy-partials study (2-D Rastrigin, 100 points, one seed): above about this mean
@@ -90,6 +91,25 @@ def guidance(table: pd.DataFrame) -> pd.DataFrame:
             row["black_box"] = names[min(box)[1]] if box else "values only"
         row["caveat"] = "; ".join(caveats)
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def convergence(result: InexactResult) -> pd.DataFrame:
+    """How the fits ended, per part and method: of the models trained by L-BFGS (up to
+    :data:`~sobolev.core.fitting.FULL_BATCH_MAX` points), the share that stopped before the
+    iteration cap (objective below the recipe's threshold, or a plateau); models on more points
+    train by Adam on a fixed schedule (``adam_models``)."""
+    noise = result.noise_runs.assign(part="noise curve", method=result.noise_runs.arm, dim=2)
+    runs = pd.concat([noise, result.budget_runs.assign(part="equal budget")], ignore_index=True)
+    rows = []
+    for (part, method), g in runs.groupby(["part", "method"], sort=False):
+        recipes = [choose_recipe(int(n), int(d), True) for n, d in zip(g.points, g.dim, strict=True)]
+        lbfgs = np.array([r.optimiser == "lbfgs" for r in recipes])
+        cap = np.array([r.steps for r in recipes])
+        stopped = (g.iterations.to_numpy() < cap) & lbfgs
+        rows.append({"part": part, "method": method, "lbfgs_models": int(lbfgs.sum()),
+                     "stopped_before_cap": float(stopped.sum() / max(1, lbfgs.sum())),
+                     "adam_models": int((~lbfgs).sum())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -188,6 +208,7 @@ def metrics(result: InexactResult) -> dict:
             "cells": [{k: clean(v) for k, v in r.items()} for r in table.to_dict("records")],
             "guidance": guidance(table).to_dict("records"),
         },
+        "convergence": convergence(result).to_dict("records"),
         "claims": [c.to_dict() for c in claims(result)],
     }
 
@@ -234,7 +255,12 @@ def readme_block(m: dict) -> str:
         lines.append(f"* d = {g['dim']}, m = {g['budget']}{skip}: with gradients → **{g['with_gradients']}** "
                      f"(exact: {g['exact']}); black box → **{g['black_box']}** (forward differences: "
                      f"{g['finite_differences']}; k-NN: {g['knn']}){caveat}.")  # fmt: skip
-    lines += ["", format_claims([Claim.from_dict(c) for c in m["claims"]], bullet="* ")]
+    fits = "; ".join(f"{c['part']}, {c['method']}: {c['stopped_before_cap']:.0%} of {c['lbfgs_models']}"
+                     + (f" (and {c['adam_models']} Adam fits)" if c["adam_models"] else "")
+                     for c in m["convergence"])  # fmt: skip
+    lines += ["", f"Converged: L-BFGS fits that stopped before the iteration cap (objective below the threshold, or a "
+              f"plateau), the rest ran to it; Adam fits (more than 512 points) run a fixed schedule. {fits}.", "",
+              format_claims([Claim.from_dict(c) for c in m["claims"]], bullet="* ")]  # fmt: skip
     return "\n".join(lines)
 
 
