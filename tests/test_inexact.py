@@ -62,6 +62,15 @@ def test_equal_budget_spends_the_same_evaluations_and_pairs_the_points():
     )
     assert compute.knn_neighbours(4, 2, 100) == 4 and compute.knn_neighbours(4, 10, 100) == 20
     assert compute.knn_neighbours(4, 10, 12) == 11  # never more than the other samples
+    fn = {"rosenbrock_5d": lookup("rosenbrock_5d")}
+    with pytest.raises(ValueError, match=r"fns: expected a non-empty dict"):
+        compute.equal_budget({}, [20], [2])
+    with pytest.raises(ValueError, match=r"budgets: expected integers ≥ 3 \(evaluations\), got \[1\]"):
+        compute.equal_budget(fn, [1], [2])
+    with pytest.raises(ValueError, match=r"seeds: expected a count ≥ 1 per budget \(1\), got \[2, 2\]"):
+        compute.equal_budget(fn, [20], [2, 2])
+    with pytest.raises(ValueError, match=r"fns: expected a non-empty dict"):
+        compute.noise_curve({}, 20, [0.0], [1.0], 2)
 
 
 def test_relative_error_is_the_noise_level_and_ignores_tiny_gradients():

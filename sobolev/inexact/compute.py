@@ -79,6 +79,11 @@ def train_and_score(
     return nmse.tolist(), iterations.tolist()
 
 
+def _check_functions(fns: dict[str, BenchmarkFunction]) -> None:
+    if not fns or not all(isinstance(f, BenchmarkFunction) for f in fns.values()):
+        raise ValueError(f"fns: expected a non-empty dict of name -> BenchmarkFunction, got {fns!r}")
+
+
 def noise_curve(
     fns: dict[str, BenchmarkFunction],
     n_train: int,
@@ -97,6 +102,9 @@ def noise_curve(
     """
     if seeds < 1 or n_train < 2:
         raise ValueError(f"seeds ≥ 1 and n_train ≥ 2 needed, got seeds={seeds}, n_train={n_train}")
+    _check_functions(fns)
+    if not levels or not lams:
+        raise ValueError(f"levels and lams: expected at least one each, got levels={levels}, lams={lams}")
     rows = []
     for name, fn in fns.items():
         test = make_sample(fn, n_test, 0, "test")
@@ -183,6 +191,9 @@ def equal_budget(
     on ``n_test`` uniform points), ``iterations`` (:func:`train_and_score`'s) and
     ``gradient_error`` (relative RMS error of the derivative labels; NaN for values only).
     """
+    _check_functions(fns)
+    if not budgets or not all(isinstance(m, int) and m >= MIN_FD_POINTS for m in budgets):
+        raise ValueError(f"budgets: expected integers ≥ {MIN_FD_POINTS} (evaluations), got {budgets}")
     if len(seeds) != len(budgets) or min(seeds, default=0) < 1:
         raise ValueError(f"seeds: expected a count ≥ 1 per budget ({len(budgets)}), got {seeds}")
     tests = {name: make_sample(fn, n_test, 0, "test") for name, fn in fns.items()}
