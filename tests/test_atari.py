@@ -8,8 +8,9 @@ import yaml
 
 from sobolev.common.params import ParamError, read_params
 from sobolev.distillation import atari
+from sobolev.distillation.chain import _subset
 from sobolev.distillation.config import DistillationConfig
-from sobolev.distillation.distill import Recording, run_policy
+from sobolev.distillation.distill import Recording, reverse_kl, run_policy
 from sobolev.pipeline import StageError, run_stage
 
 
@@ -119,7 +120,7 @@ def _params(tmp_path, **overrides):
         "teacher_envs": 2, "states": 1500, "fractions": [0.3, 0.5], "val_share": 0.2, "test_share": 0.3,
         "tune_fraction": 0.3, "seeds": 2, "max_iterations": 3, "patience": 2, "batch_size": 16,
         "lrs": [0.001, 0.0001], "alphas": [1.0], "teacher_gradients": "stored",
-        "eval_every": 1, "eval_train_states": 50, "threads": 2, **overrides,
+        "eval_every": 1, "eval_train_states": 50, "eval_states": 60, "threads": 2, **overrides,
     }  # fmt: skip
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"scale": "default", "distillation": section}))
@@ -173,6 +174,19 @@ def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
         assert medians.idxmin() == pytest.approx(hp["lr"])  # chosen by the median validation KL
     students = torch.load(out / "breakout/students.pt", weights_only=True)
     assert len(students["students"]) == runs.chosen.sum()
+    # Curves on eval_states (60) fixed test states; the selected checkpoint's test KL on every test state, which is
+    # what the saved students' test log-probabilities give.
+    n_test = summary["splits"]["test"]
+    assert n_test > 60
+    picked = _subset(torch.arange(100, 100 + n_test), 60)
+    assert len(picked) == 60 and picked[0] == 100 and picked[-1] == 99 + n_test and bool((picked.diff() > 0).all())
+    for st in students["students"]:
+        row = runs[runs.chosen & (runs.method == st["method"]) & (runs.seed == st["seed"])
+                   & (runs.fraction == st["fraction"])]  # fmt: skip
+        teacher_lp = students["teacher_log_probs"][st["test_idx"]]
+        assert len(st["test_idx"]) == n_test
+        full = float(reverse_kl(st["test"], teacher_lp).mean())
+        assert row.test_kl.item() == pytest.approx(full, rel=1e-4)
     assert not list(out.rglob("*.tmp-*"))  # nothing half-written left behind
     assert not (root / "results/.staging").exists()
 

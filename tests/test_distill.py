@@ -16,7 +16,9 @@ from sobolev.distillation.distill import (
     evaluate,
     regular_lr_grid,
     reverse_kl,
+    sobolev_distillation_step,
     split_episodes,
+    teacher_vjp,
     tune,
 )
 
@@ -233,6 +235,39 @@ def test_stored_teacher_jacobians_equal_the_vjp_on_the_fly():
     assert stored["sobolev"].item() == pytest.approx(fly["sobolev"].item(), rel=2e-3)
     with pytest.raises(KeyError, match="no stored teacher Jacobian"):
         TeacherJacobians(teacher, _Float64(rec), torch.arange(10))(torch.tensor([20]))
+
+
+@pytest.mark.parametrize("n_projections", [1, 2])
+def test_tangent_pass_step_has_the_autograd_objectives_values_and_gradients(n_projections):
+    """The fast Sobolev step against :func:`distillation_loss` (autograd's double backward), float64, the same
+    generator state: equal loss terms and equal weight gradients, with the teacher's projection on the fly and
+    from stored Jacobians. Detaching the softmax in ``c`` or a wrong tangent pass breaks the gradient check."""
+    torch.set_num_threads(2)
+    rec, teacher = _teacher_recording([30, 30], n_actions=3)
+    teacher = teacher.double()
+    idx = torch.tensor([3, 17, 40, 41, 59])
+    s, target = _Float64(rec).inputs(idx), rec.log_probs[idx].double()
+    jac = TeacherJacobians(teacher, _Float64(rec), torch.arange(60), batch=7)
+    torch.manual_seed(4)
+    student = StudentNet(3).double()
+    params = list(student.parameters())
+    for stored in (False, True):
+        ref = distillation_loss(student, teacher, s, target, 0.7, n_projections, torch.Generator().manual_seed(2),
+                                jac(idx).double() if stored else None)  # fmt: skip
+        ref_grads = torch.autograd.grad(ref["loss"], params)
+        project = (lambda v: jac.project(idx, v)) if stored else teacher_vjp(teacher, s)
+        out = sobolev_distillation_step(student, s, target, 0.7, n_projections, torch.Generator().manual_seed(2),
+                                        project)  # fmt: skip
+        grads = torch.autograd.grad(out["surrogate"], params)
+        for key in ("loss", "kl", "sobolev"):
+            assert out[key].item() == pytest.approx(ref[key].item(), rel=1e-12), (stored, key)
+        assert out["sobolev"].item() > 0.01  # a real gap: the check is not of zeros
+        for p, a, b in zip(student.state_dict(), grads, ref_grads, strict=True):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-12 * float(b.abs().max())), (stored, p)
+    with pytest.raises(ValueError, match="alpha"):
+        sobolev_distillation_step(student, s, target, 0.0, 1, None, teacher_vjp(teacher, s))
+    with pytest.raises(ValueError, match="v: expected shape"):
+        jac.project(idx, torch.ones(5, 4, dtype=torch.float64))
 
 
 class _Float64:

@@ -2,7 +2,15 @@ import pytest
 import torch
 from torch import nn
 
-from sobolev.core.derivatives import derivatives, input_gradient, jvp_projection, random_unit_vectors, vjp_projection
+from sobolev.core.derivatives import (
+    derivatives,
+    forward_with_masks,
+    input_gradient,
+    jvp_projection,
+    linearised_forward,
+    random_unit_vectors,
+    vjp_projection,
+)
 from sobolev.core.losses import distance, sobolev_loss, stochastic_sobolev_loss
 from sobolev.core.models import MLP
 
@@ -128,6 +136,31 @@ def test_unit_vectors_are_unit_and_isotropic():
     v = random_unit_vectors(20000, 3, torch.Generator().manual_seed(0))
     torch.testing.assert_close(v.norm(dim=1), torch.ones(20000))
     torch.testing.assert_close(v.T @ v / 20000, torch.eye(3) / 3, atol=0.01, rtol=0)
+
+
+def test_linearised_forward_is_the_networks_jvp_and_differentiates_in_the_weights():
+    """A conv/linear ReLU network: the bias-free pass with the primal's masks equals ``torch.func.jvp``, its
+    weight gradient of ``⟨u, J r⟩`` equals autograd's double backward of ``⟨r, ∇ₓ⟨u, net(x)⟩⟩``, and layers
+    that are not piecewise linear are refused."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(27, 4), nn.ReLU(),
+                        nn.Linear(4, 3)).double()  # fmt: skip
+    x, r = torch.randn(6, 2, 6, 6, dtype=torch.float64), torch.randn(6, 2, 6, 6, dtype=torch.float64)
+    out, masks = forward_with_masks(net, x)
+    assert torch.equal(out, net(x)) and [m.shape for m in masks] == [(6, 3, 3, 3), (6, 4)]
+    tangent = linearised_forward(net, r, masks)
+    assert torch.allclose(tangent, jvp_projection(net, x, r), rtol=1e-12, atol=1e-12)
+    u = torch.randn(6, 3, dtype=torch.float64)
+    fast = torch.autograd.grad((u * tangent).sum(), list(net.parameters()), allow_unused=True)
+    g = vjp_projection(net, x, u, create_graph=True)
+    slow = torch.autograd.grad((g * r).sum(), list(net.parameters()), allow_unused=True)
+    for a, b in zip(fast, slow, strict=True):
+        assert (a is None and (b is None or not b.abs().max() > 0)) or torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(TypeError, match="Tanh"):
+        forward_with_masks(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), torch.zeros(1, 2))
+    with pytest.raises(TypeError, match="circular"):
+        circular = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular"))
+        linearised_forward(circular, torch.zeros(1, 1, 4, 4), [])
 
 
 def test_bad_input_is_rejected():

@@ -74,7 +74,7 @@ def test_distillation_paper_scale_starts(tmp_path):
     section = params["distillation"]
     # Cut with the states: at 3 000 states the paper's 5% tuning fraction would hold a single episode.
     cut = {"teacher_dir": str(zips), "states": 3000, "max_iterations": 2, "eval_every": 1, "patience": 1, "seeds": 1,
-           "eval_train_states": 100, "fractions": [0.3, 0.5], "tune_fraction": 0.3}  # fmt: skip
+           "eval_train_states": 100, "eval_states": 100, "fractions": [0.3, 0.5], "tune_fraction": 0.3}  # fmt: skip
     section["paper"] = {**section["paper"], **cut}
     section["games"] = ["breakout"]  # the one hub zip made above
     root = tmp_path / "repo"

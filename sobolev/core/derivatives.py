@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.func import jacfwd, jacrev, jvp, vmap
 
 Model = Callable[[Tensor], Tensor]
@@ -127,6 +128,63 @@ def vjp_projection(model: Model, x: Tensor, u: Tensor, create_graph: bool = True
             raise ValueError(f"u: expected shape {tuple(out.shape)} (like m(x)), got {tuple(u.shape)}")
         (grad,) = torch.autograd.grad((out * u).sum(), x, create_graph=create_graph)
     return grad
+
+
+PIECEWISE_LINEAR_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.Flatten)
+
+
+def _check_piecewise_linear(net: nn.Sequential) -> None:
+    for layer in net:
+        if not isinstance(layer, PIECEWISE_LINEAR_LAYERS):
+            allowed = ", ".join(t.__name__ for t in PIECEWISE_LINEAR_LAYERS)
+            raise TypeError(f"net: layer {layer!r} is not one of {allowed} (a piecewise-linear sequential network)")
+        if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
+            raise TypeError(f"net: layer {layer!r} pads with {layer.padding_mode!r}; only 'zeros' is supported")
+
+
+def forward_with_masks(net: nn.Sequential, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """``net(x)`` and the activity pattern of every ReLU, for :func:`linearised_forward`.
+
+    Args:
+        net: a sequence of ``Conv2d``, ``Linear``, ``ReLU`` and ``Flatten`` layers.
+        x: inputs ``(B, *in_shape)``.
+
+    Returns:
+        ``(net(x), masks)``: the output and one boolean tensor per ReLU, shaped like its output.
+    """
+    _check_piecewise_linear(net)
+    masks = []
+    for layer in net:
+        x = layer(x)
+        if isinstance(layer, nn.ReLU):
+            masks.append(x > 0)
+    return x, masks
+
+
+def linearised_forward(net: nn.Sequential, r: Tensor, masks: list[Tensor]) -> Tensor:
+    """The Jacobian-vector products ``J(x_b) r_b`` of a piecewise-linear network at the inputs whose
+    ReLU pattern is ``masks`` (:func:`forward_with_masks`): the same layers without their biases, each
+    ReLU replaced by its mask. Differentiable in the network's weights (reverse mode over it gives the
+    gradient of ``⟨u, J(x) r⟩`` without a double backward); exact wherever no pre-activation is 0.
+
+    Args:
+        r: input-space directions ``(B, *in_shape)``.
+
+    Returns:
+        ``(B, *out_shape)``, like ``net(x)``.
+    """
+    _check_piecewise_linear(net)
+    masks = iter(masks)
+    for layer in net:
+        if isinstance(layer, nn.Conv2d):
+            r = F.conv2d(r, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+        elif isinstance(layer, nn.Linear):
+            r = F.linear(r, layer.weight)
+        elif isinstance(layer, nn.ReLU):
+            r = r * next(masks)
+        else:
+            r = layer(r)
+    return r
 
 
 def random_unit_vectors(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
+from torch import Tensor
 
 from sobolev.common.params import ParamError
 from sobolev.common.paths import RESULTS
@@ -164,6 +165,14 @@ def _at(curve: list[dict], iteration: int, which: str) -> dict[str, float]:
     return out
 
 
+def _subset(idx: Tensor, n: int) -> Tensor:
+    """``n`` of the indices ``idx`` (all when there are fewer), evenly spaced so every episode is represented,
+    in order."""
+    if len(idx) <= n:
+        return idx
+    return idx[torch.linspace(0, len(idx) - 1, n).round().long()]
+
+
 def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
     """Tune on the grid, then distill the other fractions, every method × seed until validation stops improving.
 
@@ -173,9 +182,11 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     are seen at every learning rate of the grid, paired by seed. Writes to ``dst``:
 
     * ``runs.csv``: one row per run (role, ``chosen``, fraction, method, seed, lr, α, selected and last iteration,
-      whether it stopped early) with train/val/test KL and action error at the selected checkpoint
-      (``test_kl`` ...) and at the last evaluation (``end_test_kl`` ...);
-    * ``curves.csv``: every evaluation of every run (sets ``train``, ``val``, ``test``);
+      whether it stopped early) with val/test KL and action error at the selected checkpoint on every validation
+      and test state (``test_kl`` ...), the train-subset KL there (``train_kl``) and the curve subsets' values at
+      the last evaluation (``end_test_kl`` ...);
+    * ``curves.csv``: every evaluation of every run (sets ``train``, ``val``, ``test``: ``eval_train_states`` and
+      ``eval_states`` fixed states of each, spread over its episodes; early stopping reads the ``val`` curve);
     * ``summary.json``: the chosen hyper-parameters, split sizes, timings;
     * ``students.pt``: the recorded teacher's log-probabilities ``(T, A)`` and, per chosen student, its
       training and test state indices and its log-probabilities on them.
@@ -184,7 +195,15 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     import pandas as pd
 
     from sobolev.core.training import NonFiniteLossError
-    from sobolev.distillation.distill import Recording, TeacherJacobians, distill, predict, split_episodes, tune
+    from sobolev.distillation.distill import (
+        Recording,
+        TeacherJacobians,
+        distill,
+        evaluate,
+        predict,
+        split_episodes,
+        tune,
+    )
 
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -206,7 +225,10 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     # The same fixed subset of training states for every run of a fraction: the train-KL curve.
     order = torch.randperm(len(largest), generator=torch.Generator().manual_seed(0))
     shown = {f: idx[order[order < len(idx)][: cfg.eval_train_states]] for f, idx in splits.train.items()}
-    sets = {"val": splits.val, "test": splits.test}
+    # Curves (and early stopping) on fixed subsets of the validation and test episodes' states; the selected
+    # checkpoint is then measured on every state. Evaluating ~6 000 states every eval_every iterations cost
+    # about as much as the regular runs' training itself.
+    sets = {name: _subset(idx, cfg.eval_states) for name, idx in (("val", splits.val), ("test", splits.test))}
     runs: list[dict] = []
     curves: list[dict] = []
     kept: dict[tuple, object] = {}
@@ -226,9 +248,11 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
             print(f"{err} This grid point loses.", file=sys.stderr)  # a diverged grid run loses (NaN)
             runs.append({**key, "val_kl": math.nan})
             return math.nan
+        whole = {f"{name}_{k}": v for name, idx in (("val", splits.val), ("test", splits.test))
+                 for k, v in evaluate(d.student, rec, idx.to(device)).items()}  # fmt: skip
         runs.append({
             **key, "best_iteration": d.best_iteration, "stopped_at": d.stopped_at, "stopped_early": d.early,
-            "seconds": d.seconds, **_at(d.curve, d.best_iteration, ""), **_at(d.curve, d.stopped_at, "end_"),
+            "seconds": d.seconds, **_at(d.curve, d.best_iteration, ""), **whole, **_at(d.curve, d.stopped_at, "end_"),
         })  # fmt: skip
         curves.extend({**key, **row} for row in d.curve)
         train_idx = splits.train[fraction]

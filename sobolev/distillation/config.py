@@ -57,6 +57,7 @@ class DistillationConfig(SectionConfig):
     teacher_gradients: str = param(choice(("stored", "on_the_fly")), "the teacher's input Jacobians")
     eval_every: int = param(integer(1, 10_000_000))
     eval_train_states: int = param(integer(1, 10_000_000))
+    eval_states: int = param(integer(1, 10_000_000), "validation and test states on which curves are logged")
     device: str = param(device)
     threads: int = param(threads)
 
@@ -77,8 +78,9 @@ class DistillationConfig(SectionConfig):
             self.fail("eval_every", f"must be at most max_iterations ({self.max_iterations})")
         if self.batch_size > self.states:
             self.fail("batch_size", f"must be at most states ({self.states})")
-        if self.eval_train_states > self.states:
-            self.fail("eval_train_states", f"must be at most states ({self.states})")
+        for name in ("eval_train_states", "eval_states"):
+            if getattr(self, name) > self.states:
+                self.fail(name, f"must be at most states ({self.states})")
         if len(self.alphas) > len(self.lrs):
             self.fail(
                 "alphas", f"at most len(lrs) = {len(self.lrs)} values: regular distillation gets one extra learning "

@@ -6,8 +6,11 @@ before an episode's first frame). The objective is the paper's
 
     min_θ  D_KL(π(s|θ) ‖ π*(s)) + α E_v ‖∇ₛ⟨log π*(s), v⟩ − ∇ₛ⟨log π(s|θ), v⟩‖,
 
-``v`` uniform on the unit sphere of the action space: a vector-Jacobian product of each
-network per ``v`` (one reverse pass; the teacher's is computed on the fly).
+``v`` uniform on the unit sphere of the action space (the paper's output-direction projection):
+a vector-Jacobian product of each network per ``v``. :func:`distillation_loss` differentiates it
+with autograd (a double backward, the reference); :func:`sobolev_distillation_step`, what training
+runs, gives the same values and gradients with a tangent pass instead. The teacher's side comes
+from its input Jacobians stored once (:class:`TeacherJacobians`) or a VJP on the fly.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sobolev.common.utils import progress_bar
+from sobolev.core.derivatives import forward_with_masks, linearised_forward, random_unit_vectors
 from sobolev.core.losses import stochastic_sobolev_loss
 from sobolev.core.training import NonFiniteLossError, train_loop
 from sobolev.distillation.atari import FRAME_STACK, as_model_input, make_env
@@ -261,14 +265,90 @@ def distillation_loss(
     return {"loss": terms["loss"], "kl": terms["value"], "sobolev": terms["projection"]}
 
 
+def sobolev_distillation_step(
+    student: StudentNet,
+    s: Tensor,
+    teacher_log_probs: Tensor,
+    alpha: float,
+    n_projections: int,
+    generator: torch.Generator | None,
+    teacher_projection: Callable[[Tensor], Tensor],
+) -> dict[str, Tensor]:
+    """:func:`distillation_loss`'s objective (``alpha > 0``) with its gradient by a tangent pass instead
+    of a double backward: the same values, the same gradients to float rounding (tested), less work.
+
+    With ``g = ∇ₛ⟨log π(s|θ), v⟩`` and ``r = ∂L/∂g`` (for the norm, ``α (g − g*) / (B ‖g − g*‖)``), the
+    Sobolev term's gradient is ``∇_θ⟨r, g⟩`` with ``r`` held fixed, and ``⟨r, g⟩ = ⟨c, J_z r⟩`` where
+    ``J_z r`` is the logits' JVP in direction ``r`` and ``c = v − π Σ_a v_a`` the log-softmax's VJP. The
+    student is piecewise linear, so ``J_z r`` is its forward pass without biases and with the primal's
+    ReLU masks (:func:`~sobolev.core.derivatives.linearised_forward`): one input-gradient pass (no graph)
+    for ``g``, one linear pass for ``J_z r``, then one backward through the primal and the tangent, where
+    autograd's double backward differentiates the input-gradient pass itself (``bench_distill_step.py``).
+
+    Args:
+        student: a :class:`StudentNet` (its ``net`` is piecewise linear).
+        s: states ``(B, 4, 84, 84)``.
+        teacher_log_probs: ``(B, A)``.
+        teacher_projection: ``v (B, A) -> vᵀJ*`` the teacher's input-gradient projections, shaped like ``s``,
+            in a fresh tensor that the step overwrites (:meth:`TeacherJacobians.project` or
+            :func:`teacher_vjp`); ``v`` is drawn as
+            :func:`distillation_loss` draws it, so one generator state gives both functions the same ``v``.
+
+    Returns:
+        ``{"loss", "kl", "sobolev"}`` detached, as :func:`distillation_loss`'s, and ``"surrogate"``: a
+        scalar whose gradient in the student's weights is the loss's
+        (``surrogate.backward(inputs=list(student.parameters()))``).
+    """
+    if s.ndim != 4:
+        raise ValueError(f"states must be (B, frames, H, W), got shape {tuple(s.shape)}")
+    if not alpha > 0 or not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number > 0 (0 is regular distillation), got {alpha}")
+    batch = s.shape[0]
+    x = s.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits, masks = forward_with_masks(student.net, x)
+        log_probs = F.log_softmax(logits, dim=-1)
+        kl = reverse_kl(log_probs, teacher_log_probs).mean()
+        probs = log_probs.exp()
+        surrogate, gaps = kl, []
+        for _ in range(n_projections):
+            v = random_unit_vectors(batch, logits.shape[1], generator, x.device, x.dtype)
+            # In place on the teacher's projection (a fresh tensor): each new (B, 4, 84, 84) tensor costs page
+            # faults, and this step's elementwise work is memory-bound.
+            r = teacher_projection(v).detach()
+            (g,) = torch.autograd.grad((log_probs * v).sum(), x, retain_graph=True)
+            r.sub_(g)  # g* − g
+            norms = torch.linalg.vector_norm(r, dim=tuple(range(1, r.ndim)))
+            gaps.append(norms.mean())
+            scale = -alpha / (batch * n_projections) / norms.clamp_min(torch.finfo(norms.dtype).tiny)
+            r.mul_(scale.view(-1, *([1] * (r.ndim - 1))))  # ∂L/∂g = α (g − g*) / (B ‖g − g*‖); 0 where g = g*
+            c = v - probs * v.sum(1, keepdim=True)
+            surrogate = surrogate + (c * linearised_forward(student.net, r, masks)).sum()
+    sobolev = torch.stack(gaps).mean()
+    return {"loss": (kl + alpha * sobolev).detach(), "kl": kl.detach(), "sobolev": sobolev.detach(),
+            "surrogate": surrogate}  # fmt: skip
+
+
+def teacher_vjp(teacher: nn.Module, s: Tensor) -> Callable[[Tensor], Tensor]:
+    """``v (B, A) -> vᵀ J*(s)`` by a backward pass through ``teacher`` (on the fly), shaped like ``s``."""
+
+    def project(v: Tensor) -> Tensor:
+        x = s.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad((teacher(x) * v).sum(), x)
+        return g
+
+    return project
+
+
 class TeacherJacobians:
     """The teacher's input Jacobians ``∂ log π*(s) / ∂s`` of some states, computed once.
 
     A Sobolev iteration needs ``vᵀ J`` for a fresh random ``v`` per state; with ``J`` stored, that is a
     contraction instead of a backward pass through the teacher, the costliest part of the iteration
     (``benchmarks/bench_distill_step.py``). ``A`` VJPs per state, once, beat one per state and
-    iteration as soon as the run visits each state more than ``A`` times. Stored as float16:
-    (n, A, 4·84·84), 2·A·28 224 bytes per state.
+    iteration as soon as the run visits each state more than ``A`` times. Stored as float16 in the
+    channels-last order of the states (n, A, 84, 84, 4), 2·A·28 224 bytes per state.
     """
 
     def __init__(self, teacher: nn.Module, rec: Recording, idx: Tensor, batch: int = 50, progress=False):
@@ -284,22 +364,40 @@ class TeacherJacobians:
                     torch.autograd.grad(out[:, a].sum(), x, retain_graph=a < out.shape[1] - 1)[0]
                     for a in range(out.shape[1])
                 ]
-            parts.append(torch.stack(rows, 1).contiguous().to(torch.float16))
-        self.jacobians = torch.cat(parts)  # (n, A, 4, 84, 84)
-        self._buffer: Tensor | None = None
+            parts.append(torch.stack(rows, 1).permute(0, 1, 3, 4, 2).contiguous().to(torch.float16))
+        self.jacobians = torch.cat(parts)  # (n, A, H, W, C)
+        self._scratch: Tensor | None = None
 
-    def __call__(self, idx: Tensor) -> Tensor:
-        """The Jacobians of states ``idx`` (B,) -> (B, A, 4, 84, 84) float32, in a buffer that the next
-        call overwrites (a fresh 100 MB tensor per iteration costs more in page faults than the copy)."""
+    def _rows(self, idx: Tensor) -> list[int]:
         rows = self.row[idx]
         if bool((rows < 0).any()):
             raise KeyError("some states have no stored teacher Jacobian (only the training states do)")
-        shape = (len(idx), *self.jacobians.shape[1:])
-        if self._buffer is None or self._buffer.shape != shape:
-            self._buffer = torch.empty(shape, device=self.jacobians.device)
-        for i, r in enumerate(rows.tolist()):  # row by row: index_select on float16 is slow on CPU
-            self._buffer[i].copy_(self.jacobians[r])
-        return self._buffer
+        return rows.tolist()
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        """The Jacobians of states ``idx`` (B,) -> (B, A, 4, 84, 84) float32, contiguous (for
+        :func:`distillation_loss`; training reads :meth:`project`)."""
+        n, a, h, w, c = len(idx), *self.jacobians.shape[1:]
+        out = torch.empty(n, a, c, h, w, device=self.jacobians.device)
+        for i, r in enumerate(self._rows(idx)):  # row by row: index_select on float16 is slow on CPU
+            out[i].copy_(self.jacobians[r].permute(0, 3, 1, 2))
+        return out
+
+    def project(self, idx: Tensor, v: Tensor) -> Tensor:
+        """``vᵀ J`` of states ``idx`` (B,) for ``v`` (B, A) -> (B, 4, 84, 84) in ``v``'s dtype, channels-last.
+
+        Row by row through one (A, 84·84·4) scratch that stays in cache: index_select on float16 is slow on
+        CPU, and a whole (B, A, ...) float32 copy costs more in memory traffic than the contraction."""
+        a, h, w, c = self.jacobians.shape[1:]
+        if v.shape != (len(idx), a):
+            raise ValueError(f"v: expected shape {(len(idx), a)} (states, actions), got {tuple(v.shape)}")
+        if self._scratch is None or self._scratch.dtype != v.dtype or self._scratch.device != v.device:
+            self._scratch = torch.empty(a, h * w * c, dtype=v.dtype, device=v.device)
+        out = torch.empty(len(idx), h * w * c, dtype=v.dtype, device=v.device)
+        for i, r in enumerate(self._rows(idx)):
+            self._scratch.copy_(self.jacobians[r].view(a, -1))
+            torch.mm(v[i : i + 1], self._scratch, out=out[i : i + 1])
+        return out.view(len(idx), h, w, c).permute(0, 3, 1, 2)
 
 
 @torch.no_grad()
@@ -392,15 +490,20 @@ def distill(
             best["since"] += 1
         return best["since"] >= patience
 
+    params = list(student.parameters())
+
     def step(_: int) -> Tensor:
         pick = torch.randint(len(train_idx), (batch_size,), generator=generator).to(device)
         idx = train_idx[pick]
-        jac = None if jacobians is None or alpha == 0 else jacobians(idx)
-        out = distillation_loss(
-            student, teacher, rec.inputs(idx), rec.log_probs[idx], alpha, n_projections, generator, jac
-        )
+        s = rec.inputs(idx)
         opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        if alpha == 0:
+            out = distillation_loss(student, teacher, s, rec.log_probs[idx])
+            out["loss"].backward()
+        else:
+            project = teacher_vjp(teacher, s) if jacobians is None else (lambda v: jacobians.project(idx, v))
+            out = sobolev_distillation_step(student, s, rec.log_probs[idx], alpha, n_projections, generator, project)
+            out["surrogate"].backward(inputs=params)
         opt.step()
         return out["loss"]
 
