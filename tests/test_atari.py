@@ -120,7 +120,7 @@ def _params(tmp_path, **overrides):
         "teacher_envs": 2, "states": 1500, "fractions": [0.3, 0.5], "val_share": 0.2, "test_share": 0.3,
         "tune_fraction": 0.3, "seeds": 2, "max_iterations": 3, "patience": 2, "batch_size": 16,
         "lrs": [0.001, 0.0001], "alphas": [1.0], "teacher_gradients": "stored",
-        "eval_every": 1, "eval_train_states": 50, "eval_states": 60, "threads": 2, **overrides,
+        "eval_every": 1, "eval_train_states": 50, "eval_states": 60, "threads": 2, "workers": 1, **overrides,
     }  # fmt: skip
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"scale": "default", "distillation": section}))
@@ -189,6 +189,28 @@ def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
         assert row.test_kl.item() == pytest.approx(full, rel=1e-4)
     assert not list(out.rglob("*.tmp-*"))  # nothing half-written left behind
     assert not (root / "results/.staging").exists()
+
+
+def test_distill_in_two_worker_processes_trains_the_same_runs_as_one(tmp_path):
+    """Runs spread over spawned workers (shared-memory recording and Jacobians) give the serial runs' numbers, in the
+    serial order: each run's result depends on its seed only. To float rounding: the teacher's Jacobians are computed
+    with every worker's threads (1 here, 2 there) before the runs start."""
+    import pandas as pd
+
+    outputs = {}
+    for workers in (1, 2):
+        (tmp_path / f"w{workers}").mkdir()
+        root = _root(tmp_path / f"w{workers}", threads=1, workers=workers, seeds=2, lrs=[0.001])
+        params = root / "params.yaml"
+        for step in ("teacher", "record", "distill"):
+            run_stage(step, "breakout", params, root, progress=False)
+        games = root / "results/distillation/games/breakout"
+        outputs[workers] = (pd.read_csv(games / "runs.csv").drop(columns="seconds"), pd.read_csv(games / "curves.csv"),
+                            yaml.safe_load((games / "summary.json").read_text()))  # fmt: skip
+    (runs1, curves1, summary1), (runs2, curves2, summary2) = outputs[1], outputs[2]
+    assert len(runs1) == 2 * 2 * 2 and summary2["workers"] == 2 and summary2["chosen"] == summary1["chosen"]
+    pd.testing.assert_frame_equal(runs1, runs2, rtol=2e-3)
+    pd.testing.assert_frame_equal(curves1, curves2, rtol=2e-3)
 
 
 def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):

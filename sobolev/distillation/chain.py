@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -49,7 +50,7 @@ def make_teacher(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     start = time.perf_counter()
     info = {"game": game, "source": cfg.teacher_source, "algo": cfg.teacher_algo}
     if cfg.teacher_source == "train":
-        set_threads(cfg.threads)
+        set_threads(cfg.process_threads)
         model = atari.train_teacher(
             game, cfg.teacher_algo, cfg.teacher_steps, seed=0, n_envs=cfg.teacher_envs, ent_coef=cfg.teacher_ent_coef,
             device=str(pick_device(cfg.device)), progress=progress,
@@ -101,7 +102,7 @@ def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: b
     from sobolev.distillation.atari import RL_ZOO_SCORES, policy_entropy_ratio
     from sobolev.distillation.distill import run_policy
 
-    set_threads(cfg.threads)
+    set_threads(cfg.process_threads)
     teacher = load_teacher(cfg, game, src)
     rec = run_policy(teacher, game, cfg.states, seed=cfg.record_seed, progress=progress)
     out = Path(dst) / "recording.pt"
@@ -143,7 +144,7 @@ def teacher_gradient_scale(cfg: DistillationConfig, folder: str | Path, states: 
     differently from one game to another. ``{game: {"q25", "median", "q75", "states"}}``."""
     from sobolev.distillation.distill import Recording, TeacherJacobians
 
-    set_threads(cfg.threads)
+    set_threads(cfg.process_threads)
     out = {}
     for game in cfg.games:
         src = Path(folder) / game
@@ -173,13 +174,118 @@ def _subset(idx: Tensor, n: int) -> Tensor:
     return idx[torch.linspace(0, len(idx) - 1, n).round().long()]
 
 
+@dataclass(frozen=True)
+class Job:
+    """One distillation run: a seed of one method at one fraction and one grid point."""
+
+    role: str  # "grid" (the tuning fraction, every grid point) or "final" (the other fractions, chosen points)
+    fraction: float
+    method: str
+    seed: int
+    lr: float
+    alpha: float
+
+
+class RunTrainer:
+    """Everything a run of one game needs, built once (and sent once to each worker process): the recording, the
+    teacher, the episode splits, the teacher's stored Jacobians and the fixed evaluation subsets."""
+
+    def __init__(self, cfg: DistillationConfig, game: str, src: Path, progress: bool | TextIO = False):
+        from sobolev.distillation.distill import Recording, TeacherJacobians, split_episodes
+
+        self.cfg, self.game, self.progress = cfg, game, progress
+        self.device = pick_device(cfg.device)
+        self.rec = Recording.load(Path(src) / "recording.pt").to(self.device)
+        self.teacher = load_teacher(cfg, game, src, self.device)
+        try:
+            self.splits = split_episodes(self.rec.episode.cpu(), cfg.fractions, cfg.val_share, cfg.test_share)
+        except ValueError as err:
+            raise ParamError(
+                f"invalid parameters distillation.states={cfg.states} / fractions / val_share / test_share for "
+                f"{game}: {err}"
+            ) from err
+        start = time.perf_counter()
+        largest = self.splits.train[max(cfg.fractions)]  # every fraction's training states are its first states
+        stored = cfg.teacher_gradients == "stored"
+        self.jacobians = TeacherJacobians(self.teacher, self.rec, largest, progress=progress) if stored else None
+        self.jacobian_seconds = time.perf_counter() - start
+        # The same fixed subset of training states for every run of a fraction: the train-KL curve.
+        order = torch.randperm(len(largest), generator=torch.Generator().manual_seed(0))
+        self.shown = {f: idx[order[order < len(idx)][: cfg.eval_train_states]] for f, idx in self.splits.train.items()}
+        # Curves (and early stopping) on fixed subsets of the validation and test episodes' states; the selected
+        # checkpoint is then measured on every state. Evaluating ~6 000 states every eval_every iterations cost
+        # about as much as the regular runs' training itself.
+        self.sets = {name: _subset(idx, cfg.eval_states) for name, idx in (("val", self.splits.val),
+                                                                         ("test", self.splits.test))}  # fmt: skip
+
+    def share_memory(self) -> RunTrainer:
+        """Move the large tensors to shared memory, so worker processes map them instead of copying them."""
+        self.rec.inputs(torch.arange(1))  # builds the stacked histories once, here
+        for t in (self.rec.frames, self.rec.episode, self.rec.log_probs, self.rec._stacked):
+            t.share_memory_()
+        if self.jacobians is not None:
+            self.jacobians.jacobians.share_memory_()
+        return self
+
+    def train(self, job: Job) -> dict:
+        """Train ``job``: ``{"row"}`` (its runs.csv row), ``{"curve"}`` (its curves.csv rows) and ``{"kept"}`` (its
+        log-probabilities on its training and test states, for students.pt). A diverged grid run returns a row
+        with a NaN validation KL (it loses the tuning); a diverged final run raises."""
+        from sobolev.core.training import NonFiniteLossError
+        from sobolev.distillation.distill import distill, evaluate, predict
+
+        cfg, rec, splits, device = self.cfg, self.rec, self.splits, self.device
+        key = {"game": self.game, **asdict(job)}
+        desc = f"{self.game} {job.role} {job.fraction:g} {job.method} lr={job.lr:.0e} α={job.alpha:g} seed {job.seed}"
+        try:
+            d = distill(
+                rec, self.teacher, splits.train[job.fraction], {"train": self.shown[job.fraction], **self.sets},
+                job.lr, job.alpha, cfg.max_iterations, job.seed, cfg.batch_size, cfg.n_projections, cfg.eval_every,
+                cfg.patience, self.jacobians, self.progress, desc,
+            )  # fmt: skip
+        except NonFiniteLossError as err:
+            if job.role != "grid":
+                raise
+            print(f"{err} This grid point loses.", file=sys.stderr)  # a diverged grid run loses (NaN)
+            return {"row": {**key, "val_kl": math.nan}, "curve": [], "kept": None}
+        whole = {f"{name}_{k}": v for name, idx in (("val", splits.val), ("test", splits.test))
+                 for k, v in evaluate(d.student, rec, idx.to(device)).items()}  # fmt: skip
+        row = {
+            **key, "best_iteration": d.best_iteration, "stopped_at": d.stopped_at, "stopped_early": d.early,
+            "seconds": d.seconds, **_at(d.curve, d.best_iteration, ""), **whole, **_at(d.curve, d.stopped_at, "end_"),
+        }  # fmt: skip
+        train_idx = splits.train[job.fraction]
+        kept = {
+            "fraction": float(job.fraction), "method": job.method, "seed": job.seed, "train_idx": train_idx,
+            "test_idx": splits.test, "train": predict(d.student, rec, train_idx.to(device)),
+            "test": predict(d.student, rec, splits.test.to(device)),
+        }  # fmt: skip
+        return {"row": row, "curve": [{**key, **r} for r in d.curve], "kept": kept}
+
+
+_WORKER: RunTrainer | None = None
+
+
+def _start_worker(trainer: RunTrainer) -> None:
+    global _WORKER
+    set_threads(trainer.cfg.threads)
+    trainer.progress = False  # one progress bar, the parent's, over runs
+    _WORKER = trainer
+
+
+def _train_in_worker(job: Job) -> dict:
+    return _WORKER.train(job)
+
+
 def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
     """Tune on the grid, then distill the other fractions, every method × seed until validation stops improving.
 
     The tuning grid *is* the equal-learning-rate control: at ``tune_fraction`` every grid point runs for every seed
     (role ``grid``), each method's point with the lowest median validation KL is chosen, and its runs are that
     fraction's final students; the other fractions train at the chosen points (role ``final``). So both methods
-    are seen at every learning rate of the grid, paired by seed. Writes to ``dst``:
+    are seen at every learning rate of the grid, paired by seed. With ``workers > 1`` the runs are spread over that
+    many processes (spawned, ``threads`` threads each; the recording and the stored Jacobians in shared memory); a
+    run's numbers do not depend on which process trains it. Writes to ``dst``:
 
     * ``runs.csv``: one row per run (role, ``chosen``, fraction, method, seed, lr, α, selected and last iteration,
       whether it stopped early) with val/test KL and action error at the selected checkpoint on every validation
@@ -191,94 +297,85 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     * ``students.pt``: the recorded teacher's log-probabilities ``(T, A)`` and, per chosen student, its
       training and test state indices and its log-probabilities on them.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import numpy as np
     import pandas as pd
 
-    from sobolev.core.training import NonFiniteLossError
-    from sobolev.distillation.distill import (
-        Recording,
-        TeacherJacobians,
-        distill,
-        evaluate,
-        predict,
-        split_episodes,
-        tune,
-    )
+    from sobolev.common.utils import progress_bar
+    from sobolev.distillation.distill import regular_lr_grid, tune
 
+    # Until the workers start, this process has every core: loading and the teacher's Jacobians.
+    set_threads(cfg.process_threads)
+    trainer = RunTrainer(cfg, game, src, progress if cfg.workers == 1 else False)
     set_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    rec = Recording.load(Path(src) / "recording.pt").to(device)
-    teacher = load_teacher(cfg, game, src, device)
-    try:
-        splits = split_episodes(rec.episode.cpu(), cfg.fractions, cfg.val_share, cfg.test_share)
-    except ValueError as err:
-        raise ParamError(
-            f"invalid parameters distillation.states={cfg.states} / fractions / val_share / test_share for {game}: "
-            f"{err}"
-        ) from err
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    largest = splits.train[max(cfg.fractions)]  # every fraction's training states are its first states
-    stored = cfg.teacher_gradients == "stored"
-    jacobians = TeacherJacobians(teacher, rec, largest, progress=progress) if stored else None
-    timings["teacher_jacobians"] = time.perf_counter() - start
-    # The same fixed subset of training states for every run of a fraction: the train-KL curve.
-    order = torch.randperm(len(largest), generator=torch.Generator().manual_seed(0))
-    shown = {f: idx[order[order < len(idx)][: cfg.eval_train_states]] for f, idx in splits.train.items()}
-    # Curves (and early stopping) on fixed subsets of the validation and test episodes' states; the selected
-    # checkpoint is then measured on every state. Evaluating ~6 000 states every eval_every iterations cost
-    # about as much as the regular runs' training itself.
-    sets = {name: _subset(idx, cfg.eval_states) for name, idx in (("val", splits.val), ("test", splits.test))}
+    timings: dict[str, float] = {"teacher_jacobians": trainer.jacobian_seconds}
+    pool = None
+    if cfg.workers > 1:  # spawn: fork after torch has started threads can hang
+        pool = ProcessPoolExecutor(cfg.workers, multiprocessing.get_context("spawn"), _start_worker,
+                                   (trainer.share_memory(),))  # fmt: skip
+    done: dict[Job, dict] = {}
+
+    def train_all(jobs: list[Job]) -> None:
+        """Train the jobs not done yet (Sobolev's longer runs first, for packing over workers)."""
+        todo = sorted((j for j in dict.fromkeys(jobs) if j not in done), key=lambda j: j.alpha == 0)
+        if not todo:
+            return
+        if pool is None:
+            done.update((j, trainer.train(j)) for j in todo)
+            return
+        bar = progress_bar(range(len(todo)), f"distillation: {game}, {len(todo)} runs on {cfg.workers} workers",
+                           progress)  # fmt: skip
+        futures = {pool.submit(_train_in_worker, j): j for j in todo}
+        for future in futures:
+            done[futures[future]] = future.result()
+            bar.update()
+        bar.close()
+
     runs: list[dict] = []
     curves: list[dict] = []
-    kept: dict[tuple, object] = {}
+    kept: dict[tuple, dict] = {}
 
-    def train(role: str, fraction: float, method: str, seed: int, lr: float, alpha: float) -> float:
-        key = {"game": game, "role": role, "fraction": fraction, "method": method, "seed": seed, "lr": lr,
-               "alpha": alpha}  # fmt: skip
-        desc = f"{game} {role} {fraction:g} {method} lr={lr:.0e} α={alpha:g} seed {seed}"
-        try:
-            d = distill(
-                rec, teacher, splits.train[fraction], {"train": shown[fraction], **sets}, lr, alpha, cfg.max_iterations,
-                seed, cfg.batch_size, cfg.n_projections, cfg.eval_every, cfg.patience, jacobians, progress, desc,
-            )  # fmt: skip
-        except NonFiniteLossError as err:
-            if role != "grid":
-                raise
-            print(f"{err} This grid point loses.", file=sys.stderr)  # a diverged grid run loses (NaN)
-            runs.append({**key, "val_kl": math.nan})
-            return math.nan
-        whole = {f"{name}_{k}": v for name, idx in (("val", splits.val), ("test", splits.test))
-                 for k, v in evaluate(d.student, rec, idx.to(device)).items()}  # fmt: skip
-        runs.append({
-            **key, "best_iteration": d.best_iteration, "stopped_at": d.stopped_at, "stopped_early": d.early,
-            "seconds": d.seconds, **_at(d.curve, d.best_iteration, ""), **whole, **_at(d.curve, d.stopped_at, "end_"),
-        })  # fmt: skip
-        curves.extend({**key, **row} for row in d.curve)
-        train_idx = splits.train[fraction]
-        kept[(fraction, method, seed, lr, alpha)] = {
-            "fraction": float(fraction), "method": method, "seed": seed, "train_idx": train_idx,
-            "test_idx": splits.test, "train": predict(d.student, rec, train_idx.to(device)),
-            "test": predict(d.student, rec, splits.test.to(device)),
-        }  # fmt: skip
-        return runs[-1]["val_kl"]
+    def record_runs(jobs: list[Job]) -> list[float]:
+        """The jobs' runs, in the order asked for (the serial order, whatever order they trained in)."""
+        train_all(jobs)
+        for j in jobs:
+            out = done[j]
+            runs.append(out["row"])
+            curves.extend(out["curve"])
+            if out["kept"] is not None:
+                kept[(j.fraction, j.method, j.seed, j.lr, j.alpha)] = out["kept"]
+        return [done[j]["row"]["val_kl"] for j in jobs]
+
+    def grid_jobs(method: str, lr: float, alpha: float) -> list[Job]:
+        return [Job("grid", cfg.tune_fraction, method, seed, lr, alpha) for seed in range(cfg.seeds)]
 
     def grid_point(method: str, lr: float, alpha: float) -> float:
         """Every seed at the tuning fraction; the median validation KL (NaN if any seed diverged: it loses)."""
-        scores = [train("grid", cfg.tune_fraction, method, seed, lr, alpha) for seed in range(cfg.seeds)]
+        scores = record_runs(grid_jobs(method, lr, alpha))
         return float(np.median(scores)) if all(math.isfinite(v) for v in scores) else math.nan
 
-    start = time.perf_counter()
-    chosen = tune(grid_point, cfg.lrs, cfg.alphas)
-    timings["grid"] = time.perf_counter() - start
-    start = time.perf_counter()
-    for fraction in cfg.fractions:
-        if fraction == cfg.tune_fraction:
-            continue
-        for method, hp in chosen.items():
-            for seed in range(cfg.seeds):
-                train("final", fraction, method, seed, hp["lr"], hp["alpha"])
-    timings["final_runs"] = time.perf_counter() - start
+    def final_jobs(chosen: dict[str, dict[str, float]]) -> list[Job]:
+        return [Job("final", fraction, method, seed, hp["lr"], hp["alpha"])
+                for fraction in cfg.fractions if fraction != cfg.tune_fraction
+                for method, hp in chosen.items() for seed in range(cfg.seeds)]  # fmt: skip
+
+    try:
+        start = time.perf_counter()
+        # The grid points tune() will ask for whatever their scores, trained in one batch (the rest as it asks).
+        first = [job for lr in regular_lr_grid(cfg.lrs, len(cfg.alphas) - 1) for job in grid_jobs("regular", lr, 0.0)]
+        first += [job for lr in cfg.lrs for job in grid_jobs("sobolev", lr, cfg.alphas[0])]
+        if len(cfg.lrs) == 1 and len(cfg.alphas) == 1:  # one point per method: tuning can only choose it, so the
+            lr = cfg.lrs[0]  # other fractions' runs join the batch (fewer idle workers at its end)
+            first += final_jobs({"regular": {"lr": lr, "alpha": 0.0}, "sobolev": {"lr": lr, "alpha": cfg.alphas[0]}})
+        train_all(first)
+        chosen = tune(grid_point, cfg.lrs, cfg.alphas)
+        record_runs(final_jobs(chosen))
+        timings["runs"] = time.perf_counter() - start
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     runs_df = pd.DataFrame(runs)
     hp = runs_df.method.map(lambda m: (chosen[m]["lr"], chosen[m]["alpha"]))
     runs_df["chosen"] = [(r.lr, r.alpha) == h for r, h in zip(runs_df.itertuples(), hp, strict=True)]
@@ -287,10 +384,11 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
         "chosen": chosen,
         "budget_runs": {m: int(((runs_df.role == "grid") & (runs_df.method == m)).sum()) for m in chosen},
         "tune_fraction": cfg.tune_fraction,
-        "splits": splits.sizes(),
+        "splits": trainer.splits.sizes(),
         "teacher_gradients": cfg.teacher_gradients,
         "seconds": timings,
-        "threads": torch.get_num_threads(),
+        "threads": cfg.threads or torch.get_num_threads(),
+        "workers": cfg.workers,
     }
     students = [kept[(r.fraction, r.method, r.seed, r.lr, r.alpha)] for r in runs_df[runs_df.chosen].itertuples()]
     gdir = Path(dst)
@@ -298,7 +396,8 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     atomic_write_text(gdir / "curves.csv", pd.DataFrame(curves).to_csv(index=False, float_format="%.6g"))
     atomic_write_json(gdir / "summary.json", summary)
     # Plain tensors, ints, floats and strings: readable with torch.load(weights_only=True) by any code.
-    atomic_save({"game": game, "teacher_log_probs": rec.log_probs.cpu(), "students": students}, gdir / "students.pt")
+    atomic_save({"game": game, "teacher_log_probs": trainer.rec.log_probs.cpu(), "students": students},
+                gdir / "students.pt")  # fmt: skip
     return gdir
 
 

@@ -60,6 +60,12 @@ class DistillationConfig(SectionConfig):
     eval_states: int = param(integer(1, 10_000_000), "validation and test states on which curves are logged")
     device: str = param(device)
     threads: int = param(threads)
+    workers: int = param(integer(1, 256), "distill runs at once, each in its own process with `threads` threads")
+
+    @property
+    def process_threads(self) -> int:
+        """Threads of a step that runs in one process (teacher, record, the teacher's Jacobians): every worker's."""
+        return self.threads * self.workers
 
     def check(self) -> None:
         if self.teacher_source == "hub" and self.teacher_algo != "a2c":
