@@ -266,6 +266,8 @@ def test_tangent_pass_step_has_the_autograd_objectives_values_and_gradients(n_pr
             assert torch.allclose(a, b, rtol=1e-9, atol=1e-12 * float(b.abs().max())), (stored, p)
     with pytest.raises(ValueError, match="alpha"):
         sobolev_distillation_step(student, s, target, 0.0, 1, None, teacher_vjp(teacher, s))
+    with pytest.raises(ValueError, match="teacher_log_probs has 4 rows for 5 states"):
+        sobolev_distillation_step(student, s, target[:4], 1.0, 1, None, teacher_vjp(teacher, s))
     with pytest.raises(ValueError, match="v: expected shape"):
         jac.project(idx, torch.ones(5, 4, dtype=torch.float64))
 

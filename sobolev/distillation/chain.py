@@ -220,9 +220,7 @@ class RunTrainer:
 
     def share_memory(self) -> RunTrainer:
         """Move the large tensors to shared memory, so worker processes map them instead of copying them."""
-        self.rec.inputs(torch.arange(1))  # builds the stacked histories once, here
-        for t in (self.rec.frames, self.rec.episode, self.rec.log_probs, self.rec._stacked):
-            t.share_memory_()
+        self.rec.share_memory_()
         if self.jacobians is not None:
             self.jacobians.jacobians.share_memory_()
         return self

@@ -95,6 +95,13 @@ class Recording:
             self._stacked = torch.cat([c.permute(0, 2, 3, 1).contiguous() for c in chunks])
         return (self._stacked[idx].float().div_(255.0)).permute(0, 3, 1, 2)
 
+    def share_memory_(self) -> Recording:
+        """Move the frames, labels and stacked histories to shared memory (worker processes map them), in place."""
+        self.inputs(torch.arange(1, device=self.frames.device))  # builds the stacked histories once, here
+        for t in (self.frames, self.episode, self.log_probs, self._stacked):
+            t.share_memory_()
+        return self
+
     def save(self, path: str | Path) -> None:
         from sobolev.common.utils import atomic_save
 
@@ -301,6 +308,8 @@ def sobolev_distillation_step(
     """
     if s.ndim != 4:
         raise ValueError(f"states must be (B, frames, H, W), got shape {tuple(s.shape)}")
+    if teacher_log_probs.shape[0] != s.shape[0]:
+        raise ValueError(f"teacher_log_probs has {teacher_log_probs.shape[0]} rows for {s.shape[0]} states")
     if not alpha > 0 or not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number > 0 (0 is regular distillation), got {alpha}")
     batch = s.shape[0]
