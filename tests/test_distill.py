@@ -11,6 +11,7 @@ from sobolev.distillation.distill import (
     Recording,
     StudentNet,
     TeacherJacobians,
+    agreement,
     distill,
     distillation_loss,
     evaluate,
@@ -188,6 +189,17 @@ def _teacher_recording(episode_lengths, n_actions=4):
     with torch.no_grad():
         rec.log_probs = teacher(rec.inputs(torch.arange(len(rec))))
     return rec, teacher
+
+
+def test_agreement_is_the_action_error_and_mean_kl_and_rejects_mismatched_shapes():
+    student = torch.log_softmax(torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]]), 1)
+    teacher = torch.log_softmax(torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), 1)
+    out = agreement(student, teacher, batch=2)  # chunked sums equal one sum
+    assert out["action_error"] == pytest.approx(1 / 3)  # the second state's most probable actions differ
+    assert out["kl"] == pytest.approx(float(reverse_kl(student, teacher).mean()), rel=1e-6)
+    for bad in (teacher[:2], teacher[:, :2], teacher[:0]):
+        with pytest.raises(ValueError, match="log_probs"):
+            agreement(student[: len(bad)] if len(bad) == 0 else student, bad)
 
 
 def test_distill_fits_stops_early_on_validation_and_returns_the_best_checkpoint():

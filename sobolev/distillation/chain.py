@@ -230,7 +230,7 @@ class RunTrainer:
         log-probabilities on its training and test states, for students.pt). A diverged grid run returns a row
         with a NaN validation KL (it loses the tuning); a diverged final run raises."""
         from sobolev.core.training import NonFiniteLossError
-        from sobolev.distillation.distill import distill, evaluate, predict
+        from sobolev.distillation.distill import agreement, distill, evaluate, predict
 
         cfg, rec, splits, device = self.cfg, self.rec, self.splits, self.device
         key = {"game": self.game, **asdict(job)}
@@ -246,8 +246,10 @@ class RunTrainer:
                 raise
             print(f"{err} This grid point loses.", file=sys.stderr)  # a diverged grid run loses (NaN)
             return {"row": {**key, "val_kl": math.nan}, "curve": [], "kept": None}
-        whole = {f"{name}_{k}": v for name, idx in (("val", splits.val), ("test", splits.test))
-                 for k, v in evaluate(d.student, rec, idx.to(device)).items()}  # fmt: skip
+        test_log_probs = predict(d.student, rec, splits.test.to(device))  # kept for students.pt, scored once
+        measured = {"val": evaluate(d.student, rec, splits.val.to(device)),
+                    "test": agreement(test_log_probs, rec.log_probs[splits.test.to(device)].cpu())}  # fmt: skip
+        whole = {f"{name}_{k}": v for name, scores in measured.items() for k, v in scores.items()}
         row = {
             **key, "best_iteration": d.best_iteration, "stopped_at": d.stopped_at, "stopped_early": d.early,
             "seconds": d.seconds, **_at(d.curve, d.best_iteration, ""), **whole, **_at(d.curve, d.stopped_at, "end_"),
@@ -256,7 +258,7 @@ class RunTrainer:
         kept = {
             "fraction": float(job.fraction), "method": job.method, "seed": job.seed, "train_idx": train_idx,
             "test_idx": splits.test, "train": predict(d.student, rec, train_idx.to(device)),
-            "test": predict(d.student, rec, splits.test.to(device)),
+            "test": test_log_probs,
         }  # fmt: skip
         return {"row": row, "curve": [{**key, **r} for r in d.curve], "kept": kept}
 

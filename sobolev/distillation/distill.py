@@ -233,6 +233,13 @@ def reverse_kl(student_log_probs: Tensor, teacher_log_probs: Tensor) -> Tensor:
     return (student_log_probs.exp() * (student_log_probs - teacher_log_probs)).sum(-1)
 
 
+def _check_states(s: Tensor, teacher_log_probs: Tensor) -> None:
+    if s.ndim != 4:
+        raise ValueError(f"states must be (B, frames, H, W), got shape {tuple(s.shape)}")
+    if teacher_log_probs.shape[0] != s.shape[0]:
+        raise ValueError(f"teacher_log_probs has {teacher_log_probs.shape[0]} rows for {s.shape[0]} states")
+
+
 def distillation_loss(
     student: nn.Module,
     teacher: nn.Module,
@@ -254,10 +261,7 @@ def distillation_loss(
 
     Returns ``{"loss", "kl", "sobolev"}`` (scalars; ``sobolev`` is 0 when ``alpha = 0``).
     """
-    if s.ndim != 4:
-        raise ValueError(f"states must be (B, frames, H, W), got shape {tuple(s.shape)}")
-    if teacher_log_probs.shape[0] != s.shape[0]:
-        raise ValueError(f"teacher_log_probs has {teacher_log_probs.shape[0]} rows for {s.shape[0]} states")
+    _check_states(s, teacher_log_probs)
     if alpha < 0 or not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
     if alpha == 0:
@@ -306,10 +310,7 @@ def sobolev_distillation_step(
         scalar whose gradient in the student's weights is the loss's
         (``surrogate.backward(inputs=list(student.parameters()))``).
     """
-    if s.ndim != 4:
-        raise ValueError(f"states must be (B, frames, H, W), got shape {tuple(s.shape)}")
-    if teacher_log_probs.shape[0] != s.shape[0]:
-        raise ValueError(f"teacher_log_probs has {teacher_log_probs.shape[0]} rows for {s.shape[0]} states")
+    _check_states(s, teacher_log_probs)
     if not alpha > 0 or not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number > 0 (0 is regular distillation), got {alpha}")
     batch = s.shape[0]
@@ -420,16 +421,23 @@ def predict(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 250) -
 
 
 @torch.no_grad()
-def evaluate(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 250) -> dict[str, float]:
-    """Action-prediction error (the most probable actions disagree) and mean KL on states ``idx``."""
+def agreement(log_probs: Tensor, target: Tensor, batch: int = 250) -> dict[str, float]:
+    """Action-prediction error (the most probable actions disagree) and mean KL of a student's log-probabilities
+    ``log_probs`` (n, A) against the teacher's ``target`` (n, A), summed ``batch`` rows at a time."""
+    if log_probs.shape != target.shape or log_probs.ndim != 2 or not len(log_probs):
+        raise ValueError(f"log_probs {tuple(log_probs.shape)} and target {tuple(target.shape)} must be one (n, A) "
+                         "shape with n >= 1")  # fmt: skip
     errors, kl = 0.0, 0.0
-    for start in range(0, len(idx), batch):
-        part = idx[start : start + batch]
-        log_probs = student(rec.inputs(part))
-        target = rec.log_probs[part]
-        errors += float((log_probs.argmax(1) != target.argmax(1)).sum())
-        kl += float(reverse_kl(log_probs, target).sum())
-    return {"action_error": errors / len(idx), "kl": kl / len(idx)}
+    for start in range(0, len(target), batch):
+        part, teacher = log_probs[start : start + batch], target[start : start + batch]
+        errors += float((part.argmax(1) != teacher.argmax(1)).sum())
+        kl += float(reverse_kl(part, teacher).sum())
+    return {"action_error": errors / len(target), "kl": kl / len(target)}
+
+
+def evaluate(student: nn.Module, rec: Recording, idx: Tensor, batch: int = 250) -> dict[str, float]:
+    """:func:`agreement` of the student with the recorded teacher on states ``idx``."""
+    return agreement(predict(student, rec, idx, batch), rec.log_probs[idx].cpu(), batch)
 
 
 @dataclass
