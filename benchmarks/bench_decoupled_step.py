@@ -4,7 +4,7 @@
 
 The committed Section 4.3 setting (``params.yaml: synthetic``): the 1-D network on MNIST-1D
 signals (batch 64, ``width_scale``), three cuts, SG modules of ``sg_width`` with the committed
-loss. Each variant's step (:meth:`sobolev.synthetic.decoupled.DecoupledTrainer.step`, main and
+loss. Each variant's step (:meth:`sobolev.synthetic_gradients.decoupled.DecoupledTrainer.step`, main and
 module updates, without the cosine diagnostics) is printed in milliseconds and as a multiple of
 backprop's; then the cost of a logged step (with the diagnostics: one extra VJP per cut) for the
 Sobolev module. Single-process numbers; the stage runs ``workers`` such processes side by side.
@@ -17,12 +17,12 @@ import argparse
 import torch
 from timing import log, timed, write
 
-from sobolev.synthetic.config import SyntheticConfig
-from sobolev.synthetic.decoupled import VARIANTS, DecoupledTrainer
-from sobolev.synthetic.experiment import sm_blocks
+from sobolev.synthetic_gradients.compute import sm_blocks
+from sobolev.synthetic_gradients.config import SyntheticGradientsConfig
+from sobolev.synthetic_gradients.decoupled import VARIANTS, DecoupledTrainer
 
 
-def trainer_for(variant: str, cfg: SyntheticConfig, x: torch.Tensor) -> DecoupledTrainer:
+def trainer_for(variant: str, cfg: SyntheticGradientsConfig, x: torch.Tensor) -> DecoupledTrainer:
     torch.manual_seed(0)
     blocks = sm_blocks(1, 10, x.shape[2], cfg.width_scale, dims=1)
     opt = torch.optim.SGD(blocks.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = SyntheticConfig.load()
+    cfg = SyntheticGradientsConfig.load()
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(cfg.batch_size, 1, 40, generator=g), torch.randint(0, 10, (cfg.batch_size,), generator=g)
     log(

@@ -6,8 +6,8 @@ Run: ``python examples/own_function.py`` (about 10 s on 2 cores at the ci scale 
 import torch
 
 from sobolev.core.functions import BenchmarkFunction, check_gradient
+from sobolev.regression.compute import chosen_runs, paired_cells, run_grid
 from sobolev.regression.config import RegressionConfig
-from sobolev.regression.grid import chosen_runs, paired_cells, run_grid
 
 
 def f(x: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,12 @@ Fit your own data: ``sobolev.fit(x, y, dydx)`` returns a :class:`FittedModel` (s
 black box or ``knn_gradients(x, y)`` from the samples (:mod:`sobolev.core.gradient_estimates`).
 
 Layout: ``sobolev.core`` (functions, derivatives, eq. 1 and eq. 2, models, the training loop),
-``sobolev.common`` (params, claims, comparisons, figures, helpers), one subpackage per paper
-section (``theory``, ``regression``, ``distillation``, ``synthetic``), each with ``config``, its
-computation and ``report``; ``sobolev.pipeline`` runs them as DVC stages. Sections import the
-core and ``common``, never each other.
+``sobolev.common`` (params, claims, comparisons, figures, helpers), one subpackage per section
+(``theory``, ``regression``, ``distillation``, ``synthetic_gradients``, ``differential``, ``trust``,
+``features``, ``deviations``, ``inexact``), each with the same contract: ``Config``, ``OUTPUTS``,
+``run(cfg, progress) -> Result``, ``claims(result)``, ``figures(result)``, ``metrics(result)``,
+``save(result, out_dir, figures)`` and ``readme_blocks(metrics)``; ``sobolev.pipeline`` runs
+them as DVC stages. Sections import the core and ``common``, never each other.
 """
 
 from sobolev.core.derivatives import derivatives, input_gradient

@@ -1,9 +1,9 @@
 """The pipeline: one registry of every stage, one command line, used by ``dvc.yaml``.
 
-    python -m sobolev.pipeline run regression          # a notebook stage, at params.yaml's scale
-    python -m sobolev.pipeline run teacher breakout    # a step stage, one foreach item (a game)
-    python -m sobolev.pipeline refresh regression      # re-execute notebooks/<...>.ipynb at the ci scale
-    python -m sobolev.pipeline check                   # validate params.yaml: every section, every scale
+    python -m sobolev.pipeline run s41-regression         # a notebook stage, at params.yaml's scale
+    python -m sobolev.pipeline run s42-teacher breakout   # a step stage, one foreach item (a game)
+    python -m sobolev.pipeline refresh s41-regression     # re-execute notebooks/<...>.ipynb at the ci scale
+    python -m sobolev.pipeline check                      # validate params.yaml: every section, every scale
 
 A stage validates its parameters and inputs and checks that it can write its outputs before any
 work, runs into a staging folder of its own (``results/.staging/<stage>-<pid>-<random>``,
@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from sobolev.common.params import PARAMS, ParamError, SectionConfig, active_scale, config_from, read_params
 from sobolev.common.paths import ROOT, STAGING
 from sobolev.common.utils import atomic_write_text
+from sobolev.core.training import NonFiniteLossError
 
 
 class StageError(RuntimeError):
@@ -40,12 +41,11 @@ class StageError(RuntimeError):
 
 @dataclass(frozen=True)
 class Stage:
-    """One DVC stage.
+    """One DVC stage; its name (the registry's key) is the paper's section number and what it does.
 
     Attributes:
         section: the ``params.yaml`` section and ``sobolev`` subpackage it belongs to.
         out_dir: where its outputs live, relative to the root; ``{item}`` is the foreach item.
-        outputs: names inside ``out_dir`` (files or folders) the stage writes, all of them.
         notebook: a notebook stage's notebook (relative to the root); or
         step: a step stage's function, ``"module:function"``, called as
             ``function(cfg, item, src, dst, progress)``.
@@ -55,7 +55,6 @@ class Stage:
 
     section: str
     out_dir: str
-    outputs: tuple[str, ...]
     notebook: str | None = None
     step: str | None = None
     inputs: tuple[str, ...] = ()
@@ -65,65 +64,40 @@ class Stage:
         """The module a step stage runs (``None`` for notebook stages)."""
         return self.step.split(":")[0] if self.step else ""
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Every name inside ``out_dir`` the stage writes, as its section declares them (declared
+        once): a notebook stage, the executed notebook and ``sobolev.<section>.OUTPUTS``; a step
+        stage, its module's ``OUTPUTS[function]``."""
+        if self.step:
+            module, function = self.step.split(":")
+            return tuple(importlib.import_module(module).OUTPUTS[function])
+        return (Path(self.notebook).name, *importlib.import_module(f"sobolev.{self.section}").OUTPUTS)
+
 
 GAME = "results/distillation/games/{item}"
 CHAIN = "sobolev.distillation.chain"
+# In the paper's order: Section 3, 4.1, 4.2 (the per-game chain, then its report), 4.3, then 5.1-5.5.
 STAGES: dict[str, Stage] = {
-    "theory": Stage(
-        "theory", "results/theory", ("s3_theory.ipynb", "figures", "pl_networks_runs.csv", "metrics.json"),
-        notebook="notebooks/s3_theory.ipynb",
+    "s3-theory": Stage("theory", "results/theory", notebook="notebooks/s3_theory.ipynb"),
+    "s41-regression": Stage("regression", "results/regression", notebook="notebooks/s41_regression.ipynb"),
+    "s42-teacher": Stage("distillation", GAME, step=f"{CHAIN}:make_teacher", foreach="games"),
+    "s42-record": Stage("distillation", GAME, step=f"{CHAIN}:record", inputs=("teacher.pt",), foreach="games"),
+    "s42-distill": Stage(
+        "distillation", GAME, step=f"{CHAIN}:distill_game", inputs=("teacher.pt", "recording.pt"), foreach="games"
     ),
-    "regression": Stage(
-        "regression", "results/regression",
-        ("s41_regression.ipynb", "figures", "runs.csv", "cells.csv", "checkpoints.pt", "train_curves.csv",
-         "metrics.json"),
-        notebook="notebooks/s41_regression.ipynb",
+    "s42-report": Stage("distillation", "results/distillation/report", notebook="notebooks/s42_distillation.ipynb"),
+    "s43-synthetic-gradients": Stage(
+        "synthetic_gradients", "results/synthetic_gradients", notebook="notebooks/s43_synthetic_gradients.ipynb"
     ),
-    "synthetic": Stage(
-        "synthetic", "results/synthetic",
-        ("s43_synthetic_gradients.ipynb", "figures", "runs.csv", "curves.csv", "metrics.json"),
-        notebook="notebooks/s43_synthetic_gradients.ipynb",
+    "s51-differential-ml": Stage(
+        "differential", "results/differential", notebook="notebooks/s51_differential_ml.ipynb"
     ),
-    "teacher": Stage(
-        "distillation", GAME, ("teacher.pt", "teacher_training.json"), step=f"{CHAIN}:make_teacher", foreach="games"
-    ),
-    "record": Stage(
-        "distillation", GAME, ("recording.pt", "teacher.json"), step=f"{CHAIN}:record", inputs=("teacher.pt",),
-        foreach="games",
-    ),
-    "distill": Stage(
-        "distillation", GAME, ("runs.csv", "curves.csv", "summary.json", "students.pt"),
-        step=f"{CHAIN}:distill_game", inputs=("teacher.pt", "recording.pt"), foreach="games",
-    ),
-    "distillation": Stage(
-        "distillation", "results/distillation/report", ("s42_distillation.ipynb", "figures", "metrics.json"),
-        notebook="notebooks/s42_distillation.ipynb",
-    ),
-    "differential": Stage(
-        "differential", "results/differential", ("s51_differential_ml.ipynb", "figures", "runs.csv", "metrics.json"),
-        notebook="notebooks/s51_differential_ml.ipynb",
-    ),
-    "trust": Stage(
-        "trust", "results/trust", ("s52_relative_trust.ipynb", "figures", "runs.csv", "cells.csv", "trust.csv",
-                                   "metrics.json"),
-        notebook="notebooks/s52_relative_trust.ipynb",
-    ),
-    "features": Stage(
-        "features", "results/features", ("s53_feature_updates.ipynb", "figures", "runs.csv", "curve.csv",
-                                         "digits.csv", "metrics.json"),
-        notebook="notebooks/s53_feature_updates.ipynb",
-    ),
-    "deviations": Stage(
-        "deviations", "results/deviations", ("s54_student_teacher.ipynb", "figures", "runs.csv", "bins.csv",
-                                             "metrics.json"),
-        notebook="notebooks/s54_student_teacher.ipynb",
-    ),
-    "inexact": Stage(
-        "inexact", "results/inexact", ("s55_inexact_derivatives.ipynb", "figures", "noise_runs.csv",
-                                       "budget_runs.csv", "metrics.json"),
-        notebook="notebooks/s55_inexact_derivatives.ipynb",
-    ),
-}  # fmt: skip
+    "s52-relative-trust": Stage("trust", "results/trust", notebook="notebooks/s52_relative_trust.ipynb"),
+    "s53-feature-updates": Stage("features", "results/features", notebook="notebooks/s53_feature_updates.ipynb"),
+    "s54-student-teacher": Stage("deviations", "results/deviations", notebook="notebooks/s54_student_teacher.ipynb"),
+    "s55-inexact-derivatives": Stage("inexact", "results/inexact", notebook="notebooks/s55_inexact_derivatives.ipynb"),
+}
 SECTIONS = tuple(dict.fromkeys(s.section for s in STAGES.values()))
 # ipykernel forwards even raw fd-2 writes into the notebook; with this off, progress bars
 # written to sys.__stderr__ reach the terminal running the stage and stay out of the notebook.
@@ -202,6 +176,9 @@ def _install(staged: Path, out: Path, names: tuple[str, ...], key: str) -> None:
     missing = [n for n in names if not (staged / n).exists()]
     if missing:
         raise StageError(f"the stage did not write {missing} (declared outputs); nothing was replaced")
+    undeclared = sorted(p.name for p in staged.iterdir() if p.name not in names and not p.name.startswith("."))
+    if undeclared:
+        raise StageError(f"the stage wrote {undeclared}, which its section does not declare; nothing was replaced")
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".install.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -351,9 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("refresh", help="re-execute a notebook in place at the ci scale").add_argument("stage")
     sub.add_parser("check", help="validate params.yaml")
     args = parser.parse_args(argv)
-    from sobolev.common.params import ParamError
-    from sobolev.core.training import NonFiniteLossError
-
     try:
         if args.command == "check":
             configs = check_params()

@@ -1,8 +1,8 @@
 """README tables generated from the committed metrics (no number typed in by hand).
 
 ``python -m sobolev.readme`` rewrites every block between ``<!-- results:NAME -->`` and
-``<!-- /results:NAME -->`` in README.md from each section's ``report.readme_block(s)``;
-``tests/test_pipeline.py`` fails when a block differs from what the committed metrics give.
+``<!-- /results:NAME -->`` in README.md from each section's ``readme_blocks``;
+``tests/pipeline/test_pipeline.py`` fails when a block differs from what the committed metrics give.
 """
 
 from __future__ import annotations
@@ -14,38 +14,38 @@ from pathlib import Path
 
 import pandas as pd
 
+from sobolev import (
+    deviations,
+    differential,
+    distillation,
+    features,
+    inexact,
+    regression,
+    synthetic_gradients,
+    theory,
+    trust,
+)
 from sobolev.common import decision_level
 from sobolev.common.paths import ROOT
 from sobolev.common.stats import RULE, paired_ratio
 from sobolev.common.utils import atomic_write_text
-from sobolev.deviations import report as deviations
-from sobolev.differential import report as differential
-from sobolev.distillation import report as distillation
-from sobolev.features import report as features
-from sobolev.inexact import report as inexact
-from sobolev.regression import report as regression
-from sobolev.synthetic import report as synthetic
-from sobolev.theory import report as theory
-from sobolev.trust import report as trust
+from sobolev.pipeline import STAGES
 
 
 def blocks(root: Path = ROOT) -> dict[str, str]:
     """Every generated README block, by name."""
 
     def metrics(stage: str) -> dict:
-        return json.loads((root / "results" / stage / "metrics.json").read_text())
+        return json.loads((root / STAGES[stage].out_dir / "metrics.json").read_text())
 
-    generated = {
-        **regression.readme_blocks(metrics("regression")),
-        "theory": theory.readme_block(metrics("theory")),
-        "synthetic": synthetic.readme_block(metrics("synthetic")),
-        "distillation": distillation.readme_block(metrics("distillation/report")),
-        "differential": differential.readme_block(metrics("differential")),
-        "trust": trust.readme_block(metrics("trust")),
-        "features": features.readme_block(metrics("features")),
-        "deviations": deviations.readme_block(metrics("deviations")),
-        "inexact": inexact.readme_block(metrics("inexact")),
-    }
+    sections = {
+        "s3-theory": theory, "s41-regression": regression, "s42-report": distillation,
+        "s43-synthetic-gradients": synthetic_gradients, "s51-differential-ml": differential,
+        "s52-relative-trust": trust, "s53-feature-updates": features, "s54-student-teacher": deviations,
+        "s55-inexact-derivatives": inexact,
+    }  # fmt: skip
+    generated = {name: body for stage, section in sections.items() for name, body in
+                 section.readme_blocks(metrics(stage)).items()}  # fmt: skip
     # Every block that states verdicts says by which rule (Section 4.1's two tables share its claims block's line).
     tables = {name for name in generated if name.startswith("regression-") and name != "regression-claims"}
     out = {name: body if name in tables else f"{body}\n\n*Decision rule: {RULE}.*" for name, body in generated.items()}

@@ -1,7 +1,7 @@
 """How often a decision rule is wrong when there is no effect: its measured coverage and false
 decisions at few seeds, and how skewed the committed per-seed values are.
 
-``python -m sobolev.common.decision_level`` prints both tables. ``tests/test_stats.py`` asserts the
+``python -m sobolev.common.decision_level`` prints both tables. ``tests/common/test_stats.py`` asserts the
 rule of :mod:`sobolev.common.stats` keeps its level and that weaker rules (the percentile
 bootstrap it replaced, a 50% interval, [min, max], mean ± 1 SE) do not.
 """

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+import torch
 import yaml
 
 from sobolev.common.paths import PARAMS
@@ -107,8 +108,6 @@ def device(name: str, v: Any) -> str:
 
 def check_device_available(name: str, v: str) -> None:
     """A device named explicitly must exist on this machine (checked for the scale being run)."""
-    import torch
-
     if v.startswith("cuda") and not torch.cuda.is_available():
         fail(name, v, "no CUDA device is available here; use 'auto' (CUDA when present, else CPU) or 'cpu'")
     if v.startswith("cuda:") and int(v.split(":")[1] or -1) >= torch.cuda.device_count():
@@ -309,7 +308,7 @@ def ci_banner(section: str) -> str:
     return (
         f"[ci scale] {section}: a smoke test that runs every cell in seconds on tiny data. Its numbers and "
         f"[REPRODUCED]/[NOT reproduced] lines are NOT results and may contradict them; the results are the "
-        f"committed default-scale run in results/{section}/ (and the README), rebuilt by `dvc repro {section}`."
+        f"committed default-scale run under results/ (linked from the README), rebuilt by `dvc repro`."
     )
 
 

@@ -121,6 +121,15 @@ def save(fig: plt.Figure, path: str | Path | None) -> None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
+def save_all(figures: dict[str, plt.Figure], output_dir: str | Path | None) -> None:
+    """Check every figure of ``figures`` (name -> figure, what a section's ``figures`` returns) and
+    save it as ``output_dir/figures/<name>.png`` (``None``: check only), then close it: a section's
+    ``save`` makes its figures afresh, and a notebook has already shown them where they were drawn."""
+    for name, fig in figures.items():
+        save(fig, None if output_dir is None else Path(output_dir) / "figures" / f"{name}.png")
+        plt.close(fig)
+
+
 def error_by_size(runs: pd.DataFrame, value: str = "test_mse", title: str = "") -> plt.Figure:
     """Error against training-set size, one panel per function (Figure 2 right's layout): every
     seed of ``runs`` (one row per run: ``function``, ``n_train``, ``method``, ``value``) as a

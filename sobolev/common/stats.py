@@ -10,7 +10,7 @@ exact sign-flip (randomisation) p-value is reported beside each interval.
 Why not the percentile bootstrap this module used before: over 3-10 seeds its "95%" interval
 covers the truth 74-90% of the time (at 3 seeds it is exactly [min, max] of the seeds). The
 t interval keeps its level for normal and heavy-tailed per-seed values at every seed count
-(measured: :mod:`sobolev.common.decision_level`, asserted by ``tests/test_stats.py``).
+(measured: :mod:`sobolev.common.decision_level`, asserted by ``tests/common/test_stats.py``).
 
 Percentile bootstraps remain only as *descriptive* intervals of medians (:func:`median_interval`),
 which decide nothing.

@@ -5,12 +5,12 @@ Sections 3 (``theory``'s PL networks), 4.1 (``regression``), 5.2 (``trust``) and
 set per model, train a batched ensemble on it with :func:`sobolev.core.training.train_ensemble`
 (or the linearised trainer, or :func:`sobolev.core.lbfgs.train_lbfgs`), and score each model on
 the function's own scale. Those steps live here, once (a section with its own targets, such as
-Section 3's random piecewise-linear ones, hands in :class:`~sobolev.core.data.Sample` objects):
+Section 3's random piecewise-linear ones, hands in :class:`~sobolev.core.samples.Sample` objects):
 
 * :func:`evaluation_sets`: the shared validation and test samples and ``Var f`` per function;
 * :func:`mean_squares`: ``E f²`` per function (the divergence scale);
 * :func:`training_sets`: each model's training sample (cached by function, size and seed),
-  its :class:`~sobolev.core.data.Normaliser` and the stacked normalised ``x, t, G``;
+  its :class:`~sobolev.core.samples.Normaliser` and the stacked normalised ``x, t, G``;
 * :func:`stack_normalised`: the stacking alone, for samples a caller made itself;
 * :func:`errors`: per-model value and gradient MSE, mapped back to the function's scale;
 * :func:`convergence_steps`: the updates at which the convergence check reads the objective.
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sobolev.core.data import Normaliser, Sample, make_sample
 from sobolev.core.functions import BenchmarkFunction
+from sobolev.core.samples import Normaliser, Sample, make_sample
 
 #: ``(function, n_train, seed) -> Sample``: a training set is a pure function of these.
 SampleCache = dict[tuple[str, int, int], Sample]

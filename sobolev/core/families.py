@@ -3,7 +3,7 @@ three more 2-D functions, with hand-written gradients, beside the paper's seven 
 
 Names: the paper's seven as there (``"rosenbrock"``, 2-D); a family at dimension ``d`` as
 ``"<family>_<d>d"`` (``"rosenbrock_10d"``, ``"rastrigin_2d"``); the 2-D extras by name
-(``"six_hump_camel"``). :func:`lookup` resolves any of them; ``tests/test_functions.py``
+(``"six_hump_camel"``). :func:`lookup` resolves any of them; ``tests/core/test_functions.py``
 checks every gradient against autograd and central differences.
 
 Domains follow Section 4.1 where a family shares a function with it (Ackley on [-5, 5]^d,

@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 
 from sobolev.common.utils import pick_device, progress_bar
-from sobolev.core.data import Normaliser
 from sobolev.core.inputs import Samples, check_label_weights, check_number, check_points, check_samples
 from sobolev.core.lbfgs import train_lbfgs
+from sobolev.core.samples import Normaliser
 from sobolev.core.tanh_mlp import BatchedTanhMLP
 from sobolev.core.training import NonFiniteLossError, train_ensemble
 

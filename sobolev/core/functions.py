@@ -3,7 +3,7 @@
 Every function takes ``xy`` of shape ``(..., 2)`` and returns values of shape ``(...)``;
 every gradient returns shape ``(..., 2)``. The gradients are written out by hand (not
 autograd) so that the targets of Sobolev training do not depend on the code under test;
-``tests/test_functions.py`` checks them against autograd and central finite differences.
+``tests/core/test_functions.py`` checks them against autograd and central finite differences.
 
 Non-differentiable points (a set of measure zero that uniform sampling never hits):
 

@@ -12,7 +12,7 @@ of the network *with its ReLU masks frozen at θₖ* (the masks are locally cons
     ∇ₓy = W1ᵀ (m1 ⊙ W2ᵀ (m2 ⊙ w3)),
 
 with m1 = 1[z1(θₖ) > 0], m2 = 1[z2(θₖ) > 0]. :func:`linearised` writes the tangent of both by the product
-rule (the same products as a forward pass; ``tests/test_linearisation.py`` checks it against
+rule (the same products as a forward pass; ``tests/core/test_linearisation.py`` checks it against
 ``torch.func.jvp`` and the input gradient against autograd's gradient of f_lin). Training f_lin for K steps,
 then moving the anchor to the new weights, is :func:`train_linearised`: K = 1 is ordinary training
 (step for step), K ≥ the number of steps trains the fixed-feature (NTK) model of the initial weights.

@@ -10,7 +10,7 @@ and :meth:`BatchedMLP.loss_and_grads` differentiates the Sobolev loss through it
 Because the output is a scalar, the regular backward is a rescaling of that same chain
 (dL/dz = e_y ∂m/∂z), and both W2 gradients share one product. A Sobolev step thus costs 4
 products of size B×H×H against 3 for a regular step (1.34× the matmul FLOPs, where
-autograd's double backward needs 2×), with no autograd graph. ``tests/test_models.py``
+autograd's double backward needs 2×), with no autograd graph. ``tests/core/test_models.py``
 checks every parameter gradient against autograd's double backward.
 """
 

@@ -13,7 +13,7 @@ arithmetic, so the step avoids autograd. With ``h_l = tanh(z_l)``, ``s_l = 1 - h
 
 and differentiating the loss through it needs ``∂s_l/∂h_l = -2 h_l``: the chain is walked
 forward once more for the derivative term, then the ordinary backward for both terms.
-``tests/test_tanh_mlp.py`` checks every parameter gradient against autograd's double backward.
+``tests/core/test_fit.py`` checks every parameter gradient against autograd's double backward.
 
 It has :class:`~sobolev.core.models.BatchedMLP`'s interface (``params``, ``loss_and_grads``,
 ``losses``, ``predict``), so :func:`~sobolev.core.training.train_ensemble` trains it.

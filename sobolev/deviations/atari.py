@@ -25,13 +25,13 @@ def load_students(game: str) -> dict:
     path = students_path(game)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: Section 4.2's distillation stage writes it; run `dvc repro distill@{game}` "
+            f"{path} not found: Section 4.2's distillation stage writes it; run `dvc repro s42-distill@{game}` "
             "(or set deviations.atari_games to [] to skip the Atari students)"
         )
     data = torch.load(path, weights_only=True)
     missing = {"teacher_log_probs", "students"} - set(data)
     if missing:
-        raise ValueError(f"{path} lacks {sorted(missing)}: re-run `dvc repro distill@{game}`")
+        raise ValueError(f"{path} lacks {sorted(missing)}: re-run `dvc repro s42-distill@{game}`")
     return data
 
 

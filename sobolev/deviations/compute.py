@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TextIO
 
 import pandas as pd
 import torch
 
 from sobolev.common.utils import progress_bar, set_threads
+from sobolev.deviations.atari import atari_deviations
 from sobolev.deviations.classification import (
     DISTILLATION,
     METHODS,
@@ -29,8 +31,6 @@ def jobs(cfg: DeviationsConfig) -> list[tuple[int, str, float, int]]:
 
 def run_atari(cfg: DeviationsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Section 4.2's students of every game in ``cfg.atari_games`` (empty frames when there are none)."""
-    from sobolev.deviations.atari import atari_deviations
-
     parts = [atari_deviations(game, cfg.bins) for game in cfg.atari_games]
     if not parts:
         return pd.DataFrame(), pd.DataFrame()
@@ -66,3 +66,43 @@ def run_all(cfg: DeviationsConfig, progress: bool | TextIO = False) -> tuple[pd.
         if switch_at == 0:
             tables.append(table.assign(**key))
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True), info
+
+
+METHOD_ORDER = ("labels", "regular", "sobolev")
+
+
+def main_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The students trained one way from the start (no switch)."""
+    return runs[runs.switch_at == 0]
+
+
+def switch_width(runs: pd.DataFrame) -> int:
+    """The student width the switch experiment ran at (the smallest width if it did not run)."""
+    switched = runs[runs.switch_at > 0]
+    return int(switched.width.iloc[0]) if len(switched) else int(runs.width.min())
+
+
+@dataclass
+class Result:
+    """Everything the section computes (:func:`run`).
+
+    Attributes:
+        cfg: the section's config.
+        runs, bins, teacher: every MNIST-1D student's measurements, the confidence-binned table and
+            the teacher's accuracies (:func:`run_all`).
+        atari_runs, atari_bins: the same for Section 4.2's Atari students (:func:`run_atari`; empty
+            when ``cfg.atari_games`` is).
+    """
+
+    cfg: DeviationsConfig
+    runs: pd.DataFrame
+    bins: pd.DataFrame
+    teacher: dict
+    atari_runs: pd.DataFrame
+    atari_bins: pd.DataFrame
+
+
+def run(cfg: DeviationsConfig, progress: bool | TextIO = False) -> Result:
+    """The teacher and every student (:func:`run_all`), then Section 4.2's students (:func:`run_atari`)."""
+    runs, bins, teacher = run_all(cfg, progress=progress)
+    return Result(cfg, runs, bins, teacher, *run_atari(cfg))

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sobolev.common.params import MAX_LR, SectionConfig, device, integer, items, number, param, text, threads
+from sobolev.core.datasets import require_mnist1d
+from sobolev.deviations.atari import load_students
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,10 @@ class DeviationsConfig(SectionConfig):
 
     def check_inputs(self) -> None:
         """MNIST-1D's package, and each Atari game's students from Section 4.2's distillation stage."""
-        from sobolev.core.datasets import require_mnist1d
-        from sobolev.deviations.atari import load_students
-
         require_mnist1d()
         for game in self.atari_games:
             load_students(game)
+
+
+# What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
+OUTPUTS = ("figures", "runs.csv", "bins.csv", "metrics.json")

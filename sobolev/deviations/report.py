@@ -1,28 +1,24 @@
 """Section 5.4's report: slopes, low-confidence deviations, accuracies and the switch experiment,
-each compared on paired seeds; figures, ``metrics.json`` and the README block (nothing here trains)."""
+each compared on paired seeds; ``metrics.json``, the saved outputs and the README block (nothing here trains)."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from sobolev.common.claims import Claim
-from sobolev.common.plotting import style
+from sobolev.common.plotting import save_all
 from sobolev.common.stats import LOSS, MIN_SEEDS, UNDECIDED, WIN, median_interval, paired_difference
-from sobolev.common.utils import json_safe
-
-METHOD_ORDER = ("labels", "regular", "sobolev")
-
-
-def _main(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs.switch_at == 0]
+from sobolev.common.utils import atomic_write_json, atomic_write_text, json_safe
+from sobolev.deviations.compute import METHOD_ORDER, Result, main_runs, switch_width
+from sobolev.deviations.plots import figures
 
 
 def _paired(runs: pd.DataFrame, width: int, split: str, column: str, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     """``column`` of methods ``a`` and ``b`` on the same seeds (students from the start)."""
-    sub = _main(runs)
+    sub = main_runs(runs)
     sub = sub[(sub.width == width) & (sub.split == split)].pivot(index="seed", columns="method", values=column)
     return sub[a].to_numpy(), sub[b].to_numpy()
 
@@ -53,7 +49,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per width, method and split (students from the start): the median over seeds, with its 95%
     bootstrap interval, of the slope, the low-confidence deviation, the accuracy and the agreement."""
     rows = []
-    for (width, method, split), g in _main(runs).groupby(["width", "method", "split"]):
+    for (width, method, split), g in main_runs(runs).groupby(["width", "method", "split"]):
         row = {"width": width, "method": method, "split": split, "seeds": len(g)}
         for col in ("slope", "low_deviation", "accuracy", "agreement", "kl"):
             low, high = median_interval(g[col].to_numpy(), 10_000)
@@ -104,7 +100,7 @@ def exaggeration(runs: pd.DataFrame) -> pd.DataFrame:
     """Per width, method and split: the mean slope over seeds with its t interval, against 1
     (``exaggerates``: the interval lies above 1; ``faithful``: it contains 1; ``softens``: below)."""
     rows = []
-    for (width, method, split), g in _main(runs).groupby(["width", "method", "split"]):
+    for (width, method, split), g in main_runs(runs).groupby(["width", "method", "split"]):
         d = paired_difference(g.slope.to_numpy(), np.ones(len(g)))
         word = {WIN: "exaggerates", LOSS: "softens"}.get(d.verdict, "undecided")
         rows.append(
@@ -120,12 +116,6 @@ def exaggeration(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def switch_width(runs: pd.DataFrame) -> int:
-    """The student width the switch experiment ran at (the smallest width if it did not run)."""
-    switched = runs[runs.switch_at > 0]
-    return int(switched.width.iloc[0]) if len(switched) else int(runs.width.min())
 
 
 def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
@@ -171,7 +161,7 @@ def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, switch: pd.DataFrame) -> list[Claim]:
+def mnist_claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, switch: pd.DataFrame) -> list[Claim]:
     """The verdicts, computed from the tables above."""
 
     def cells(frame: pd.DataFrame, **match) -> pd.DataFrame:
@@ -264,100 +254,7 @@ def claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, switch
     return out
 
 
-def deviation_figure(
-    bins: pd.DataFrame, row: str = "width", title: str = "How students deviate from the teacher, by its confidence"
-) -> plt.Figure:
-    """Student − teacher logit (of the teacher's top-1 class) per teacher-confidence bin, per loss, on
-    train and test inputs, one row of panels per value of ``row`` (the student width; ``fraction`` for
-    Section 4.2's students): the median over seeds, with a 95% interval when there are at least
-    :data:`MIN_SEEDS` seeds. Below 0: the student is less confident than the teacher."""
-    style()
-    order = [m for m in METHOD_ORDER if m in set(bins.method)]
-    seeds = bins.groupby([row, "method", "split", "bin"]).size().min()
-    grid = sns.relplot(data=bins, x="teacher_logit", y="deviation", hue="method", hue_order=order, col="split",
-                       row=row, kind="line", estimator="median", errorbar=("ci", 95) if seeds >= MIN_SEEDS else None,
-                       marker="o", height=2.8, aspect=1.3, facet_kws={"sharex": False})  # fmt: skip
-    for ax in grid.axes.flat:
-        ax.axhline(0, color="0.5", lw=0.8)
-    # "logit" here is the log-odds log p/(1−p) of the teacher's top-1 class, not a pre-softmax score: say so.
-    grid.set(xlabel="teacher top-1 log-odds (bin mean)", ylabel="student − teacher log-odds")
-    grid.set_titles("{row_var} = {row_name}, {col_name} inputs", size=9)
-    grid.figure.suptitle(f"{title}\n(log-odds of the teacher's top-1 class: log p/(1−p))", y=1.06)
-    grid.figure.subplots_adjust(hspace=0.5)  # room for each x label above the next row's titles; the legend stays out
-    return grid.figure
-
-
-def slope_figure(runs: pd.DataFrame) -> plt.Figure:
-    """Exaggeration slopes per loss, width and split: every seed as a point, the median as a dash; 1
-    (a faithful copy) as a line."""
-    style()
-    data = _main(runs).assign(student=lambda d: d.method + ", width " + d.width.astype(str))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, split in zip(axes, ("train", "test"), strict=True):
-        part = data[data.split == split]
-        sns.stripplot(
-            data=part,
-            x="student",
-            y="slope",
-            hue="method",
-            hue_order=list(METHOD_ORDER),
-            jitter=0.1,
-            ax=ax,
-            legend=False,
-            size=4,
-        )
-        sns.pointplot(
-            data=part,
-            x="student",
-            y="slope",
-            estimator="median",
-            errorbar=None,
-            color="k",
-            markers="_",
-            markersize=20,
-            linestyle="none",
-            ax=ax,
-        )
-        ax.axhline(1, color="0.5", lw=0.8)
-        ax.set(title=f"{split} inputs", xlabel="student (loss, width)", ylabel="slope: student on teacher log-odds")
-        ax.tick_params(axis="x", rotation=35)
-    fig.suptitle("Exaggeration slope per student (points: seeds; dashes: medians)")
-    fig.tight_layout()
-    return fig
-
-
-def switch_figure(runs: pd.DataFrame) -> plt.Figure:
-    """Test accuracy against the share of training spent on the labels before distilling (0: distil
-    from the start), per loss; the label-trained students as a band. Seeds as points, medians as lines."""
-    style()
-    test = runs[(runs.split == "test") & (runs.width == switch_width(runs))]
-    dist = test[test.method != "labels"]
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    sns.lineplot(
-        data=dist, x="switch_at", y="accuracy", hue="method", estimator="median", errorbar=None, marker="o", ax=ax
-    )
-    sns.stripplot(
-        data=dist,
-        x="switch_at",
-        y="accuracy",
-        hue="method",
-        native_scale=True,
-        jitter=False,
-        size=3,
-        alpha=0.5,
-        legend=False,
-        ax=ax,
-    )
-    labels = test[test.method == "labels"].accuracy
-    ax.axhspan(labels.min(), labels.max(), color="0.85", label="labels only (range over seeds)")
-    ax.axhline(labels.median(), color="0.5", lw=1)
-    ax.set(xlabel="share of training on labels before switching to distillation", ylabel="test accuracy")
-    ax.legend(loc="lower left", fontsize=8)
-    ax.set_title(f"The switch experiment (students of width {switch_width(runs)})")
-    return fig
-
-
-def metrics(
+def metrics_from(
     teacher: dict,
     summary: pd.DataFrame,
     exag: pd.DataFrame,
@@ -504,3 +401,48 @@ def atari_claims(table: pd.DataFrame, comp: pd.DataFrame) -> list[Claim]:
             )
         )
     return out
+
+
+SETTINGS = ("samples", "train_fraction", "teacher_width", "student_widths", "steps", "lr", "sobolev_weight", "seeds",
+            "switch_width", "switch_at", "bins", "atari_games")  # fmt: skip
+
+
+def atari(result: Result) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Section 4.2's students' table and paired comparisons (``None`` when none were analysed)."""
+    if not len(result.atari_runs):
+        return None
+    return atari_table(result.atari_runs), atari_comparisons(result.atari_runs)
+
+
+def claims(result: Result) -> list[Claim]:
+    """The section's verdicts: the MNIST-1D students' (:func:`mnist_claims`), then the Atari students'."""
+    runs, both = result.runs, atari(result)
+    found = mnist_claims(summary_table(runs), exaggeration(runs), comparisons(runs), switch_table(runs))
+    return found + (atari_claims(*both) if both else [])
+
+
+def metrics(result: Result) -> dict:
+    """What the stage writes to ``metrics.json`` (:func:`metrics_from`)."""
+    runs, cfg = result.runs, result.cfg
+    return metrics_from(
+        result.teacher, summary_table(runs), exaggeration(runs), comparisons(runs), switch_table(runs), result.bins,
+        claims(result), {k: getattr(cfg, k) for k in SETTINGS}, atari(result),
+    )  # fmt: skip
+
+
+def save(result: Result, output_dir: str | Path | None) -> None:
+    """Write the stage's outputs (:data:`~sobolev.deviations.config.OUTPUTS`) into ``output_dir``:
+    ``metrics.json``, ``runs.csv``, ``bins.csv`` and every figure, checked, as
+    ``figures/<name>.png`` (``None``: check the figures only)."""
+    if output_dir is None:
+        return save_all(figures(result), None)
+    out = Path(output_dir)
+    atomic_write_json(out / "metrics.json", metrics(result))
+    atomic_write_text(out / "runs.csv", result.runs.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "bins.csv", result.bins.to_csv(index=False, float_format="%.6g"))
+    save_all(figures(result), out)
+
+
+def readme_blocks(metrics: dict) -> dict[str, str]:
+    """The README blocks of the section, by name."""
+    return {"deviations": readme_block(metrics)}

@@ -6,15 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sobolev.common.params import SectionConfig, integer, items, number, param, text, threads
+from sobolev.common.params import SectionConfig, fail, integer, items, number, param, text, threads
 
 MAX_SAMPLES = 10_000_000
 
 
 def problem(name: str, v: object) -> str:
     """``black_scholes`` or ``basket<d>`` with 1 ≤ d ≤ 1000."""
-    from sobolev.common.params import fail
-
     ok = v == "black_scholes" or (
         isinstance(v, str) and re.fullmatch(r"basket[1-9][0-9]{0,3}", v) is not None and int(v[6:]) <= 1000
     )
@@ -52,3 +50,7 @@ class DifferentialConfig(SectionConfig):
     def sizes(self, name: str) -> list[int]:
         """The training sizes of problem ``name``."""
         return self.black_scholes_sizes if name == "black_scholes" else self.basket_sizes
+
+
+# What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
+OUTPUTS = ("figures", "runs.csv", "metrics.json")

@@ -1,5 +1,5 @@
 """The differential-ML section's report: the reference's table decided on paired seeds, the
-sample-efficiency factor, figures, metrics and the README block (nothing here trains)."""
+sample-efficiency factor, metrics, the saved outputs and the README block (nothing here trains)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from matplotlib import pyplot as plt
 
 from sobolev.common.claims import Claim, format_claims
-from sobolev.common.plotting import style
+from sobolev.common.plotting import save_all
 from sobolev.common.stats import LOSS, WIN, all_win
 from sobolev.common.utils import atomic_write_json, atomic_write_text
-from sobolev.differential.experiment import data_multiple
-from sobolev.differential.simulators import BachelierBasket
-from sobolev.differential.training import Ensemble
+from sobolev.differential.compute import REFERENCE, Result, data_multiple
+from sobolev.differential.plots import figures
 
-COLORS = {"standard": "#4C72B0", "differential": "#DD8452"}
-#: Value RMSE × 100 (standard, differential) printed in the saved outputs of the reference's
-#: notebook (Huge & Savine's DifferentialML, Bachelier basket), single runs; quoted, not ours.
-REFERENCE = {
-    ("basket7", 4096): (0.77, 0.24), ("basket7", 8192): (0.50, 0.14), ("basket7", 16384): (0.21, 0.11),
-    ("basket20", 4096): (2.02, 0.23), ("basket20", 8192): (1.19, 0.13), ("basket20", 16384): (0.62, 0.10),
-}  # fmt: skip
 #: "Several times the data", read as at least this factor.
 SEVERAL = 2.0
 
@@ -41,7 +31,7 @@ def with_reference(table: pd.DataFrame) -> pd.DataFrame:
     return ref
 
 
-def claims(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[Claim]:
+def table_claims(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[Claim]:
     """The reference's claims, decided on paired seeds (computed, never typed in); with ``runs``,
     also whether the reference's training recipe ever collapses to a near-constant fit."""
     out = []
@@ -78,7 +68,8 @@ def claims(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFrame | N
     return out
 
 
-def metrics_dict(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFrame) -> dict:
+def metrics_from(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFrame) -> dict:
+    """``metrics.json``: every cell of ``table``, the sample-efficiency factors, the collapsed runs, the verdicts."""
     cells = {
         f"{r.problem}/n{r.n_train}/{r.quantity}": {
             "standard": r.standard, "standard_low": r.standard_low, "standard_high": r.standard_high,
@@ -97,7 +88,7 @@ def metrics_dict(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFra
         }
         for r in efficiency.itertuples()
     }
-    verdicts = [c.to_dict() for c in claims(table, efficiency, runs)]
+    verdicts = [c.to_dict() for c in table_claims(table, efficiency, runs)]
     return {
         "rmse_x100": cells,
         "sample_efficiency": eff,
@@ -106,10 +97,31 @@ def metrics_dict(table: pd.DataFrame, efficiency: pd.DataFrame, runs: pd.DataFra
     }
 
 
-def save_artifacts(runs: pd.DataFrame, table: pd.DataFrame, efficiency: pd.DataFrame, output_dir: str) -> None:
+def claims(result: Result) -> list[Claim]:
+    """The reference's claims on this section's runs (:func:`table_claims`)."""
+    return table_claims(result.table, result.efficiency, result.runs)
+
+
+def metrics(result: Result) -> dict:
+    """What the stage writes to ``metrics.json`` (:func:`metrics_from`)."""
+    return metrics_from(result.table, result.efficiency, result.runs)
+
+
+def save(result: Result, output_dir: str | Path | None) -> None:
+    """Write the stage's outputs (:data:`~sobolev.differential.config.OUTPUTS`) into ``output_dir``:
+    ``metrics.json``, ``runs.csv`` and every figure, checked, as ``figures/<name>.png`` (``None``:
+    check the figures only)."""
+    if output_dir is None:
+        return save_all(figures(result), None)
     out = Path(output_dir)
-    atomic_write_json(out / "metrics.json", metrics_dict(table, efficiency, runs))
-    atomic_write_text(out / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))
+    atomic_write_json(out / "metrics.json", metrics(result))
+    atomic_write_text(out / "runs.csv", result.runs.to_csv(index=False, float_format="%.6g"))
+    save_all(figures(result), out)
+
+
+def readme_blocks(metrics: dict) -> dict[str, str]:
+    """The README blocks of the section, by name."""
+    return {"differential": readme_block(metrics)}
 
 
 def readme_block(metrics: dict) -> str:
@@ -133,64 +145,3 @@ def readme_block(metrics: dict) -> str:
     text = ("Samples standard training needs, as a multiple of differential's, to match its value error "
             f"(interpolated along the sizes): {eff}.")  # fmt: skip
     return "\n".join([*lines, "", text, "", format_claims(claims_, bullet="* ")])
-
-
-def error_curves(runs: pd.DataFrame) -> plt.Figure:
-    """RMSE × 100 against training size, every seed a point and the median a line, for both methods;
-    rows: value and first-asset delta; columns: problems (log-log). Collapsed runs (``collapsed``) are
-    ringed in red: they stay in the medians, and the reader sees which points they are."""
-    style()
-    problems = list(dict.fromkeys(runs.problem))
-    fig, axes = plt.subplots(2, len(problems), figsize=(3.3 * len(problems), 5.6), squeeze=False)
-    for j, name in enumerate(problems):
-        sub = runs[runs.problem == name]
-        for i, q in enumerate(("value", "delta")):
-            ax = axes[i, j]
-            ringed = False
-            for method, color in COLORS.items():
-                m = sub[sub.method == method]
-                ax.scatter(m.n_train, m[f"{q}_rmse"], s=10, color=color, alpha=0.6)
-                bad = m[m.collapsed]  # near-constant fits: kept in the medians, ringed so the reader sees them
-                ax.scatter(bad.n_train, bad[f"{q}_rmse"], s=45, facecolor="none", edgecolor="firebrick", lw=1,
-                           zorder=4, label="collapsed run" if len(bad) and not ringed else None)  # fmt: skip
-                ringed |= len(bad) > 0
-                med = m.groupby("n_train")[f"{q}_rmse"].median()
-                ax.plot(med.index, med.values, "-o", color=color, ms=3, label=method)
-            if q == "value":
-                ref = [(n, v) for (p, n), v in REFERENCE.items() if p == name]
-                for k, method in enumerate(("standard", "differential")):
-                    if ref:
-                        ax.scatter([n for n, _ in ref], [v[k] for _, v in ref], marker="x", color=COLORS[method],
-                                   label=f"reference ({method}, 1 run)")  # fmt: skip
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_title(f"{name}: {q}", fontsize=9)
-            ax.set_xlabel("training samples")
-        axes[0, j].legend(fontsize=6)
-    axes[0, 0].set_ylabel("value RMSE × 100")
-    axes[1, 0].set_ylabel("delta (asset 1) RMSE × 100")
-    fig.suptitle("Test error against training size: every seed (points), median (line)")
-    fig.tight_layout()
-    return fig
-
-
-def predicted_vs_true(sim: BachelierBasket, shown: tuple[Ensemble, torch.Tensor], seeds: int) -> plt.Figure:
-    """Price and first-asset delta against the basket value, truth and seed 0 of each method."""
-    style()
-    ens, test = shown
-    value, deriv = ens.predict(test)
-    basket = (test @ sim.weights).numpy()
-    order = np.argsort(basket)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for k, (ax, truth, pred) in enumerate(((axes[0], sim.price(test), value), (axes[1], sim.delta(test)[:, 0],
-                                                                               deriv[:, :, 0]))):  # fmt: skip
-        for method, m in (("standard", 0), ("differential", seeds)):
-            ax.scatter(basket, pred[m].numpy(), s=2, alpha=0.4, color=COLORS[method], label=f"{method} (seed 0)")
-        ax.plot(basket[order], truth.numpy()[order], "k-", lw=1, label="truth")
-        ax.set_xlabel("basket value Σ aᵢ Sᵢ at T₁")
-        ax.set_ylabel(["option price at T₁", "∂ price / ∂ S₁"][k])
-        ax.set_title(["price", "delta of asset 1"][k])
-        ax.legend(fontsize=7, markerscale=4)
-    fig.suptitle(f"Bachelier basket, d = {sim.dim}, {ens.model.n_models // 2} seeds per method; seed 0 shown")
-    fig.tight_layout()
-    return fig

@@ -1,6 +1,6 @@
 """Differential and standard training of batched softplus ensembles, as the reference does it.
 
-Each model standardises its own training set (:meth:`sobolev.core.data.Normaliser.from_samples`:
+Each model standardises its own training set (:meth:`sobolev.core.samples.Normaliser.from_samples`:
 inputs and values by their sample mean and standard deviation, derivative labels by ``σx/σy``),
 trains 4 × 20 softplus layers with Adam under the reference's one-cycle learning-rate schedule
 for ``epochs`` epochs of minibatches of ``max(256, N/16)``, on the balanced loss
@@ -20,11 +20,11 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor
 
-from sobolev.core.data import Normaliser
 from sobolev.core.fitting import FittedModel
 from sobolev.core.fitting import fit as sobolev_fit
 from sobolev.core.losses import balanced_weights, weighted_sobolev_loss
 from sobolev.core.models import BatchedSmoothMLP
+from sobolev.core.samples import Normaliser
 from sobolev.core.training import train_loop
 
 #: The reference's schedule: (fraction of training, learning rate), interpolated linearly.

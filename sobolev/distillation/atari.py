@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sobolev.common.utils import atomic_save
+
 GAMES = {
     "pong": "PongNoFrameskip-v4",
     "breakout": "BreakoutNoFrameskip-v4",
@@ -110,8 +112,6 @@ def save_teacher(net: TeacherNet, path: str | Path, **info: Any) -> None:
     """Pin a teacher: its weights in float16 (a few MB, small enough for git) and ``info`` (plain
     numbers and strings: game, env steps, training log ...). The float16 weights *are* the teacher
     from then on: recording and distillation load them back as float32."""
-    from sobolev.common.utils import atomic_save
-
     weights = {k: v.detach().to(torch.float16).cpu() for k, v in net.state_dict().items()}
     atomic_save({"weights": weights, "n_actions": net.n_actions, "in_frames": net.cnn[0].in_channels, **info}, path)
 
@@ -125,7 +125,7 @@ def load_teacher(
     if not path.exists():
         raise FileNotFoundError(
             f"no teacher at {path}: the pinned teachers are committed with the repository; retrain one with "
-            "`python -m sobolev.pipeline run teacher GAME`"
+            "`python -m sobolev.pipeline run s42-teacher GAME`"
         )
     d = torch.load(path, weights_only=True)
     if game is not None and d.get("game", game) != game:

@@ -3,7 +3,7 @@
 * ``teacher``: train an SB3 agent here (``teacher_source: train``) or take the RL Zoo's
   (``hub``) and pin its policy -> ``teacher.pt`` (float16 weights, a few MB, committed to git) and
   ``teacher_training.json``. The DVC stage is frozen: ``dvc repro`` starts from the pinned teachers,
-  so every clone distils the same players; retrain with this command, then ``dvc commit teacher@GAME``;
+  so every clone distils the same players; retrain with this command, then ``dvc commit s42-teacher@GAME``;
 * ``record``:  play ``states`` states with it -> ``recording.pt`` (single frames, episode
   boundaries, the teacher's log-probabilities) and ``teacher.json`` (return beside random play and
   the RL Zoo's, entropy);
@@ -22,20 +22,47 @@ game's folder only when the step succeeded. :func:`run_chain` runs all three in 
 
 from __future__ import annotations
 
+import json
 import math
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
 from sobolev.common.params import ParamError
 from sobolev.common.paths import RESULTS
-from sobolev.common.utils import atomic_save, atomic_write_json, atomic_write_text, pick_device, set_threads
+from sobolev.common.utils import (
+    atomic_save,
+    atomic_write_json,
+    atomic_write_text,
+    pick_device,
+    progress_bar,
+    set_threads,
+)
+from sobolev.core.training import NonFiniteLossError
+from sobolev.distillation import atari
+from sobolev.distillation.atari import RL_ZOO_SCORES, make_env, policy_entropy_ratio
 from sobolev.distillation.config import DistillationConfig
+from sobolev.distillation.distill import (
+    Recording,
+    TeacherJacobians,
+    agreement,
+    distill,
+    evaluate,
+    predict,
+    regular_lr_grid,
+    run_policy,
+    split_episodes,
+    tune,
+)
 
 GAMES_DIR = RESULTS / "distillation" / "games"
 RANDOM_PLAY_GAMES = 10
@@ -44,8 +71,6 @@ RANDOM_PLAY_GAMES = 10
 def make_teacher(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
     """Write ``dst/teacher.pt`` (the pinned policy, :func:`~sobolev.distillation.atari.save_teacher`)
     and ``dst/teacher_training.json``."""
-    from sobolev.distillation import atari
-
     dst = Path(dst)
     start = time.perf_counter()
     info = {"game": game, "source": cfg.teacher_source, "algo": cfg.teacher_algo}
@@ -73,16 +98,11 @@ def make_teacher(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
 
 def load_teacher(cfg: DistillationConfig, game: str, src: Path, device: torch.device | str = "cpu"):
     """The pinned teacher ``src/teacher.pt`` at ``teacher_temperature``, frozen, checked to play ``game``."""
-    from sobolev.distillation import atari
-
     return atari.load_teacher(Path(src) / "teacher.pt", cfg.teacher_temperature, device, game=game)
 
 
 def random_play(game: str, episodes: int, seed: int) -> list[float]:
     """Raw scores of ``episodes`` whole games played with uniformly random actions (the chance level)."""
-    import numpy as np
-
-    from sobolev.distillation.atari import make_env
 
     env = make_env(game, seed=seed, for_training=False)
     rng = np.random.default_rng(seed)
@@ -99,9 +119,6 @@ def random_play(game: str, episodes: int, seed: int) -> list[float]:
 def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
     """Write ``dst/recording.pt`` and ``dst/teacher.json`` (returns beside random play and the RL Zoo's
     score, entropy) for ``game``."""
-    from sobolev.distillation.atari import RL_ZOO_SCORES, policy_entropy_ratio
-    from sobolev.distillation.distill import run_policy
-
     set_threads(cfg.process_threads)
     teacher = load_teacher(cfg, game, src)
     rec = run_policy(teacher, game, cfg.states, seed=cfg.record_seed, progress=progress)
@@ -142,8 +159,6 @@ def teacher_gradient_scale(cfg: DistillationConfig, folder: str | Path, states: 
     recorded states of ``‖∂ log π*(a|s) / ∂s‖`` (one norm per state and action). The Sobolev term is a norm
     of such gradients' difference, the KL a number near 0.01-0.1, so a fixed α weighs the two very
     differently from one game to another. ``{game: {"q25", "median", "q75", "states"}}``."""
-    from sobolev.distillation.distill import Recording, TeacherJacobians
-
     set_threads(cfg.process_threads)
     out = {}
     for game in cfg.games:
@@ -191,8 +206,6 @@ class RunTrainer:
     teacher, the episode splits, the teacher's stored Jacobians and the fixed evaluation subsets."""
 
     def __init__(self, cfg: DistillationConfig, game: str, src: Path, progress: bool | TextIO = False):
-        from sobolev.distillation.distill import Recording, TeacherJacobians, split_episodes
-
         self.cfg, self.game, self.progress = cfg, game, progress
         self.device = pick_device(cfg.device)
         self.rec = Recording.load(Path(src) / "recording.pt").to(self.device)
@@ -229,9 +242,6 @@ class RunTrainer:
         """Train ``job``: ``{"row"}`` (its runs.csv row), ``{"curve"}`` (its curves.csv rows) and ``{"kept"}`` (its
         log-probabilities on its training and test states, for students.pt). A diverged grid run returns a row
         with a NaN validation KL (it loses the tuning); a diverged final run raises."""
-        from sobolev.core.training import NonFiniteLossError
-        from sobolev.distillation.distill import agreement, distill, evaluate, predict
-
         cfg, rec, splits, device = self.cfg, self.rec, self.splits, self.device
         key = {"game": self.game, **asdict(job)}
         desc = f"{self.game} {job.role} {job.fraction:g} {job.method} lr={job.lr:.0e} α={job.alpha:g} seed {job.seed}"
@@ -297,14 +307,6 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     * ``students.pt``: the recorded teacher's log-probabilities ``(T, A)`` and, per chosen student, its
       training and test state indices and its log-probabilities on them.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    import numpy as np
-    import pandas as pd
-
-    from sobolev.common.utils import progress_bar
-    from sobolev.distillation.distill import regular_lr_grid, tune
 
     # Until the workers start, this process has every core: loading and the teacher's Jacobians.
     set_threads(cfg.process_threads)
@@ -402,6 +404,12 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
 
 
 STEPS = {"teacher": make_teacher, "record": record, "distill": distill_game}
+# What each step writes into its game's folder, declared once: the pipeline installs exactly these.
+OUTPUTS = {
+    "make_teacher": ("teacher.pt", "teacher_training.json"),
+    "record": ("recording.pt", "teacher.json"),
+    "distill_game": ("runs.csv", "curves.csv", "summary.json", "students.pt"),
+}
 
 
 def run_chain(cfg: DistillationConfig, folder: str | Path, progress: bool | TextIO = False) -> Path:
@@ -413,3 +421,64 @@ def run_chain(cfg: DistillationConfig, folder: str | Path, progress: bool | Text
         for step in STEPS.values():
             step(cfg, game, where, where, progress)
     return Path(folder)
+
+
+# --- the chain's results, read back for the report stage ---------------------------------------------
+RUN_KEYS = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]  # one run of the chain
+
+
+def load(results: str | Path, games: list[str]) -> dict:
+    """``{"teachers", "runs", "curves": DataFrame, "summaries": {game: dict}}``."""
+    results = Path(results)
+    missing = [g for g in games if not (results / g / "summary.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"no distillation results for {missing} in {results}: run `dvc repro` first")
+    teachers = pd.DataFrame([json.loads((results / g / "teacher.json").read_text()) for g in games])
+    runs = pd.concat([pd.read_csv(results / g / "runs.csv") for g in games], ignore_index=True)
+    curves = pd.concat([pd.read_csv(results / g / "curves.csv") for g in games], ignore_index=True)
+    summaries = {g: json.loads((results / g / "summary.json").read_text()) for g in games}
+    return {"teachers": teachers, "runs": runs, "curves": curves, "summaries": summaries}
+
+
+def chosen_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The curves of the chosen runs (each method at its chosen point, every fraction and seed)."""
+    return curves.merge(runs.loc[runs.chosen, RUN_KEYS], on=RUN_KEYS)
+
+
+def at_lr(grid: pd.DataFrame, lr: float, alpha: float) -> pd.DataFrame:
+    """Both methods' grid runs at ``lr``; Sobolev's at ``alpha`` where it ran more than one α there."""
+    at = grid[np.isclose(grid.lr, lr)]
+    sob = at[at.method == "sobolev"]
+    if sob.alpha.nunique() > 1:
+        same = np.isclose(sob.alpha, alpha)
+        sob = sob[same] if same.any() else sob[sob.alpha == sob.alpha.min()]
+    return pd.concat([at[at.method == "regular"], sob])
+
+
+@dataclass
+class Result:
+    """The chain's results for every game of ``cfg`` (:func:`run`).
+
+    Attributes:
+        cfg: the section's config.
+        teachers: one row per game (``teacher.json``: returns, random play, the RL Zoo's score).
+        runs, curves: every run of the chain and its evaluation curve (``runs.csv``, ``curves.csv``).
+        summaries: per game, the chosen hyper-parameters, split sizes and timings (``summary.json``).
+        gradient_scale: per game, the teacher's input-gradient scale (:func:`teacher_gradient_scale`).
+    """
+
+    cfg: DistillationConfig
+    teachers: pd.DataFrame
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    summaries: dict
+    gradient_scale: dict
+
+
+def run(cfg: DistillationConfig, progress: bool | TextIO = False, games_dir: str | Path = GAMES_DIR) -> Result:
+    """Section 4.2's results: the chain's outputs in ``games_dir`` (what its DVC stages wrote), read
+    back with the teachers' gradient scale. The chain itself runs as stages (:data:`STEPS`); at the
+    ``ci`` scale the notebook runs it first with :func:`run_chain` into a temporary folder."""
+    data = load(games_dir, cfg.games)
+    return Result(cfg, data["teachers"], data["runs"], data["curves"], data["summaries"],
+                  teacher_gradient_scale(cfg, games_dir))  # fmt: skip

@@ -18,7 +18,7 @@ from sobolev.common.params import (
     text,
     threads,
 )
-from sobolev.distillation.atari import ALGOS, GAMES
+from sobolev.distillation.atari import ALGOS, GAMES, hub_zip_name
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,6 @@ class DistillationConfig(SectionConfig):
     def check_inputs(self) -> None:
         """Hub teachers given as local zips must all be there."""
         if self.teacher_source == "hub" and self.teacher_dir:
-            from sobolev.distillation.atari import hub_zip_name
-
             for game in self.games:
                 path = Path(self.teacher_dir) / hub_zip_name(game, self.teacher_algo)
                 if not path.exists():
@@ -105,3 +103,8 @@ class DistillationConfig(SectionConfig):
                         f"teacher_dir has no {path.name} for {game}: download it from "
                         f"https://huggingface.co/sb3/{path.stem} or leave teacher_dir empty to fetch it"
                     )
+
+
+# What the report stage writes besides its executed notebook (declared once; the pipeline installs exactly
+# these). The chain's steps declare theirs in chain.OUTPUTS.
+OUTPUTS = ("figures", "metrics.json")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sobolev.common.utils import progress_bar
+from sobolev.common.utils import atomic_save, progress_bar
 from sobolev.core.derivatives import forward_with_masks, linearised_forward, random_unit_vectors
 from sobolev.core.losses import stochastic_sobolev_loss
 from sobolev.core.training import NonFiniteLossError, train_loop
@@ -103,8 +103,6 @@ class Recording:
         return self
 
     def save(self, path: str | Path) -> None:
-        from sobolev.common.utils import atomic_save
-
         atomic_save(
             {"frames": self.frames.cpu(), "episode": self.episode.cpu(), "log_probs": self.log_probs.cpu(),
              "returns": self.returns, "game": self.game}, path,

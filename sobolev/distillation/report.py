@@ -1,10 +1,10 @@
 """Section 4.2's results from the chain's outputs: tables, Figure 4, the paper's claims decided.
 
-Reads ``<results>/<game>/{teacher.json, summary.json, runs.csv, curves.csv}`` written by
-:mod:`sobolev.distillation.chain`; nothing here trains. Every comparison pairs the two methods
-within a seed (same initial student, same batches) and is decided by a bootstrap interval over
-seeds (:mod:`sobolev.common.stats`: a paired t interval, decided on at least 5 seeds): a claim holds only
-when every cell it speaks of is a win.
+Works on :class:`~sobolev.distillation.chain.Result` (``<results>/<game>/{teacher.json, summary.json,
+runs.csv, curves.csv}`` written by :mod:`sobolev.distillation.chain`); nothing here trains. Every
+comparison pairs the two methods within a seed (same initial student, same batches) and is decided by
+a paired t interval over seeds (:mod:`sobolev.common.stats`, decided on at least 5 seeds): a claim
+holds only when every cell it speaks of is a win.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from sobolev.common.claims import Claim, format_claims
-from sobolev.common.plotting import METHOD_COLORS, style
+from sobolev.common.plotting import save_all
 from sobolev.common.stats import (
     LOSS,
     MIN_SEEDS,
@@ -32,25 +31,14 @@ from sobolev.common.stats import (
     paired_ratio,
     welch_interval,
 )
+from sobolev.common.utils import atomic_write_json
+from sobolev.distillation.chain import RUN_KEYS, Result, at_lr, chosen_curves
+from sobolev.distillation.plots import figures
 
 KEYS = ["game", "fraction", "method", "seed"]
-RUN_KEYS = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]  # one run of the chain
 N_BOOT = 10_000
 # "Learns faster": iterations until the validation KL is within this factor of regular's best.
 FAST_WITHIN = 1.1
-
-
-def load(results: str | Path, games: list[str]) -> dict:
-    """``{"teachers", "runs", "curves": DataFrame, "summaries": {game: dict}}``."""
-    results = Path(results)
-    missing = [g for g in games if not (results / g / "summary.json").exists()]
-    if missing:
-        raise FileNotFoundError(f"no distillation results for {missing} in {results}: run `dvc repro` first")
-    teachers = pd.DataFrame([json.loads((results / g / "teacher.json").read_text()) for g in games])
-    runs = pd.concat([pd.read_csv(results / g / "runs.csv") for g in games], ignore_index=True)
-    curves = pd.concat([pd.read_csv(results / g / "curves.csv") for g in games], ignore_index=True)
-    summaries = {g: json.loads((results / g / "summary.json").read_text()) for g in games}
-    return {"teachers": teachers, "runs": runs, "curves": curves, "summaries": summaries}
 
 
 # --- the teachers ---------------------------------------------------------------------------------
@@ -171,11 +159,6 @@ def iterations_ratio(sobolev: np.ndarray, regular: np.ndarray) -> Interval:
                          finite_faster=finite.verdict == WIN)  # fmt: skip
 
 
-def chosen_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The curves of the chosen runs (each method at its chosen point, every fraction and seed)."""
-    return curves.merge(runs.loc[runs.chosen, RUN_KEYS], on=RUN_KEYS)
-
-
 def selected_table(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Final runs at their selected checkpoints: median and 95% interval over seeds of test KL, test action
     error, train KL and the test − train gap; the median selected and last iteration; the share that stopped
@@ -236,16 +219,6 @@ def comparisons(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _at_lr(grid: pd.DataFrame, lr: float, alpha: float) -> pd.DataFrame:
-    """Both methods' grid runs at ``lr``; Sobolev's at ``alpha`` where it ran more than one α there."""
-    at = grid[np.isclose(grid.lr, lr)]
-    sob = at[at.method == "sobolev"]
-    if sob.alpha.nunique() > 1:
-        same = np.isclose(sob.alpha, alpha)
-        sob = sob[same] if same.any() else sob[sob.alpha == sob.alpha.min()]
-    return pd.concat([at[at.method == "regular"], sob])
-
-
 def control(runs: pd.DataFrame, curves: pd.DataFrame, summaries: dict) -> pd.DataFrame:
     """The equal-learning-rate control: at the tuning fraction the grid ran both methods at every learning rate for
     every seed; at each method's chosen lr, the test-KL ratio and the iterations-to-threshold ratio Sobolev /
@@ -262,7 +235,7 @@ def control(runs: pd.DataFrame, curves: pd.DataFrame, summaries: dict) -> pd.Dat
         for method, hp in s["chosen"].items():
             owners.setdefault(hp["lr"], []).append(method)
         for lr, who in owners.items():
-            at = _at_lr(grid, lr, alpha)
+            at = at_lr(grid, lr, alpha)
             pair = next(iter(_pair(at, "test_kl", ["game"]).values()), None)
             if pair is None:
                 continue
@@ -321,7 +294,7 @@ def low_data_gain(rows: list[tuple[str, pd.Series, pd.Series]]) -> bool | None:
     return False if any(fails) else (True if all(holds) else None)
 
 
-def claims(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
+def claims_from(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
     """The paper's Section 4.2 claims, each decided from paired seeds in every game and fraction (the
     equal-learning-rate control's only where :func:`control` has rows: a grid of more than one point)."""
     out = []
@@ -397,134 +370,6 @@ def claims(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
 # --- figures --------------------------------------------------------------------------------------
 
 
-def _panel(df: pd.DataFrame) -> pd.Series:
-    return df.game + ", " + (100 * df.fraction).round().astype(int).astype(str) + "% train"
-
-
-def figure4(curves: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
-    """Figure 4: KL to the teacher (top, log scale: the final gaps are small next to the start) and action error
-    (bottom, linear from 0) against iterations, one column per game and fraction, final runs; test solid, train
-    dashed; median over seeds with the range of seeds shaded; crosses: each seed's selected checkpoint (test KL
-    and test action error). Early stopping ends seeds at different iterations: where fewer seeds than the
-    run's full count remain, the median is drawn thin and faint, with the count printed at its end."""
-    style()
-    df = chosen_curves(curves, runs)
-    df = df[df.set.isin(["train", "test"])].copy()
-    df["panel"] = _panel(df)
-    sel = runs[runs.chosen].copy()
-    sel["panel"] = _panel(sel)
-    panels = list(dict.fromkeys(df.sort_values(["game", "fraction"]).panel))
-    metrics = {"kl": ("KL(π ‖ π*), log scale", "test_kl"),
-               "action_error": ("action-prediction error", "test_action_error")}  # fmt: skip
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.8 * len(panels), 6.4), squeeze=False, sharex="col")
-    for j, panel in enumerate(panels):
-        for i, (metric, (label, selected)) in enumerate(metrics.items()):
-            ax = axes[i, j]
-            for (method, split), g in df[df.panel == panel].groupby(["method", "set"]):
-                stats = g.groupby("iteration")[metric].agg(["median", "min", "max", "count"])
-                full = stats["count"] == stats["count"].max()
-                color, ls = METHOD_COLORS[method], "-" if split == "test" else "--"
-                whole = stats[full.cummin()]  # up to the first iteration some seed no longer reaches
-                tail = stats.loc[whole.index[-1] :] if len(whole) < len(stats) else stats.iloc[:0]
-                ax.plot(whole.index, whole["median"], ls, color=color, lw=1.6,
-                        label=f"{method}, {split}" if i == 0 and j == 0 else None)  # fmt: skip
-                ax.fill_between(whole.index, whole["min"], whole["max"], color=color, alpha=0.15, lw=0)
-                if len(tail) > 1:
-                    ax.plot(tail.index, tail["median"], ls, color=color, lw=0.7, alpha=0.5)
-                    if split == "test":
-                        ax.annotate(f"{int(tail['count'].iloc[-1])}/{int(stats['count'].max())}",
-                                    (tail.index[-1], tail["median"].iloc[-1]), fontsize=6, color=color,
-                                    xytext=(2, 2), textcoords="offset points")  # fmt: skip
-            for method, pts in sel[sel.panel == panel].groupby("method"):
-                ax.scatter(
-                    pts.best_iteration,
-                    pts[selected],
-                    marker="x",
-                    color=METHOD_COLORS[method],
-                    zorder=5,
-                    label="selected checkpoint (test)" if i == 0 and j == 0 and method == "regular" else None,
-                )
-            if metric == "kl":
-                ax.set_yscale("log")
-            else:
-                ax.set_ylim(bottom=0)
-            ax.set_xlabel("iteration" if i == 1 else "")
-            ax.set_title(panel if i == 0 else "")
-            ax.set_ylabel(label if j == 0 else "")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Figure 4: distilling Atari policies (median and range over seeds; ×: selected checkpoints; "
-                 "faint with k/K: fewer seeds remain)", y=1.01)  # fmt: skip
-    fig.tight_layout()
-    return fig
-
-
-def fraction_summary(runs: pd.DataFrame) -> plt.Figure:
-    """What the paper's Figure 4 is about, against the training-set fraction: each seed's test KL (top, log) and
-    test action error (bottom) at its selected checkpoint, per game, regular and Sobolev side by side (a
-    line joins a seed's two methods), with the medians as dashes."""
-    style()
-    final = runs[runs.chosen]
-    games = sorted(final.game.unique())
-    fractions = sorted(final.fraction.unique())
-    fig, axes = plt.subplots(2, len(games), figsize=(4.2 * len(games), 6.0), squeeze=False)
-    offset = {"regular": -0.12, "sobolev": 0.12}
-    for j, game in enumerate(games):
-        for i, (col, label) in enumerate((("test_kl", "test KL(π ‖ π*), log scale"),
-                                          ("test_action_error", "test action-prediction error"))):  # fmt: skip
-            ax = axes[i, j]
-            for k, fraction in enumerate(fractions):
-                cell = final[(final.game == game) & (final.fraction == fraction)]
-                for _, pair in cell.groupby("seed"):
-                    pair = pair.set_index("method").reindex(["regular", "sobolev"])
-                    ax.plot([k + offset["regular"], k + offset["sobolev"]], pair[col], color="0.7", lw=0.7)
-                for method, m in cell.groupby("method"):
-                    x = k + offset[method]
-                    ax.scatter(np.full(len(m), x), m[col], color=METHOD_COLORS[method], s=14, zorder=3,
-                               label=method if (i, j, k) == (0, 0, 0) else None)  # fmt: skip
-                    ax.hlines(m[col].median(), x - 0.09, x + 0.09, color="black", lw=1.5, zorder=4)
-            ax.set_xticks(range(len(fractions)), [f"{100 * f:.0f}%" for f in fractions])
-            ax.set_xlabel("training-set fraction of the recording")
-            ax.set_ylabel(label if j == 0 else "")
-            if col == "test_kl":
-                ax.set_yscale("log")
-                ax.set_title(f"{game} ({final[final.game == game].seed.nunique()} seeds)")
-            else:
-                ax.set_ylim(bottom=0)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Figure 4 summarised: selected checkpoints against training-set fraction (dashes: medians)")
-    fig.tight_layout()
-    return fig
-
-
-def paired_figure(runs: pd.DataFrame, summaries: dict) -> plt.Figure:
-    """Each seed's test KL at the selected checkpoint, regular and Sobolev joined by a line (same seed): per game
-    and fraction at each method's chosen point, then the control (both at each chosen lr, tuning fraction); log
-    scale."""
-    style()
-    panels = []
-    for (game, fraction), cell in runs[runs.chosen].groupby(["game", "fraction"]):
-        panels.append((f"{game}, {100 * fraction:.0f}% train", cell))
-    for game, s in summaries.items():
-        grid = runs[(runs.game == game) & (runs.role == "grid")]
-        for lr in sorted({hp["lr"] for hp in s["chosen"].values()}):
-            panels.append((f"{game}, both at lr {lr:g}", _at_lr(grid, lr, s["chosen"]["sobolev"]["alpha"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 3.4), squeeze=False, sharey=True)
-    for ax, (title, cell) in zip(axes[0], panels, strict=True):
-        for _, pair in cell.groupby("seed"):
-            pair = pair.set_index("method").reindex(["regular", "sobolev"])
-            ax.plot([0, 1], pair.test_kl, color="grey", lw=0.8)
-            ax.scatter([0, 1], pair.test_kl, c=[METHOD_COLORS["regular"], METHOD_COLORS["sobolev"]], zorder=3)
-        ax.set_xticks([0, 1], ["regular", "Sobolev"])
-        ax.set_xlim(-0.4, 1.4)
-        ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("method (same seed joined)", fontsize=8)
-    axes[0, 0].set_ylabel("test KL at the selected checkpoint (log)")
-    fig.suptitle("Paired seeds: each line is one seed (same initial student, same batches)", y=1.03)
-    fig.tight_layout()
-    return fig
-
-
 # --- metrics and README ---------------------------------------------------------------------------
 
 
@@ -536,25 +381,46 @@ def _interval_dict(iv: Interval) -> dict[str, float]:
     return {"estimate": iv.estimate, "low": iv.low, "high": iv.high}
 
 
-def metrics(data: dict) -> dict:
-    """What the notebook stage writes to ``metrics.json`` (valid JSON, for ``dvc metrics``)."""
-    comp = comparisons(data["runs"], data["curves"])
-    ctrl = control(data["runs"], data["curves"], data["summaries"])
-    teachers = data["teachers"]
+def claims(result: Result) -> list[Claim]:
+    """The section's verdicts: the teachers' (:func:`teacher_claims`), then the paper's claims on the
+    students (:func:`claims_from`)."""
+    comp = comparisons(result.runs, result.curves)
+    ctrl = control(result.runs, result.curves, result.summaries)
+    return teacher_claims(result.teachers) + claims_from(comp, ctrl)
+
+
+def metrics(result: Result) -> dict:
+    """What the report stage writes to ``metrics.json`` (valid JSON, for ``dvc metrics``)."""
+    teachers = result.teachers
     chance = {t["game"]: beats_chance(t) for _, t in teachers.iterrows()}
     return {
         "teachers": [
             {**t, "beats_chance": _interval_dict(chance[t["game"]])} for t in _records(teacher_table(teachers))
         ],
-        "chosen": _records(chosen_table(data["summaries"])),
-        "grid": _records(grid_table(data["runs"])),
-        "selected": _records(selected_table(data["runs"])),
-        "comparisons": _records(comp),
-        "control": _records(ctrl),
-        "teacher_gradient_scale": data.get("gradient_scale", {}),
-        "seconds": {g: s["seconds"] for g, s in data["summaries"].items()},
-        "claims": [c.to_dict() for c in teacher_claims(teachers) + claims(comp, ctrl)],
+        "chosen": _records(chosen_table(result.summaries)),
+        "grid": _records(grid_table(result.runs)),
+        "selected": _records(selected_table(result.runs)),
+        "comparisons": _records(comparisons(result.runs, result.curves)),
+        "control": _records(control(result.runs, result.curves, result.summaries)),
+        "teacher_gradient_scale": result.gradient_scale,
+        "seconds": {g: s["seconds"] for g, s in result.summaries.items()},
+        "claims": [c.to_dict() for c in claims(result)],
     }
+
+
+def save(result: Result, output_dir: str | Path | None) -> None:
+    """Write the report stage's outputs (:data:`~sobolev.distillation.config.OUTPUTS`) into
+    ``output_dir``: ``metrics.json`` and every figure, checked, as ``figures/<name>.png`` (``None``:
+    check the figures only)."""
+    if output_dir is None:
+        return save_all(figures(result), None)
+    atomic_write_json(Path(output_dir) / "metrics.json", metrics(result))
+    save_all(figures(result), output_dir)
+
+
+def readme_blocks(m: dict) -> dict[str, str]:
+    """The README blocks of Section 4.2, by name."""
+    return {"distillation": readme_block(m)}
 
 
 def _g(value: float | None) -> str:

@@ -18,8 +18,7 @@ from sobolev.core.linearisation import linearised_module
 from sobolev.core.losses import stochastic_sobolev_loss
 from sobolev.core.models import MLP
 from sobolev.core.training import train_loop
-from sobolev.features.compute import METHODS, rounds
-from sobolev.features.config import FeaturesConfig
+from sobolev.features.config import METHODS, FeaturesConfig, rounds
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Digits:
 def load_digits_split(n_test: int = 597, seed: int = 0) -> Digits:
     """scikit-learn's digits (bundled with the package: no download), shuffled once by ``seed``,
     the last ``n_test`` images held out; pixels standardised with the training set's statistics."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # the pipeline extra's, imported only when used
 
     data = load_digits()
     order = np.random.default_rng(seed).permutation(len(data.target))

@@ -4,7 +4,7 @@ every checkpoint of training (the phase diagram)."""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import TextIO
 
 import numpy as np
@@ -13,23 +13,17 @@ import torch
 
 from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, paired_difference, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
-from sobolev.core.data import make_sample
 from sobolev.core.engine import evaluation_sets
 from sobolev.core.functions import get_function
 from sobolev.core.linearisation import predict_linearised, train_linearised
 from sobolev.core.models import BatchedMLP
-from sobolev.features.config import FeaturesConfig
+from sobolev.core.samples import make_sample
+from sobolev.features.classification import run_classification
+from sobolev.features.config import METHODS, FeaturesConfig, rounds
 
-METHODS = ("regular", "sobolev")
 # A decided ratio counts as an effect only beyond this: a win needs its whole interval ≥ 10% below 1 (a loss ≥ 10%
 # above); an interval inside (0.9, 1.11) is a difference no reader would call one (e.g. Beale's 0.999).
 MIN_EFFECT = 0.1
-
-
-def rounds(steps: int, every: int) -> int:
-    """The number of anchors (feature sets) a run of ``steps`` updates uses: ⌈steps / K⌉; its
-    feature updates are one fewer (K = steps: 1 anchor, no feature update, the fixed-feature model)."""
-    return math.ceil(steps / every)
 
 
 def run_all(cfg: FeaturesConfig, progress: bool | TextIO = True) -> pd.DataFrame:
@@ -153,3 +147,44 @@ def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
                     "sobolev_agreement": float(both.test_agreement.median()),
                     "difference": d.estimate, "low": d.low, "high": d.high, "verdict": d.verdict})  # fmt: skip
     return pd.DataFrame(out)
+
+
+@dataclass
+class Result:
+    """Everything the section computes (:func:`run`).
+
+    Attributes:
+        cfg: the section's config.
+        runs: every regression run at every checkpoint (:func:`run_all`).
+        table: Sobolev / regular per function and K (:func:`curve`); ``needed``: the feature
+            updates each method needs to come within ``cfg.within`` of its K = 1 error
+            (:func:`updates_needed`).
+        digit_runs: every digits student at every checkpoint, and ``teacher`` the teacher's
+            accuracy and the students' data (:func:`~sobolev.features.classification.run_classification`).
+        digits, accuracy, digits_needed: the students' curve (test KL to the teacher), test
+            accuracies and updates needed.
+        phase: the phase diagram's function at every checkpoint (:func:`phase`).
+    """
+
+    cfg: FeaturesConfig
+    runs: pd.DataFrame
+    table: pd.DataFrame
+    needed: pd.DataFrame
+    digit_runs: pd.DataFrame
+    teacher: dict
+    digits: pd.DataFrame
+    accuracy: pd.DataFrame
+    digits_needed: pd.DataFrame
+    phase: pd.DataFrame
+
+
+def run(cfg: FeaturesConfig, progress: bool | TextIO = True) -> Result:
+    """The regression runs, then the digits students, and every table of the section."""
+    runs = run_all(cfg, progress=progress)
+    table = curve(runs)
+    digit_runs, teacher = run_classification(cfg, progress=progress)
+    digits = curve(digit_runs.assign(function="digits"), error="test_kl", shown="test_kl")
+    return Result(
+        cfg, runs, table, updates_needed(table, cfg.within), digit_runs, teacher, digits, accuracy_table(digit_runs),
+        updates_needed(digits, cfg.within), phase(runs, cfg.phase_function),
+    )  # fmt: skip

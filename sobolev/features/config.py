@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -52,3 +53,16 @@ class FeaturesConfig(SectionConfig):
             self.fail("checkpoints", f"must end at steps ({self.steps})")
         if self.phase_function not in self.functions:
             self.fail("phase_function", f"must be one of functions {self.functions}")
+
+
+# What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
+OUTPUTS = ("figures", "runs.csv", "curve.csv", "digits.csv", "metrics.json")
+
+
+METHODS = ("regular", "sobolev")  # the two losses every run is trained with, paired per seed
+
+
+def rounds(steps: int, every: int) -> int:
+    """The number of anchors (feature sets) a run of ``steps`` updates uses: ⌈steps / K⌉; its
+    feature updates are one fewer (K = steps: 1 anchor, no feature update, the fixed-feature model)."""
+    return math.ceil(steps / every)

@@ -1,22 +1,21 @@
-"""The feature-update section's verdicts, metrics, README block and figures (all computed from runs)."""
+"""The feature-update section's verdicts, metrics, saved outputs and README block (all computed from runs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib import pyplot as plt
 
 from sobolev.common.claims import Claim, format_claims
-from sobolev.common.plotting import METHOD_COLORS, style
-from sobolev.common.stats import LOSS, UNDECIDED, WIN, all_win, count_verdicts
+from sobolev.common.plotting import save_all
+from sobolev.common.stats import LOSS, WIN, all_win, count_verdicts
 from sobolev.common.utils import atomic_write_json, atomic_write_text
-from sobolev.features.compute import METHODS, MIN_EFFECT, final
+from sobolev.features.compute import MIN_EFFECT, Result
+from sobolev.features.config import METHODS
+from sobolev.features.plots import figures
 
 
-def claims(
+def task_claims(
     table: pd.DataFrame, needed: pd.DataFrame, steps: int, within: float, task: str = "regression"
 ) -> list[Claim]:
     """Verdicts from :func:`sobolev.features.compute.curve` (``table``) and
@@ -68,7 +67,7 @@ def claims(
     return [Claim(f"{task}: {c.text}", c.holds, c.evidence) for c in out]
 
 
-def metrics_dict(
+def metrics_from(
     table: pd.DataFrame,
     needed: pd.DataFrame,
     digits: pd.DataFrame,
@@ -95,17 +94,39 @@ def metrics_dict(
     }  # fmt: skip
 
 
-def save_artifacts(
-    runs: pd.DataFrame, table: pd.DataFrame, digit_runs: pd.DataFrame, metrics: dict, output_dir: str | Path
-) -> None:
-    """Write ``runs.csv`` (every regression run at every checkpoint), ``curve.csv``, ``digits.csv``
-    (every digits student at every checkpoint) and ``metrics.json``."""
+def claims(result: Result) -> list[Claim]:
+    """The section's verdicts: the regression functions' (:func:`task_claims`), then the digits students'."""
+    r, cfg = result, result.cfg
+    return task_claims(r.table, r.needed, cfg.steps, cfg.within) + task_claims(
+        r.digits, r.digits_needed, cfg.steps, cfg.within, task="digits"
+    )
+
+
+def metrics(result: Result) -> dict:
+    """What the stage writes to ``metrics.json`` (:func:`metrics_from`)."""
+    r = result
+    return metrics_from(r.table, r.needed, r.digits, r.accuracy, r.teacher, claims(r))
+
+
+def save(result: Result, output_dir: str | Path | None) -> None:
+    """Write the stage's outputs (:data:`~sobolev.features.config.OUTPUTS`) into ``output_dir``:
+    ``runs.csv`` (every regression run at every checkpoint), ``curve.csv``, ``digits.csv`` (every
+    digits student at every checkpoint), ``metrics.json`` and every figure, checked, as
+    ``figures/<name>.png`` (``None``: check the figures only)."""
+    if output_dir is None:
+        return save_all(figures(result), None)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "digits.csv", digit_runs.to_csv(index=False))
-    atomic_write_text(out / "runs.csv", runs.to_csv(index=False))
-    atomic_write_text(out / "curve.csv", table.to_csv(index=False))
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "digits.csv", result.digit_runs.to_csv(index=False))
+    atomic_write_text(out / "runs.csv", result.runs.to_csv(index=False))
+    atomic_write_text(out / "curve.csv", result.table.to_csv(index=False))
+    atomic_write_json(out / "metrics.json", metrics(result))
+    save_all(figures(result), out)
+
+
+def readme_blocks(metrics: dict) -> dict[str, str]:
+    """The README blocks of the section, by name."""
+    return {"features": readme_block(metrics)}
 
 
 def readme_block(metrics: dict) -> str:
@@ -130,101 +151,3 @@ def readme_block(metrics: dict) -> str:
                      f"{a['regular']:.3f} → {a['sobolev']:.3f}")  # fmt: skip
     lines.append("| digits students (test KL to the teacher) | " + " | ".join(cells) + " |")
     return "\n".join([*lines, "", format_claims([Claim.from_dict(c) for c in metrics["claims"]], bullet="* ")])
-
-
-def curves_figure(runs: pd.DataFrame) -> plt.Figure:
-    """Test error at the full budget against the number of anchors (feature sets), per function: every
-    seed a point, the median a line, both losses; log-log."""
-    style()
-    end = final(runs)
-    functions = sorted(set(end.function))
-    cols = min(4, len(functions))
-    rows_ = -(-len(functions) // cols)
-    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.1 * rows_), squeeze=False)
-    for ax, fn in zip(axes.flat, functions, strict=False):
-        sub = end[end.function == fn]
-        for method in METHODS:
-            m = sub[sub.method == method]
-            ax.scatter(m.rounds, m.test_nmse, s=8, alpha=0.4, color=METHOD_COLORS[method])
-            med = m.groupby("rounds").test_nmse.median()
-            ax.plot(med.index, med.values, "-o", ms=3, color=METHOD_COLORS[method], label=method)
-        ax.set(xscale="log", yscale="log", title=fn, xlabel="anchors (feature sets) in training",
-               ylabel="test MSE / Var f")  # fmt: skip
-    for ax in axes.flat[len(functions) :]:
-        ax.axis("off")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Left end: features frozen at initialisation (NTK); right end: ordinary training (K = 1)")
-    fig.tight_layout()
-    return fig
-
-
-def ratio_figure(table: pd.DataFrame) -> plt.Figure:
-    """Sobolev / regular test MSE against the number of anchors with 95% intervals, one panel per
-    function (shared log axes, so bands never overlap); filled markers: decided, open: undecided."""
-    style()
-    functions = sorted(set(table.function))
-    ncol = min(4, len(functions))
-    nrow = int(np.ceil(len(functions) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.6 * nrow + 0.4), squeeze=False, sharex=True,
-                             sharey=True)  # fmt: skip
-    for ax, fn in zip(axes.flat, functions, strict=False):
-        g = table[table.function == fn].sort_values("rounds")
-        ax.plot(g.rounds, g.ratio, "-", color="C0")
-        ax.fill_between(g.rounds, g.low, g.high, color="C0", alpha=0.2)
-        decided = (g.verdict != UNDECIDED).to_numpy()
-        ax.scatter(g.rounds[decided], g.ratio[decided], color="C0", zorder=3, label="decided")
-        ax.scatter(g.rounds[~decided], g.ratio[~decided], facecolor="white", edgecolor="C0", zorder=3,
-                   label="undecided")  # fmt: skip
-        ax.axhline(1, color="black", lw=0.8)
-        ax.set(xscale="log", yscale="log", title=fn.replace("_", "-"), xlabel="anchors (log)")
-    for ax in axes.flat[len(functions) :]:
-        ax.axis("off")
-    for row in axes:
-        row[0].set_ylabel("test MSE ratio,\nSobolev / regular")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Sobolev / regular against feature sets seen (95% t interval; below 1: Sobolev better)")
-    fig.tight_layout()
-    return fig
-
-
-def phase_figure(phase: pd.DataFrame, function: str) -> plt.Figure:
-    """Heat maps of the median test error over training time (rows) and K (columns), per loss, and
-    their ratio Sobolev / regular (log10)."""
-    style()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    grids = {m: phase[phase.method == m].pivot(index="step", columns="every", values="test_nmse") for m in METHODS}
-    vmin = np.log10(min(g.min().min() for g in grids.values()))
-    vmax = np.log10(max(g.max().max() for g in grids.values()))
-    for ax, method in zip(axes[:2], METHODS, strict=True):
-        sns.heatmap(np.log10(grids[method]), ax=ax, vmin=vmin, vmax=vmax, cmap="viridis", annot=True, fmt=".1f",
-                    cbar_kws={"label": "log10 test MSE / Var f"})  # fmt: skip
-        ax.set(title=f"{function}, {method}", xlabel="K (updates between feature updates)", ylabel="update")
-    ratio = np.log10(grids["sobolev"] / grids["regular"])
-    lim = float(np.nanmax(np.abs(ratio.to_numpy())))
-    shown = ratio.round(2) + 0.0  # + 0.0 turns a rounded -0.0 into 0.0: no "-0.00" in the cells
-    sns.heatmap(ratio, ax=axes[2], cmap="coolwarm", center=0, vmin=-lim, vmax=lim, annot=shown, fmt=".2f",
-                cbar_kws={"label": "log10 Sobolev / regular"})  # fmt: skip
-    axes[2].set(title="Sobolev / regular (blue: Sobolev better)", xlabel="K", ylabel="update")
-    fig.tight_layout()
-    return fig
-
-
-def digits_figure(runs: pd.DataFrame, teacher_accuracy: float) -> plt.Figure:
-    """Digits students at the full budget against the number of anchors: test KL to the teacher and
-    test accuracy (every seed a point, the median a line), both distillation losses."""
-    style()
-    end = final(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, column, label in ((axes[0], "test_kl", "test KL(teacher ‖ student)"),
-                              (axes[1], "test_accuracy", "test accuracy (labels)")):  # fmt: skip
-        for method in METHODS:
-            m = end[end.method == method]
-            ax.scatter(m.rounds, m[column], s=10, alpha=0.5, color=METHOD_COLORS[method])
-            med = m.groupby("rounds")[column].median()
-            ax.plot(med.index, med.values, "-o", ms=3, color=METHOD_COLORS[method], label=f"{method} distillation")
-        ax.set(xscale="log", xlabel="anchors (feature sets) in training", ylabel=label)
-    axes[0].set_yscale("log")
-    axes[1].axhline(teacher_accuracy, ls="--", color="grey", label="teacher")
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig

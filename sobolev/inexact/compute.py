@@ -15,16 +15,17 @@ import math
 from dataclasses import dataclass, replace
 from typing import TextIO
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
 from sobolev.common.stats import LOSS, WIN, paired_ratio
-from sobolev.core.data import Normaliser, Sample, make_sample, stable_seed
 from sobolev.core.families import lookup
 from sobolev.core.fitting import balance, choose_recipe, train_members
 from sobolev.core.functions import BenchmarkFunction
 from sobolev.core.gradient_estimates import finite_difference_gradients, knn_gradients
+from sobolev.core.samples import Normaliser, Sample, make_sample, stable_seed
 from sobolev.inexact.config import InexactConfig
 
 
@@ -241,15 +242,16 @@ def relative_error(exact: Tensor, estimate: Tensor) -> float:
 
 
 @dataclass(frozen=True)
-class InexactResult:
-    """Everything the section computes: the noise curve's runs (:func:`noise_curve`) and the
-    equal-budget runs (:func:`equal_budget`), one row per trained model."""
+class Result:
+    """Everything the section computes at ``cfg``: the noise curve's runs (:func:`noise_curve`) and
+    the equal-budget runs (:func:`equal_budget`), one row per trained model."""
 
+    cfg: InexactConfig
     noise_runs: pd.DataFrame
     budget_runs: pd.DataFrame
 
 
-def run(cfg: InexactConfig, progress: bool | TextIO = False) -> InexactResult:
+def run(cfg: InexactConfig, progress: bool | TextIO = False) -> Result:
     """The section's computation at ``cfg``'s scale, on ``cfg.threads`` threads."""
     previous = torch.get_num_threads()
     if cfg.threads:
@@ -261,4 +263,18 @@ def run(cfg: InexactConfig, progress: bool | TextIO = False) -> InexactResult:
                               cfg.knn_k, cfg.lam, cfg.n_test, cfg.device, progress)  # fmt: skip
     finally:
         torch.set_num_threads(previous)
-    return InexactResult(noise, budget)
+    return Result(cfg, noise, budget)
+
+
+#: JENN's noisy-partials study (2-D Rastrigin, 100 points, one seed): above about this mean
+#: relative error in the partials, the benefit of training on them disappears.
+JENN_THRESHOLD = 0.05
+
+
+LABELS = {"values": "values only (m points)", "finite_differences": "forward differences (m/(d+1) points)",
+          "knn": "k-NN estimates (m points)", "exact": "exact gradients (m points)"}  # fmt: skip
+
+
+def percent(level: float) -> str:
+    """``0.05`` as ``"5%"``; NaN as ``"—"``."""
+    return "—" if not np.isfinite(level) else f"{100 * level:g}%"

@@ -46,3 +46,7 @@ class InexactConfig(SectionConfig):
             self.fail("budget_seeds", f"needs one seed count per budget ({len(self.budgets)})")
         if self.noise_levels[0] != 0:
             self.fail("noise_levels", "must start at 0 (exact labels: the advantage there is what noise erodes)")
+
+
+# What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
+OUTPUTS = ("figures", "noise_runs.csv", "budget_runs.csv", "metrics.json")

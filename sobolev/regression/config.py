@@ -126,3 +126,17 @@ class RegressionConfig(SectionConfig):
     def seeds_at(self, size: int) -> int:
         """The number of paired seeds at training size ``size``."""
         return self.seeds[self.sizes.index(size)]
+
+
+# How the figures, tables and README name each arm.
+ARM_LABELS = {
+    "regular-raw": "regular (raw)",
+    "sobolev-raw": "Sobolev (raw, paper)",
+    "regular-standard": "regular (standardised)",
+    "sobolev-standard": "Sobolev (standardised)",
+    "balanced-standard": "balanced Sobolev (DML)",
+}
+
+
+# What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
+OUTPUTS = ("figures", "runs.csv", "cells.csv", "checkpoints.pt", "train_curves.csv", "metrics.json")

@@ -18,12 +18,22 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import matplotlib.pyplot as plt
+import pandas as pd
 import torch
+from scipy.linalg import solve_banded
 from torch import Tensor, nn
 
-from sobolev.core.data import Sample
+from sobolev.common.compare import is_diverged
+from sobolev.core import engine
+from sobolev.core.derivatives import input_gradient
+from sobolev.core.losses import balanced_weights, sobolev_loss
+from sobolev.core.models import MLP, BatchedMLP
+from sobolev.core.samples import Normaliser, Sample
+from sobolev.core.training import train_ensemble, train_loop
+from sobolev.theory.config import TheoryConfig
 
 DTYPE = torch.float64
 
@@ -276,8 +286,6 @@ def trapezoid_mean(values: Tensor, x: Tensor) -> float:
 
 
 def _floor_on(f: Callable[[Tensor], Tensor], g: Callable[[Tensor], Tensor], a: float, b: float, m: int):
-    from scipy.linalg import solve_banded
-
     x = torch.linspace(a, b, m + 1, dtype=DTYPE)
     dx = (b - a) / m
     xg = x.clone().requires_grad_(True)
@@ -452,7 +460,7 @@ def pl_target(mesh: KuhnMesh, seed: int) -> Tensor:
 
 def pl_sample(mesh: KuhnMesh, nodal: Tensor, n: int, seed: int) -> Sample:
     """``n`` uniform points of ``[0, 1]^d`` with the target's values and gradients (float32), as
-    the engine's :class:`~sobolev.core.data.Sample` (the hook that puts PL targets on the engine)."""
+    the engine's :class:`~sobolev.core.samples.Sample` (the hook that puts PL targets on the engine)."""
     x = torch.rand(n, mesh.d, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
     y = mesh.rows(x) @ nodal
     g = mesh.rows(x, derivative=True) @ nodal
@@ -484,15 +492,6 @@ def pl_network_grid(
     drawn per seed. Returns a DataFrame in :mod:`sobolev.common.compare`'s run layout (``function``
     is ``"d=<d>"``), so its learning-rate choice on validation data and summaries apply.
     """
-    import pandas as pd
-
-    from sobolev.common.compare import is_diverged
-    from sobolev.core import engine
-    from sobolev.core.data import Normaliser
-    from sobolev.core.losses import balanced_weights
-    from sobolev.core.models import BatchedMLP
-    from sobolev.core.training import train_ensemble
-
     rows = []
     for mesh in meshes:
         raw = Normaliser(torch.zeros(mesh.d), torch.ones(mesh.d), 0.0, 1.0)  # the paper's raw units
@@ -565,11 +564,6 @@ def fit_sobolev_1d(
     quadrature error (the change from a grid half as dense), and the sup errors on values
     and derivatives.
     """
-    from sobolev.core.derivatives import input_gradient
-    from sobolev.core.losses import sobolev_loss
-    from sobolev.core.models import MLP
-    from sobolev.core.training import train_loop
-
     torch.manual_seed(seed)
     net = MLP(1, (hidden, hidden), 1, activation="tanh").to(DTYPE)
     x = torch.linspace(a, b, points, dtype=DTYPE).unsqueeze(1)
@@ -597,3 +591,28 @@ def fit_sobolev_1d(
     loss, value_err, slope_err = error(8 * points + 1)
     coarse, _, _ = error(4 * points + 1)
     return net, loss, abs(loss - coarse), float(value_err.abs().max()), float(slope_err.abs().max())
+
+
+@dataclass
+class Part:
+    """One computed claim: ``metrics`` (stored under ``key`` in ``metrics.json``), an optional
+    ``table`` to display, ``figures`` by file name (each a maker: computing a part draws nothing,
+    :func:`sobolev.theory.plots.figures` draws them), ``conclusions`` (printed, checked by nbval) and
+    ``runs``: per-seed results, written beside ``metrics.json`` as ``<key>_runs.csv`` so that every
+    decided cell can be rechecked."""
+
+    key: str
+    metrics: dict | list
+    table: pd.DataFrame | None = None
+    figures: dict[str, Callable[[], plt.Figure]] = field(default_factory=dict)
+    conclusions: list[str] = field(default_factory=list)
+    runs: pd.DataFrame | None = None
+
+
+@dataclass
+class Result:
+    """Section 3 computed (:func:`sobolev.theory.report.run`): ``cfg`` and every part by its key, in
+    the notebook's order."""
+
+    cfg: TheoryConfig
+    parts: dict[str, Part]

@@ -39,3 +39,7 @@ class TheoryConfig(SectionConfig):
     net_hidden: int = param(integer(1, 16_384))
     device: str = param(device)
     threads: int = param(threads)
+
+
+# What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
+OUTPUTS = ("figures", "pl_networks_runs.csv", "metrics.json")

@@ -1,42 +1,29 @@
-"""Section 3's report: each claim of the theory computed into a :class:`Part` (its table, figure,
-metrics and the conclusions it prints), and the metrics file.
+"""Section 3's report: each claim of the theory computed into a :class:`~sobolev.theory.compute.Part`
+(its table, metrics, the conclusions it prints and its figures' makers), and the stage's outputs.
 
-The notebook calls one function per claim and shows the part; nothing numeric is computed there.
+:func:`run` computes every part; the notebook shows them one by one; nothing numeric is computed there.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 from sobolev.common import compare
-from sobolev.common.plotting import error_by_size, save, style
+from sobolev.common.plotting import save_all
 from sobolev.common.stats import LOSS, UNDECIDED, WIN, paired_ratio
 from sobolev.common.utils import atomic_write_json, atomic_write_text, pick_device
 from sobolev.core.derivatives import input_gradient
 from sobolev.theory import compute as T
+from sobolev.theory import plots
+from sobolev.theory.compute import Part, Result
 from sobolev.theory.config import TheoryConfig
-
-
-@dataclass
-class Part:
-    """One computed claim: ``metrics`` (stored under ``key`` in ``metrics.json``), an optional
-    ``table`` to display, ``figures`` by file name, ``conclusions`` (printed, checked by nbval) and
-    ``runs``: per-seed results, written beside ``metrics.json`` as ``<key>_runs.csv`` so that every
-    decided cell can be rechecked."""
-
-    key: str
-    metrics: dict | list
-    table: pd.DataFrame | None = None
-    figures: dict[str, plt.Figure] = field(default_factory=dict)
-    conclusions: list[str] = field(default_factory=list)
-    runs: pd.DataFrame | None = None
+from sobolev.theory.plots import figures
 
 
 def above_floor(row: dict) -> bool:
@@ -48,7 +35,6 @@ def above_floor(row: dict) -> bool:
 
 def figure2_left() -> Part:
     """Figure 2 (left): PL functions consistent with 3 values, with and without slopes."""
-    style()
     knots = torch.tensor([0.0, 1.0, 2.0, 3.0])
     target = torch.tensor([0.0, 2.0, 1.0, 3.0], dtype=torch.float64)
     x_train = torch.tensor([0.4, 1.5, 2.7])
@@ -57,26 +43,13 @@ def figure2_left() -> Part:
     values_only = T.pl_family(knots, x_train, y_train)
     with_slopes = T.pl_family(knots, x_train, y_train, dy_train)
 
-    fig, axes = plt.subplots(3, 1, figsize=(5, 6), sharex=True)
-    axes[0].plot(knots, target, "k-", label="target")
-    for z, line in ((-1.5, "C0--"), (1.5, "C1--")):
-        axes[1].plot(knots, values_only.member([z]), line, label=f"consistent member z={z}")
-    axes[2].plot(knots, with_slopes.particular, "C2-", label="unique fit (values + slopes)")
-    for ax in axes:
-        ax.plot(x_train, y_train, "ko", label="training points")
-        ax.legend(fontsize=8, loc="upper left")
-    for x0, y0, s0 in zip(x_train, y_train, dy_train, strict=True):
-        axes[2].plot([x0 - 0.25, x0 + 0.25], [y0 - 0.25 * s0, y0 + 0.25 * s0], "r-", lw=3)
-    for ax in axes:
-        ax.set_ylabel("f(x)")
-    axes[2].set_xlabel("x (PL knots at 0, 1, 2, 3; red: the training slopes)")
-    axes[0].set_title("Figure 2 (left), computed")
     m = {
         "values_only_dimension": values_only.dimension,
         "with_slopes_dimension": with_slopes.dimension,
         "with_slopes_error": float((with_slopes.particular - target).abs().max()),
     }
-    return Part("figure2_left", m, figures={"fig2_left": fig}, conclusions=[
+    drawn = partial(plots.figure2_left, knots, target, x_train, y_train, dy_train, values_only, with_slopes)
+    return Part("figure2_left", m, figures={"fig2_left": drawn}, conclusions=[
         f"values only: the consistent PL functions form a family of dimension {m['values_only_dimension']}",
         f"values + slopes: dimension {m['with_slopes_dimension']}, "
         f"equal to the target: {m['with_slopes_error'] < 1e-9}",
@@ -112,7 +85,6 @@ def proposition1(cfg: TheoryConfig) -> Part:
 
 def proposition3() -> Part:
     """Proposition 3 for Gaussians: one value and one slope identify (μ, σ²); values alone do not."""
-    style()
     recovered = []
     for mu, var, x0 in [(2.0, 1.0, 0.3), (-1.0, 0.25, 0.0), (0.5, 4.0, 3.0)]:
         xs = torch.tensor([x0], dtype=torch.float64, requires_grad=True)
@@ -121,18 +93,9 @@ def proposition3() -> Part:
         mu_hat, var_hat = T.gaussian_from_value_and_slope(x0, float(alpha.detach()), float(beta))
         recovered.append(max(abs(mu_hat - mu), abs(var_hat - var)))
     mu2, var2 = T.gaussian_through(2.0, 1.0, 0.0, 3.0, guess=(3.0, 1.5))
-    grid = torch.linspace(-2, 7, 400, dtype=torch.float64)
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot(grid, T.gaussian_pdf(grid, 2.0, 1.0), label="N(2, 1)")
-    ax.plot(grid, T.gaussian_pdf(grid, mu2, var2), label=f"N({mu2:.3f}, {var2:.3f})")
-    ends = torch.tensor([0.0, 3.0], dtype=torch.float64)
-    ax.plot([0, 3], T.gaussian_pdf(ends, 2.0, 1.0), "ko", label="equal values")
-    ax.set_xlabel("x")
-    ax.set_ylabel("density p(x)")
-    ax.set_title("Equal values at x = 0 and 3: values alone do not identify a Gaussian", fontsize=9)
-    ax.legend()
     m = {"max_recovery_error": max(recovered), "second_mu": mu2, "second_var": var2}
-    return Part("proposition3_gaussian", m, figures={"prop3_gaussians": fig}, conclusions=[
+    drawn = partial(plots.prop3_gaussians, mu2, var2)
+    return Part("proposition3_gaussian", m, figures={"prop3_gaussians": drawn}, conclusions=[
         f"(μ, σ²) recovered from one value and one slope (error < 1e-9): {max(recovered) < 1e-9}",
         f"a second Gaussian with the values of N(2, 1) at 0 and 3: μ = {mu2:.3f}, σ² = {var2:.3f}, "
         f"σ = {math.sqrt(var2):.3f}",
@@ -160,29 +123,21 @@ def polynomials(cfg: TheoryConfig) -> Part:
 
 def theorem2(cfg: TheoryConfig) -> Part:
     """Theorem 2: the least Sobolev error for (f, g) by least squares, and a trained network."""
-    style()
     f = torch.sin
     pairs = {"g = f′": torch.cos, "g = f′ + 0.5": lambda x: torch.cos(x) + 0.5}
-    rows = []
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3))
-    for k, (label, g) in enumerate(pairs.items()):
+    rows, curves = [], {}
+    for label, g in pairs.items():
         floor, xs, h_best, floor_err = T.sobolev_floor(f, g, 0.0, 2 * math.pi)
         net, loss, loss_err, sup_v, sup_d = T.fit_sobolev_1d(f, g, 0.0, 2 * math.pi, cfg.thm2_steps, cfg.thm2_hidden)
         rows.append({"pair": label, "least possible error": floor, "floor discretisation error": floor_err,
                      "network error": loss, "network quadrature error": loss_err,
                      "sup |h − f|": sup_v, "sup |h′ − g|": sup_d})  # fmt: skip
         with torch.no_grad():
-            # The best h drawn wide and pale underneath, the network thin on top: both stay visible.
-            ax[k].plot(xs, f(xs), "k-", lw=1, label="f")
-            ax[k].plot(xs, h_best, "-", color="C2", lw=5, alpha=0.35, label="best h (least squares)")
-            ax[k].plot(xs, net(xs.unsqueeze(1)), "--", color="C1", lw=1.5, label="trained network", zorder=3)
-        ax[k].set_title(label)
-        ax[k].set_xlabel("x")
-        ax[k].set_ylabel("value")
-        ax[k].legend(fontsize=8)
+            curves[label] = (xs, f(xs), h_best, net(xs.unsqueeze(1)))
     table = pd.DataFrame(rows)
     consistent, shifted = table.iloc[0], table.iloc[1]
-    return Part("theorem2", table.to_dict("records"), table, {"theorem2": fig}, conclusions=[
+    drawn = partial(plots.theorem2, curves)
+    return Part("theorem2", table.to_dict("records"), table, {"theorem2": drawn}, conclusions=[
         f"g ≠ f′: least possible Sobolev error > 0.05: {shifted['least possible error'] > 0.05}; the network's "
         f"error is not below it beyond numerical error: {above_floor(shifted.to_dict())}",
         "g = f′: least possible error ≈ 0, and the network's error is below 0.05: "
@@ -193,7 +148,6 @@ def theorem2(cfg: TheoryConfig) -> Part:
 def identification(cfg: TheoryConfig) -> tuple[Part, Part]:
     """Random points needed to identify PL functions in d dimensions (values vs with gradients),
     and the fraction identified at parameters / (d + 1) points (the rank curves)."""
-    style()
     rows = []
     for d, m in cfg.meshes:
         mesh = T.KuhnMesh(d, m)
@@ -212,9 +166,8 @@ def identification(cfg: TheoryConfig) -> tuple[Part, Part]:
     summary["ratio"] = summary.values_only / summary.with_gradients
     summary["d + 1"] = summary.index.get_level_values("d") + 1
 
-    fig, axes = plt.subplots(1, len(cfg.meshes), figsize=(4 * len(cfg.meshes), 3), squeeze=False)
-    early = {}
-    for ax, (d, m) in zip(axes[0], cfg.meshes, strict=True):
+    early, rank_curves = {}, {}
+    for d, m in cfg.meshes:
         mesh = T.KuhnMesh(d, m)
         fractions = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 4)
         counts = sorted({max(1, round(mesh.n_vertices * f)) for f in fractions})
@@ -222,14 +175,9 @@ def identification(cfg: TheoryConfig) -> tuple[Part, Part]:
             ranks = torch.tensor(
                 [T.rank_curve(mesh, w, counts, seed=s) for s in range(cfg.identification_seeds)], dtype=torch.float64
             )
-            ax.plot(counts, ranks.mean(0) / mesh.n_vertices, "o-", label=label)
+            rank_curves[d, label] = (counts, ranks.mean(0) / mesh.n_vertices, mesh.n_vertices)
         n_early = math.ceil(mesh.n_vertices / (d + 1))
         early[d] = [T.rank_curve(mesh, w, [n_early])[0] / mesh.n_vertices for w in (False, True)]
-        ax.set_xscale("log")
-        ax.set_title(f"continuous PL, d={d} ({mesh.n_vertices} parameters)")
-        ax.set_xlabel("random points")
-    axes[0, 0].set_ylabel("fraction identified (rank / parameters)")
-    axes[0, 0].legend(fontsize=8)
     ind, con = summary.loc["independent pieces"], summary.loc["continuous"]
     counts_part = Part("identification", summary.reset_index().to_dict("records"), summary, conclusions=[
         "independent pieces: derivatives always cut the points needed, never by more than d + 1: "
@@ -239,7 +187,8 @@ def identification(cfg: TheoryConfig) -> tuple[Part, Part]:
         f"{all(v[1] > v[0] for v in early.values())}",
     ])  # fmt: skip
     early_metrics = {f"d{d}": {"values": v[0], "values_gradients": v[1]} for d, v in early.items()}
-    return counts_part, Part("identification_early", early_metrics, figures={"identification_rank": fig})
+    drawn = partial(plots.identification_rank, rank_curves)
+    return counts_part, Part("identification_early", early_metrics, figures={"identification_rank": drawn})
 
 
 PL_PAIRS = (("sobolev", "regular"), ("balanced", "regular"), ("balanced", "sobolev"))
@@ -266,7 +215,6 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
             row[f"{a} / {b}"], row[f"{a} / {b} verdict"] = r.estimate, r.verdict
         rows.append(row)
     table = pd.DataFrame(rows).set_index(keys)
-    fig = error_by_size(chosen, "test_mse", "ReLU networks on random PL targets: test MSE, every seed (median bar)")
     cells = len(table)
     decided = {f"{a} / {b}": {v: int((table[f"{a} / {b} verdict"] == v).sum()) for v in (WIN, LOSS, UNDECIDED)}
                for a, b in PL_PAIRS}  # fmt: skip
@@ -275,7 +223,7 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
     ratios = table[[f"{a} / {b}" for a, b in PL_PAIRS]].reset_index().to_dict("records")
     m = {"decided": decided, "cells": cells, "sobolev_grad_share": share, "ratios": ratios}
     wins = {k: v[WIN] for k, v in decided.items()}
-    return Part("pl_networks", m, table, {"pl_networks": fig}, runs=chosen, conclusions=[
+    return Part("pl_networks", m, table, {"pl_networks": partial(plots.pl_networks, chosen)}, runs=chosen, conclusions=[
         "Sobolev (λ = 1) is decidedly better than regular (paired interval below 1) in a majority of cells: "
         f"{2 * wins['sobolev / regular'] > cells}",
         "the balanced loss (derivative terms scaled to the value term's) is decidedly better than regular in a "
@@ -287,20 +235,56 @@ def pl_networks(cfg: TheoryConfig, progress: bool | TextIO = False) -> Part:
     ])  # fmt: skip
 
 
-def save_figures(part: Part, output_dir: str | Path | None) -> None:
-    """Write ``part``'s figures as ``<output_dir>/figures/<name>.png`` (nothing when ``None``)."""
-    for name, fig in part.figures.items():
-        save(fig, None if output_dir is None else Path(output_dir) / "figures" / f"{name}.png")
+def pl_networks_result(part: Part) -> str:
+    """The ReLU networks' result in one sentence, from ``part``'s metrics: each pair's won / lost /
+    undecided cells and its largest and smallest geometric-mean ratio over the cells."""
+    m = part.metrics
+    said = []
+    for a, b in PL_PAIRS:
+        key = f"{a} / {b}"
+        ratios = [r[key] for r in m["ratios"]]
+        d = m["decided"][key]
+        spread = f"{min(ratios):.3g}× to {max(ratios):.3g}×"
+        said.append(f"{key}: won {d[WIN]}, lost {d[LOSS]}, undecided {d[UNDECIDED]} of {m['cells']} cells "
+                    f"(geometric-mean paired ratio of test MSE from {spread})")  # fmt: skip
+    return "; ".join(said) + "."
 
 
-def write_metrics(parts: list[Part], output_dir: str | Path) -> Path:
-    """``metrics.json``: every part's metrics under its key; and ``<key>_runs.csv`` for each part with runs."""
-    path = Path(output_dir) / "metrics.json"
-    for p in parts:
-        if p.runs is not None:
-            atomic_write_text(Path(output_dir) / f"{p.key}_runs.csv", p.runs.to_csv(index=False))
-    atomic_write_json(path, {p.key: p.metrics for p in parts})
-    return path
+def run(cfg: TheoryConfig, progress: bool | TextIO = False) -> Result:
+    """Every part of Section 3, in the notebook's order (each computes its table, metrics and
+    conclusions; nothing is drawn here)."""
+    parts = [figure2_left(), proposition1(cfg), proposition3(), polynomials(cfg), theorem2(cfg), *identification(cfg),
+             pl_networks(cfg, progress)]  # fmt: skip
+    return Result(cfg, {p.key: p for p in parts})
+
+
+def claims(result: Result) -> list[str]:
+    """Every part's printed conclusions (each ends in the computed ``True`` / ``False`` it states)."""
+    return [c for part in result.parts.values() for c in part.conclusions]
+
+
+def metrics(result: Result) -> dict:
+    """``metrics.json``: every part's metrics under its key."""
+    return {key: part.metrics for key, part in result.parts.items()}
+
+
+def save(result: Result, output_dir: str | Path | None) -> None:
+    """Write the stage's outputs (:data:`~sobolev.theory.config.OUTPUTS`) into ``output_dir``:
+    ``metrics.json``, ``<key>_runs.csv`` for each part with per-seed runs (every decided cell can be
+    rechecked) and every figure, checked, as ``figures/<name>.png`` (``None``: check the figures only)."""
+    if output_dir is None:
+        return save_all(figures(result), None)
+    out = Path(output_dir)
+    for key, part in result.parts.items():
+        if part.runs is not None:
+            atomic_write_text(out / f"{key}_runs.csv", part.runs.to_csv(index=False))
+    atomic_write_json(out / "metrics.json", metrics(result))
+    save_all(figures(result), out)
+
+
+def readme_blocks(m: dict) -> dict[str, str]:
+    """The README blocks of Section 3, by name."""
+    return {"theory": readme_block(m)}
 
 
 def readme_block(m: dict) -> str:

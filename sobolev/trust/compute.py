@@ -14,7 +14,7 @@ Three experiments share one run table (a run that two of them need is trained on
 
 ``raw`` trains on the functions' own scale (the paper's setting); ``standard`` maps the domain
 onto [-1, 1]² and standardises the values, the derivative targets following by the chain rule
-(:class:`sobolev.core.data.Normaliser`). Errors are always measured on the function's scale.
+(:class:`sobolev.core.samples.Normaliser`). Errors are always measured on the function's scale.
 
 :func:`relative_trust` perturbs trained grid networks layer by layer and measures how far their
 outputs and input gradients move.
@@ -34,10 +34,10 @@ from torch import Tensor
 from sobolev.common.compare import converged, is_diverged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
-from sobolev.core.data import make_sample
 from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, mean_squares, training_sets
 from sobolev.core.functions import get_function
 from sobolev.core.models import BatchedMLP
+from sobolev.core.samples import make_sample
 from sobolev.core.training import train_ensemble
 from sobolev.trust.config import TrustConfig
 
@@ -475,3 +475,60 @@ def trust_slopes(table: pd.DataFrame) -> pd.DataFrame:
             slope = np.polyfit(np.log(med.index.to_numpy()), np.log(med[quantity].to_numpy()), 1)[0]
             rows.append({"direction": direction, "quantity": quantity, "slope": float(slope)})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class Result:
+    """Everything the section computes (:func:`run`): the trained runs and every table the report
+    states, each from the function named beside it.
+
+    Attributes:
+        cfg: the section's config.
+        trained: the runs, weight norms and kept networks (:func:`run_all`).
+        arms: the grid's runs at their chosen learning rates (:func:`grid_arms`).
+        cells: Sobolev / regular per optimiser, function and size (:func:`sobolev_cells`).
+        agreement: whether Adam's and Fromage's verdicts agree per cell (:func:`agreement`).
+        optimiser_cells: Fromage / Adam per loss, function and size (:func:`optimiser_cells`).
+        errors: the sweep's error per learning rate (:func:`sweep_errors`).
+        ranges: each optimiser's good learning-rate range (:func:`good_ranges`).
+        per_run: each norms run's final and smallest weight norm (:func:`run_norms`).
+        norm_table: their summary (:func:`norm_summary`).
+        trust_table: relative trust on the kept networks, and ``networks`` their rows
+            (:func:`trust_networks`).
+        trust: its summary per direction and size (:func:`trust_summary`).
+        slopes: its log-log slopes (:func:`trust_slopes`).
+        tuning: how each optimiser fares at its default rate (:func:`default_tuning`).
+    """
+
+    cfg: TrustConfig
+    trained: TrustResult
+    arms: pd.DataFrame
+    cells: pd.DataFrame
+    agreement: pd.DataFrame
+    optimiser_cells: pd.DataFrame
+    errors: pd.DataFrame
+    ranges: pd.DataFrame
+    per_run: pd.DataFrame
+    norm_table: pd.DataFrame
+    trust_table: pd.DataFrame
+    networks: pd.DataFrame
+    trust: pd.DataFrame
+    slopes: pd.DataFrame
+    tuning: pd.DataFrame
+
+
+def run(cfg: TrustConfig, progress: bool | TextIO = True) -> Result:
+    """Train every run of ``cfg`` (:func:`run_all`), then compute every table of the section, in
+    the order the notebook shows them."""
+    trained = run_all(cfg, progress)
+    arms = grid_arms(trained.runs)
+    cells = sobolev_cells(arms)
+    errors = sweep_errors(trained.runs)
+    per_run = run_norms(trained.runs, trained.norms)
+    trust_table, networks = trust_networks(trained, cfg)
+    return Result(
+        cfg, trained, arms, cells, agreement(cells), optimiser_cells(arms), errors,
+        good_ranges(errors, cfg.good_factor, cfg.fromage_lr), per_run, norm_summary(per_run), trust_table,
+        networks, trust_summary(trust_table), trust_slopes(trust_table),
+        default_tuning(trained.runs, cfg.good_factor, cfg.fromage_lr),
+    )  # fmt: skip

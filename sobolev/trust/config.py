@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sobolev.common.params import MAX_LR, SectionConfig, choice, device, integer, items, number, param, threads
-from sobolev.core.data import NORMALISATIONS
 from sobolev.core.functions import FUNCTIONS
 from sobolev.core.optimisers import OPTIMISERS
+from sobolev.core.samples import NORMALISATIONS
 
 MAX_POINTS = 10_000_000
 LR = number(0, MAX_LR, open_low=True)
@@ -69,3 +69,7 @@ class TrustConfig(SectionConfig):
             self.fail("trust_points", f"must be at most n_test ({self.n_test})")
         if self.log_every > self.norm_steps:
             self.fail("log_every", f"must be at most norm_steps ({self.norm_steps})")
+
+
+# What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
+OUTPUTS = ("figures", "runs.csv", "cells.csv", "trust.csv", "metrics.json")

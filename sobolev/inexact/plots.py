@@ -1,0 +1,145 @@
+"""Section 5.5's figures, each from a :class:`~sobolev.inexact.compute.Result`: the advantage
+against label noise, the error against the evaluation budget, and the derivative labels' error."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib import pyplot as plt
+
+from sobolev.common.plotting import style
+from sobolev.inexact.compute import JENN_THRESHOLD, LABELS, METHODS, Result, advantage, percent
+
+COLORS = {"values": "#4C72B0", "finite_differences": "#55A868", "knn": "#8172B3", "exact": "#DD8452"}
+
+
+LAM_COLORS = ("#DD8452", "#C44E52", "#937860", "#DA8BC3")
+
+
+# --- figures -------------------------------------------------------------------------------------
+def advantage_figure(noise_runs: pd.DataFrame) -> plt.Figure:
+    """Sobolev / regular test error against the labels' relative noise, one panel per function: every
+    seed's paired ratio (dots), the geometric mean and its 95% t interval (bars), one colour per λ."""
+    style()
+    functions = list(dict.fromkeys(noise_runs.function))
+    adv = advantage(noise_runs)
+    levels = sorted(adv.level.unique())
+    pos = {v: i for i, v in enumerate(levels)}
+    lams = sorted(adv.lam.unique(), reverse=True)
+    cols = min(len(functions), 4)
+    rows = math.ceil(len(functions) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+    regular = noise_runs[noise_runs.arm == "regular"].set_index(["function", "seed"]).test_nmse
+    for ax, fn in zip(axes.flat, functions, strict=False):
+        sob = noise_runs[(noise_runs.arm == "sobolev") & (noise_runs.function == fn)]
+        for k, lam in enumerate(lams):
+            shift = (k - (len(lams) - 1) / 2) * 0.22
+            color = LAM_COLORS[k % len(LAM_COLORS)]
+            s = sob[sob.lam == lam]
+            ratio = s.test_nmse.to_numpy() / regular.loc[fn].loc[s.seed].to_numpy()
+            x = np.array([pos[v] for v in s.level]) + shift
+            ax.scatter(x, ratio, s=6, color=color, alpha=0.35, lw=0)
+            a = adv[(adv.function == fn) & (adv.lam == lam)].sort_values("level")
+            xa = np.array([pos[v] for v in a.level]) + shift
+            ax.errorbar(xa, a.ratio, yerr=[a.ratio - a.low, a.high - a.ratio], fmt="o-", ms=3.5, lw=1, capsize=2,
+                        color=color, label=f"Sobolev, λ = {lam:g}")  # fmt: skip
+        ax.axhline(1, color="k", lw=0.8, ls="--")
+        ax.axvline(pos.get(JENN_THRESHOLD, np.nan), color="grey", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(levels)), [percent(v) for v in levels], fontsize=7)
+        ax.set_title(fn, fontsize=9)
+    for ax in axes.flat[len(functions) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test error: Sobolev / regular")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("relative noise of the derivative labels")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    seeds = noise_runs.seed.nunique()
+    fig.suptitle(f"Below 1: Sobolev more accurate than regular training\n{seeds} paired seeds (dots), geometric mean "
+                 f"with 95% t interval; dotted: JENN's ~{percent(JENN_THRESHOLD)}", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def budget_figure(budget_runs: pd.DataFrame) -> plt.Figure:
+    """Test error against the evaluation budget m, one panel per function (columns: dimension): every
+    seed (dots) and the median (line) of each use of the budget."""
+    style()
+    dims = sorted(budget_runs.dim.unique())
+    by_dim = {d: list(dict.fromkeys(budget_runs[budget_runs.dim == d].function)) for d in dims}
+    rows = max(len(v) for v in by_dim.values())
+    fig, axes = plt.subplots(rows, len(dims), figsize=(3.7 * len(dims), 2.9 * rows), squeeze=False)
+    for j, d in enumerate(dims):
+        for i in range(rows):
+            ax = axes[i, j]
+            if i >= len(by_dim[d]):
+                ax.set_visible(False)
+                continue
+            fn = by_dim[d][i]
+            sub = budget_runs[budget_runs.function == fn]
+            for method in METHODS:
+                s = sub[sub.method == method]
+                if s.empty:
+                    continue
+                ax.scatter(s.budget * (1 + 0.06 * (METHODS.index(method) - 1.5)), s.test_nmse, s=6, alpha=0.35,
+                           color=COLORS[method], lw=0)  # fmt: skip
+                med = s.groupby("budget").test_nmse.median()
+                ax.plot(med.index, med.values, "o-", ms=3, lw=1.2, color=COLORS[method], label=LABELS[method])
+            ax.axhline(1, color="k", lw=0.8, ls="--", label="predicting the mean (test error = Var f)")
+            _budget_axis(ax, sorted(sub.budget.unique()))
+            ax.set_yscale("log")
+            ax.set_title(f"{fn} (d = {d})", fontsize=9)
+            ax.set_xlabel("black-box evaluations m")
+        axes[0, j].set_ylabel("test MSE / Var f")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test MSE / Var f")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.01))
+    fig.suptitle("One budget of m evaluations, four uses: every seed (dots), median (lines)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def label_error_figure(budget_runs: pd.DataFrame) -> plt.Figure:
+    """Relative RMS error of the estimated derivative labels against m, per dimension: k-NN estimates
+    from the samples and forward differences (median over functions and seeds)."""
+    style()
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    dims = sorted(budget_runs.dim.unique())
+    for method, ls in (("knn", "-"), ("finite_differences", "--")):
+        for k, d in enumerate(dims):
+            s = budget_runs[(budget_runs.method == method) & (budget_runs.dim == d)]
+            if s.empty:
+                continue
+            med = s.groupby("budget").gradient_error.median()
+            ax.plot(med.index, med.values, ls, marker="o", ms=3, color=plt.cm.viridis(0.8 * k / max(1, len(dims) - 1)),
+                    label=f"{'k-NN' if method == 'knn' else 'forward differences'}, d = {d}")  # fmt: skip
+    _budget_axis(ax, sorted(budget_runs.budget.unique()))
+    ax.set_yscale("log")
+    ax.set_xlabel("black-box evaluations m")
+    ax.set_ylabel("relative RMS error of the labels")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("How wrong the estimated derivatives are (median over functions and seeds)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _budget_axis(ax: plt.Axes, budgets: list[int]) -> None:
+    """A log x axis labelled at the budgets only (no minor labels to collide)."""
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+
+
+def figures(result: Result, names: list[str] | None = None) -> dict[str, plt.Figure]:
+    """Section 5.5's figures by file name (``names``: only those): ``advantage_vs_noise``,
+    ``error_vs_budget`` and ``label_error``."""
+    makers = {
+        "advantage_vs_noise": lambda: advantage_figure(result.noise_runs),
+        "error_vs_budget": lambda: budget_figure(result.budget_runs),
+        "label_error": lambda: label_error_figure(result.budget_runs),
+    }
+    return {name: make() for name, make in makers.items() if names is None or name in names}
