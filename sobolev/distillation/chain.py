@@ -221,6 +221,14 @@ class RunTrainer:
         largest = self.splits.train[max(cfg.fractions)]  # every fraction's training states are its first states
         stored = cfg.teacher_gradients == "stored"
         self.jacobians = TeacherJacobians(self.teacher, self.rec, largest, progress=progress) if stored else None
+        # The balanced arm's scale, once per game, from the states every fraction trains on (the smallest
+        # fraction's are the first states of every larger one's): no validation or test state enters it.
+        # On the fly, 500 of them evenly spread (the paper scale's would need ~A·30 GB stored).
+        common = self.splits.train[min(cfg.fractions)]
+        if not stored:
+            common = _subset(common, 500)
+        scale_from = self.jacobians if stored else TeacherJacobians(self.teacher, self.rec, common)
+        self.balance_scale, self.balance_states = scale_from.projection_scale(common), len(common)
         self.jacobian_seconds = time.perf_counter() - start
         # The same fixed subset of training states for every run of a fraction: the train-KL curve.
         order = torch.randperm(len(largest), generator=torch.Generator().manual_seed(0))
@@ -238,6 +246,11 @@ class RunTrainer:
             self.jacobians.jacobians.share_memory_()
         return self
 
+    def weight(self, job: Job) -> float:
+        """The weight of the raw Sobolev term in ``job``'s loss: its α, divided by the teacher's gradient scale
+        in the balanced arm (so that there its α weighs the relative gradient error)."""
+        return job.alpha / self.balance_scale if job.method == "balanced" else job.alpha
+
     def train(self, job: Job) -> dict:
         """Train ``job``: ``{"row"}`` (its runs.csv row), ``{"curve"}`` (its curves.csv rows) and ``{"kept"}`` (its
         log-probabilities on its training and test states, for students.pt). A diverged grid run returns a row
@@ -248,8 +261,8 @@ class RunTrainer:
         try:
             d = distill(
                 rec, self.teacher, splits.train[job.fraction], {"train": self.shown[job.fraction], **self.sets},
-                job.lr, job.alpha, cfg.max_iterations, job.seed, cfg.batch_size, cfg.n_projections, cfg.eval_every,
-                cfg.patience, self.jacobians, self.progress, desc,
+                job.lr, self.weight(job), cfg.max_iterations, job.seed, cfg.batch_size, cfg.n_projections,
+                cfg.eval_every, cfg.patience, self.jacobians, self.progress, desc,
             )  # fmt: skip
         except NonFiniteLossError as err:
             if job.role != "grid":
@@ -321,7 +334,7 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
 
     def train_all(jobs: list[Job]) -> None:
         """Train the jobs not done yet (Sobolev's longer runs first, for packing over workers)."""
-        todo = sorted((j for j in dict.fromkeys(jobs) if j not in done), key=lambda j: j.alpha == 0)
+        todo = sorted((j for j in dict.fromkeys(jobs) if j not in done), key=lambda j: j.method == "regular")
         if not todo:
             return
         if pool is None:
@@ -366,13 +379,23 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
     try:
         start = time.perf_counter()
         # The grid points tune() will ask for whatever their scores, trained in one batch (the rest as it asks).
-        first = [job for lr in regular_lr_grid(cfg.lrs, len(cfg.alphas) - 1) for job in grid_jobs("regular", lr, 0.0)]
-        first += [job for lr in cfg.lrs for job in grid_jobs("sobolev", lr, cfg.alphas[0])]
-        if len(cfg.lrs) == 1 and len(cfg.alphas) == 1:  # one point per method: tuning can only choose it, so the
-            lr = cfg.lrs[0]  # other fractions' runs join the batch (fewer idle workers at its end)
-            first += final_jobs({"regular": {"lr": lr, "alpha": 0.0}, "sobolev": {"lr": lr, "alpha": cfg.alphas[0]}})
+        arms = cfg.arms
+        n_extra = max(len(alphas) for alphas in arms.values()) - 1
+        regular_lrs = regular_lr_grid(cfg.lrs, n_extra)
+        first = [job for lr in regular_lrs for job in grid_jobs("regular", lr, 0.0)]
+        if len(cfg.lrs) == 1:  # one lr: every arm's whole α grid is known before any score
+            first += [job for arm, alphas in arms.items() for a in alphas for job in grid_jobs(arm, cfg.lrs[0], a)]
+            # An arm with a single point (regular too) can only be chosen there, so its other fractions' runs
+            # join the batch (fewer idle workers at its end).
+            lr = cfg.lrs[0]
+            single = {arm: {"lr": lr, "alpha": alphas[0]} for arm, alphas in arms.items() if len(alphas) == 1}
+            if len(regular_lrs) == 1:
+                single["regular"] = {"lr": regular_lrs[0], "alpha": 0.0}
+            first += final_jobs(single)
+        else:
+            first += [job for arm, alphas in arms.items() for lr in cfg.lrs for job in grid_jobs(arm, lr, alphas[0])]
         train_all(first)
-        chosen = tune(grid_point, cfg.lrs, cfg.alphas)
+        chosen = tune(grid_point, cfg.lrs, arms)
         record_runs(final_jobs(chosen))
         timings["runs"] = time.perf_counter() - start
     finally:
@@ -386,6 +409,8 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
         "chosen": chosen,
         "budget_runs": {m: int(((runs_df.role == "grid") & (runs_df.method == m)).sum()) for m in chosen},
         "tune_fraction": cfg.tune_fraction,
+        "balance_scale": trainer.balance_scale,
+        "balance_states": trainer.balance_states,
         "splits": trainer.splits.sizes(),
         "teacher_gradients": cfg.teacher_gradients,
         "seconds": timings,

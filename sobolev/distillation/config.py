@@ -52,7 +52,11 @@ class DistillationConfig(SectionConfig):
     patience: int = param(integer(1, 100_000), "evaluations without a lower validation KL before stopping")
     batch_size: int = param(integer(1, 1_000_000))
     lrs: list[float] = param(items(number(0, MAX_LR, open_low=True)))
-    alphas: list[float] = param(items(number(0, 1e6, open_low=True)))
+    alphas: list[float] = param(items(number(0, 1e6, open_low=True)), "the paper's arm: α on the raw Sobolev term")
+    balanced_alphas: list[float] = param(
+        items(number(0, 1e6, open_low=True), allow_empty=True),
+        "the balanced arm: α on the Sobolev term / the teacher's gradient scale ([]: no balanced arm)",
+    )
     n_projections: int = param(integer(1, 1000))
     teacher_gradients: str = param(choice(("stored", "on_the_fly")), "the teacher's input Jacobians")
     eval_every: int = param(integer(1, 10_000_000))
@@ -66,6 +70,12 @@ class DistillationConfig(SectionConfig):
     def process_threads(self) -> int:
         """Threads of a step that runs in one process (teacher, record, the teacher's Jacobians): every worker's."""
         return self.threads * self.workers
+
+    @property
+    def arms(self) -> dict[str, list[float]]:
+        """Each Sobolev arm's α grid: ``sobolev`` (the paper's weighting, α on the raw term) and, when
+        ``balanced_alphas`` is not empty, ``balanced`` (α on the term divided by the teacher's gradient scale)."""
+        return {"sobolev": self.alphas, **({"balanced": self.balanced_alphas} if self.balanced_alphas else {})}
 
     def check(self) -> None:
         if self.teacher_source == "hub" and self.teacher_algo != "a2c":
@@ -87,11 +97,6 @@ class DistillationConfig(SectionConfig):
         for name in ("eval_train_states", "eval_states"):
             if getattr(self, name) > self.states:
                 self.fail(name, f"must be at most states ({self.states})")
-        if len(self.alphas) > len(self.lrs):
-            self.fail(
-                "alphas", f"at most len(lrs) = {len(self.lrs)} values: regular distillation gets one extra learning "
-                "rate (a geometric midpoint of lrs) per extra alpha, for an equal budget",
-            )  # fmt: skip
 
     def check_inputs(self) -> None:
         """Hub teachers given as local zips must all be there."""

@@ -376,6 +376,18 @@ class TeacherJacobians:
         self.jacobians = torch.cat(parts)  # (n, A, H, W, C)
         self._scratch: Tensor | None = None
 
+    def projection_scale(self, idx: Tensor, batch: int = 100) -> float:
+        """The size of the teacher's input-gradient projections over states ``idx``: the root mean square of
+        ``‖vᵀJ*(s)‖`` over those states and random unit ``v``, ``sqrt(mean_s ‖J*(s)‖²_F / A)`` (for ``v``
+        uniform on the unit sphere, ``E vvᵀ = I / A``). The balanced Sobolev term divides by it, so that its
+        size no longer depends on how steep a game's teacher is."""
+        rows = self._rows(idx)
+        total = 0.0
+        for start in range(0, len(rows), batch):
+            part = self.jacobians[rows[start : start + batch]].float()
+            total += float(part.pow(2).sum(dtype=torch.float64))
+        return math.sqrt(total / (len(rows) * self.jacobians.shape[1]))
+
     def _rows(self, idx: Tensor) -> list[int]:
         rows = self.row[idx]
         if bool((rows < 0).any()):
@@ -535,13 +547,17 @@ def distill(
 
 
 def regular_lr_grid(lrs: Sequence[float], n_extra: int) -> list[float]:
-    """``lrs`` plus ``n_extra`` geometric midpoints of neighbouring values: regular distillation's
-    grid, as many runs as Sobolev's ``lrs`` plus its extra α values (an equal tuning budget)."""
+    """``lrs`` plus ``n_extra`` more learning rates: regular distillation's grid, as many runs as the largest
+    Sobolev arm's (its ``lrs`` plus its extra α values: an equal tuning budget). The extra rates are the
+    geometric midpoints of neighbouring values first, then halvings below the smallest (a one-point ``lrs``
+    has no midpoints). Largest first."""
+    if n_extra < 0:
+        raise ValueError(f"n_extra must be >= 0, got {n_extra}")
     ordered = sorted(lrs)
-    mids = [math.sqrt(a * b) for a, b in itertools.pairwise(ordered)]
-    if n_extra > len(mids):
-        raise ValueError(f"{n_extra} extra learning rates requested but only {len(mids)} midpoints exist")
-    return sorted(ordered + mids[:n_extra], reverse=True)
+    extra = [math.sqrt(a * b) for a, b in itertools.pairwise(ordered)][:n_extra]
+    while len(extra) < n_extra:
+        extra.append(min([*ordered, *extra]) / 2)
+    return sorted(ordered + extra, reverse=True)
 
 
 def best(scores: dict) -> Any:
@@ -557,22 +573,27 @@ def best(scores: dict) -> Any:
 def tune(
     run: Callable[[str, float, float], float],
     lrs: Sequence[float],
-    alphas: Sequence[float],
+    arms: dict[str, Sequence[float]],
 ) -> dict[str, dict[str, float]]:
     """Pick each method's hyper-parameters by the lowest validation KL with equal budgets.
 
     ``run(method, lr, alpha)`` trains one grid point (early-stopped runs on validation) and returns
-    its validation KL (NaN when it diverged: it loses). Regular: ``lrs`` plus one geometric
-    midpoint per extra α. Sobolev: every lr at ``alphas[0]``, then the other α at the best lr
-    (``len(lrs) + len(alphas) − 1`` runs each; with one α both methods search the same grid).
-    Returns ``{"regular": {"lr", "alpha"}, "sobolev": {...}}``.
+    its validation KL (NaN when it diverged: it loses). ``arms``: each Sobolev arm's α grid
+    (``{"sobolev": [1.0], "balanced": [0.1, 1.0]}``). A Sobolev arm runs every lr at its first α, then
+    its other α at its best lr (``len(lrs) + len(alphas) − 1`` runs). Regular runs
+    :func:`regular_lr_grid`: as many learning rates as the largest arm's runs, so no arm is tuned more
+    than the baseline. Returns ``{"regular": {"lr", "alpha"}, <arm>: {...}, ...}``.
     """
+    if not arms or any(not alphas for alphas in arms.values()):
+        raise ValueError(f"arms must map each Sobolev arm to a non-empty α grid, got {arms}")
     chosen: dict[str, dict[str, float]] = {}
-    scores = {lr: run("regular", lr, 0.0) for lr in regular_lr_grid(lrs, len(alphas) - 1)}
+    n_extra = max(len(alphas) for alphas in arms.values()) - 1
+    scores = {lr: run("regular", lr, 0.0) for lr in regular_lr_grid(lrs, n_extra)}
     chosen["regular"] = {"lr": best(scores), "alpha": 0.0}
-    scores = {(lr, alphas[0]): run("sobolev", lr, alphas[0]) for lr in lrs}
-    best_lr = best(scores)[0]
-    scores.update({(best_lr, a): run("sobolev", best_lr, a) for a in alphas[1:]})
-    lr, alpha = best(scores)
-    chosen["sobolev"] = {"lr": lr, "alpha": alpha}
+    for arm, alphas in arms.items():
+        scores = {(lr, alphas[0]): run(arm, lr, alphas[0]) for lr in lrs}
+        best_lr = best(scores)[0]
+        scores.update({(best_lr, a): run(arm, best_lr, a) for a in alphas[1:]})
+        lr, alpha = best(scores)
+        chosen[arm] = {"lr": lr, "alpha": alpha}
     return chosen

@@ -74,14 +74,15 @@ def figure4(curves: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
 
 def fraction_summary(runs: pd.DataFrame) -> plt.Figure:
     """What the paper's Figure 4 is about, against the training-set fraction: each seed's test KL (top, log) and
-    test action error (bottom) at its selected checkpoint, per game, regular and Sobolev side by side (a
-    line joins a seed's two methods), with the medians as dashes."""
+    test action error (bottom) at its selected checkpoint, per game, the methods side by side (a line joins
+    a seed's methods), with the medians as dashes."""
     style()
     final = runs[runs.chosen]
     games = sorted(final.game.unique())
     fractions = sorted(final.fraction.unique())
     fig, axes = plt.subplots(2, len(games), figsize=(4.2 * len(games), 6.0), squeeze=False)
-    offset = {"regular": -0.12, "sobolev": 0.12}
+    methods = [m for m in METHOD_COLORS if m in set(final.method)]
+    offset = dict(zip(methods, np.linspace(-0.12, 0.12, len(methods)) * (len(methods) > 1), strict=True))
     for j, game in enumerate(games):
         for i, (col, label) in enumerate((("test_kl", "test KL(π ‖ π*), log scale"),
                                           ("test_action_error", "test action-prediction error"))):  # fmt: skip
@@ -89,13 +90,13 @@ def fraction_summary(runs: pd.DataFrame) -> plt.Figure:
             for k, fraction in enumerate(fractions):
                 cell = final[(final.game == game) & (final.fraction == fraction)]
                 for _, pair in cell.groupby("seed"):
-                    pair = pair.set_index("method").reindex(["regular", "sobolev"])
-                    ax.plot([k + offset["regular"], k + offset["sobolev"]], pair[col], color="0.7", lw=0.7)
+                    pair = pair.set_index("method").reindex(methods)
+                    ax.plot([k + offset[m] for m in methods], pair[col], color="0.7", lw=0.7)
                 for method, m in cell.groupby("method"):
                     x = k + offset[method]
                     ax.scatter(np.full(len(m), x), m[col], color=METHOD_COLORS[method], s=14, zorder=3,
                                label=method if (i, j, k) == (0, 0, 0) else None)  # fmt: skip
-                    ax.hlines(m[col].median(), x - 0.09, x + 0.09, color="black", lw=1.5, zorder=4)
+                    ax.hlines(m[col].median(), x - 0.06, x + 0.06, color="black", lw=1.5, zorder=4)
             ax.set_xticks(range(len(fractions)), [f"{100 * f:.0f}%" for f in fractions])
             ax.set_xlabel("training-set fraction of the recording")
             ax.set_ylabel(label if j == 0 else "")
@@ -111,25 +112,28 @@ def fraction_summary(runs: pd.DataFrame) -> plt.Figure:
 
 
 def paired_figure(runs: pd.DataFrame, summaries: dict) -> plt.Figure:
-    """Each seed's test KL at the selected checkpoint, regular and Sobolev joined by a line (same seed): per game
-    and fraction at each method's chosen point, then the control (both at each chosen lr, tuning fraction); log
-    scale."""
+    """Each seed's test KL at the selected checkpoint, its methods joined by a line (same seed): per game and
+    fraction at each method's chosen point, then the paper arm's control (regular and Sobolev at each lr either
+    chose, tuning fraction); log scale."""
     style()
     panels = []
     for (game, fraction), cell in runs[runs.chosen].groupby(["game", "fraction"]):
         panels.append((f"{game}, {100 * fraction:.0f}% train", cell))
     for game, s in summaries.items():
         grid = runs[(runs.game == game) & (runs.role == "grid")]
-        for lr in sorted({hp["lr"] for hp in s["chosen"].values()}):
-            panels.append((f"{game}, both at lr {lr:g}", at_lr(grid, lr, s["chosen"]["sobolev"]["alpha"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 3.4), squeeze=False, sharey=True)
+        for lr in sorted({s["chosen"][m]["lr"] for m in ("regular", "sobolev")}):
+            cell = at_lr(grid, lr, s["chosen"]["sobolev"]["alpha"])
+            if set(cell.method) >= {"regular", "sobolev"}:
+                panels.append((f"{game}, both at lr {lr:g}", cell))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.5 * len(panels), 3.4), squeeze=False, sharey=True)
     for ax, (title, cell) in zip(axes[0], panels, strict=True):
+        methods = [m for m in METHOD_COLORS if m in set(cell.method)]
         for _, pair in cell.groupby("seed"):
-            pair = pair.set_index("method").reindex(["regular", "sobolev"])
-            ax.plot([0, 1], pair.test_kl, color="grey", lw=0.8)
-            ax.scatter([0, 1], pair.test_kl, c=[METHOD_COLORS["regular"], METHOD_COLORS["sobolev"]], zorder=3)
-        ax.set_xticks([0, 1], ["regular", "Sobolev"])
-        ax.set_xlim(-0.4, 1.4)
+            pair = pair.set_index("method").reindex(methods)
+            ax.plot(range(len(methods)), pair.test_kl, color="grey", lw=0.8)
+            ax.scatter(range(len(methods)), pair.test_kl, c=[METHOD_COLORS[m] for m in methods], zorder=3)
+        ax.set_xticks(range(len(methods)), methods, fontsize=8)
+        ax.set_xlim(-0.4, len(methods) - 0.6)
         ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("method (same seed joined)", fontsize=8)

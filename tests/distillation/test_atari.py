@@ -159,19 +159,26 @@ def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
     assert len(teacher["random_returns"]) == 10 and teacher["rl_zoo_a2c_return"] > 100
     run("s42-distill", "breakout")
     summary = yaml.safe_load((out / "breakout/summary.json").read_text())
-    assert summary["budget_runs"] == {"regular": 2 * 2, "sobolev": 2 * 2}  # lrs × seeds each
+    # Seeds × configurations: the paper's arm runs both lrs at α = 1; the balanced arm both lrs at its first α,
+    # then its second α at its best lr; regular as many as the larger arm (both lrs and their midpoint).
+    assert summary["budget_runs"] == {"regular": 2 * 3, "sobolev": 2 * 2, "balanced": 2 * 3}
     assert set(summary["splits"]) == {"train 0.3", "train 0.5", "val", "test"}
+    assert summary["balance_scale"] > 0 and summary["balance_states"] == summary["splits"]["train 0.3"]
     runs = pd.read_csv(out / "breakout/runs.csv")
-    grid = runs[runs.role == "grid"]  # both methods at both lrs, both seeds, at the tuning fraction
-    assert len(grid) == 2 * 2 * 2 and set(grid.fraction) == {0.3} and set(grid.lr) == {0.001, 0.0001}
+    grid = runs[runs.role == "grid"]  # every method at every point of its grid, both seeds, at the tuning fraction
+    assert len(grid) == 2 * (3 + 2 + 3) and set(grid.fraction) == {0.3}
+    regular_lrs = sorted(grid[grid.method == "regular"].lr.unique())
+    assert regular_lrs == pytest.approx([0.0001, 0.001**0.5 * 0.0001**0.5, 0.001])
     final = runs[runs.role == "final"]  # the other fraction at the chosen points
-    assert len(final) == 2 * 2 and set(final.fraction) == {0.5} and final.chosen.all()
-    assert (runs.best_iteration <= runs.stopped_at).all() and runs.chosen.sum() == 2 * 2 * 2
+    assert len(final) == 3 * 2 and set(final.fraction) == {0.5} and final.chosen.all()
+    assert (runs.best_iteration <= runs.stopped_at).all() and runs.chosen.sum() == 2 * 3 * 2
     for method, hp in summary["chosen"].items():
         chosen = runs[runs.chosen & (runs.method == method)]
-        assert set(chosen.lr) == {hp["lr"]}
-        medians = grid[grid.method == method].groupby("lr").val_kl.median()
-        assert medians.idxmin() == pytest.approx(hp["lr"])  # chosen by the median validation KL
+        assert chosen.lr.nunique() == 1 and chosen.alpha.nunique() == 1  # runs.csv keeps 6 significant digits
+        assert (chosen.lr.iloc[0], chosen.alpha.iloc[0]) == pytest.approx((hp["lr"], hp["alpha"]), rel=1e-5)
+        medians = grid[grid.method == method].groupby(["lr", "alpha"]).val_kl.median()
+        # chosen by the median validation KL
+        assert medians.idxmin() == pytest.approx((hp["lr"], hp["alpha"]), rel=1e-5)
     students = torch.load(out / "breakout/students.pt", weights_only=True)
     assert len(students["students"]) == runs.chosen.sum()
     # Curves on eval_states (60) fixed test states; the selected checkpoint's test KL on every test state, which is
@@ -208,7 +215,8 @@ def test_distill_in_two_worker_processes_trains_the_same_runs_as_one(tmp_path):
         outputs[workers] = (pd.read_csv(games / "runs.csv").drop(columns="seconds"), pd.read_csv(games / "curves.csv"),
                             yaml.safe_load((games / "summary.json").read_text()))  # fmt: skip
     (runs1, curves1, summary1), (runs2, curves2, summary2) = outputs[1], outputs[2]
-    assert len(runs1) == 2 * 2 * 2 and summary2["workers"] == 2 and summary2["chosen"] == summary1["chosen"]
+    assert len(runs1) == 2 * (2 + 1 + 2) + 2 * 3  # seeds × grid points, then seeds × methods at the other fraction
+    assert summary2["workers"] == 2 and summary2["chosen"] == summary1["chosen"]
     pd.testing.assert_frame_equal(runs1, runs2, rtol=2e-3)
     pd.testing.assert_frame_equal(curves1, curves2, rtol=2e-3)
 
@@ -233,7 +241,7 @@ def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):
         ("fractions", [0.1, 1.0], r"fraction in \(0, 1\)"),
         ("fractions", [0.0], r"number in \(0, 1\]"),
         ("tune_fraction", 0.4, "must be one of fractions"),
-        ("alphas", [1.0, 10.0, 100.0], "at most len"),
+        ("balanced_alphas", [1.0, -1.0], r"balanced_alphas\[1\]"),
         ("teacher_source", "zoo", "must be one of train, hub"),
         ("teacher_temperature", 0, r"number in \(0, 100\]"),
         ("fractions", [0.6], r"val_share \(0.2\) \+ test_share \(0.3\) must be at most 1"),

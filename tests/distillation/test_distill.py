@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from sobolev.core.derivatives import random_unit_vectors
 from sobolev.distillation.distill import (
     Recording,
     StudentNet,
@@ -300,22 +301,50 @@ class _Float64:
 def test_equal_tuning_budget_and_selection_rule():
     assert regular_lr_grid([1e-3, 1e-5], 1) == pytest.approx([1e-3, 1e-4, 1e-5])
     assert regular_lr_grid([1e-3, 1e-4, 1e-5], 0) == pytest.approx([1e-3, 1e-4, 1e-5])
-    with pytest.raises(ValueError, match="midpoints"):
-        regular_lr_grid([1e-3], 1)
+    assert regular_lr_grid([1e-3], 2) == pytest.approx([1e-3, 5e-4, 2.5e-4])  # no midpoints: halvings below
+    assert regular_lr_grid([1e-3, 1e-5], 2) == pytest.approx([1e-3, 1e-4, 1e-5, 5e-6])  # midpoints first
+    with pytest.raises(ValueError, match="n_extra"):
+        regular_lr_grid([1e-3], -1)
     calls = []
 
     def run(method, lr, alpha):  # a known validation KL per run; regular's lr 1e-3 diverges (NaN)
         calls.append((method, lr, alpha))
         return {("regular", 1e-3): math.nan, ("sobolev", 1e-3): 0.5}.get((method, lr), 0.3 + alpha / 100)
 
-    chosen = tune(run, [1e-3, 1e-4], [1.0, 10.0])
+    chosen = tune(run, [1e-3, 1e-4], {"sobolev": [1.0, 10.0]})
     runs = {m: sum(c[0] == m for c in calls) for m in ("regular", "sobolev")}
     assert runs == {"regular": 3, "sobolev": 3}
     assert chosen["regular"] == {"lr": pytest.approx(10**-3.5), "alpha": 0.0}  # the first finite lowest
     assert chosen["sobolev"] == {"lr": 1e-4, "alpha": 1.0}
     calls.clear()
-    chosen = tune(run, [1e-3, 1e-4], [1.0])
+    chosen = tune(run, [1e-3, 1e-4], {"sobolev": [1.0]})
     assert [c[1] for c in calls if c[0] == "regular"] == [c[1] for c in calls if c[0] == "sobolev"]  # one grid
+    # Two arms: each tuned on its own grid; regular gets as many runs as the larger one, never fewer.
+    calls.clear()
+    chosen = tune(run, [1e-3], {"sobolev": [1.0], "balanced": [0.1, 1.0, 0.3]})
+    runs = {m: [c[1:] for c in calls if c[0] == m] for m in ("regular", "sobolev", "balanced")}
+    assert runs["regular"] == [(1e-3, 0.0), (5e-4, 0.0), (2.5e-4, 0.0)]
+    assert runs["sobolev"] == [(1e-3, 1.0)] and runs["balanced"] == [(1e-3, 0.1), (1e-3, 1.0), (1e-3, 0.3)]
+    assert chosen["balanced"] == {"lr": 1e-3, "alpha": 0.1} and chosen["regular"]["lr"] == 5e-4
+    with pytest.raises(ValueError, match="non-empty"):
+        tune(run, [1e-3], {"balanced": []})
+
+
+def test_balance_scale_is_the_rms_of_the_teachers_projected_gradients():
+    """``projection_scale`` is sqrt(mean_s ‖J‖²_F / A), which is E_v ‖vᵀJ‖² for v uniform on the unit sphere: a
+    Monte-Carlo average over many v must agree; and a teacher twice as steep has twice the scale."""
+    rec, teacher = _teacher_recording([6, 6], n_actions=3)
+    idx = torch.arange(0, 12, 2)
+    jac = TeacherJacobians(teacher, rec, idx)
+    scale = jac.projection_scale(idx)
+    full = jac(idx).flatten(2).double()  # (B, A, D)
+    gram = full @ full.transpose(1, 2)  # ‖vᵀJ‖² = vᵀ (J Jᵀ) v
+    v = random_unit_vectors(20_000, rec.n_actions, torch.Generator().manual_seed(1), "cpu", torch.float64)
+    monte_carlo = torch.einsum("na,bac,nc->", v, gram, v) / (len(v) * len(idx))
+    assert scale == pytest.approx(float(monte_carlo.sqrt()), rel=0.02)
+    assert scale == pytest.approx(float(full.pow(2).sum((1, 2)).mean().div(rec.n_actions).sqrt()), rel=1e-4)
+    steeper = TeacherJacobians(lambda x: 2 * teacher(x), rec, idx)  # gradients twice as large
+    assert steeper.projection_scale(idx) == pytest.approx(2 * scale, rel=1e-3)
 
 
 def _runs_and_curves(sobolev_kl: float, seeds: int = 5, grid_lrs: tuple[float, ...] = (1e-3,)):
@@ -383,6 +412,34 @@ def test_report_decides_claims_from_paired_seeds():
     runs, curves = _runs_and_curves(0.25, seeds=2)
     runs.loc[(runs.method == "sobolev") & (runs.seed == 1), "test_kl"] = 0.9
     assert report.claims_from(report.comparisons(runs, curves), report.control(runs, curves, {}))[0].holds is None
+
+
+def test_each_sobolev_arm_is_decided_against_regular_on_its_own():
+    """A balanced arm beside the paper's: its comparisons are its own seeds against regular's, its claims carry its
+    prefix, and a paper arm that loses does not make the balanced arm lose (nor the reverse)."""
+    import pandas as pd
+
+    from sobolev.common.plotting import figure_problems
+    from sobolev.distillation import plots, report
+
+    worse, _ = _runs_and_curves(1.5)  # the paper's arm: worse than regular in every seed
+    better, better_curves = _runs_and_curves(0.25)
+    balanced = better[better.method == "sobolev"].assign(method="balanced", alpha=0.1)
+    balanced_curves = better_curves[better_curves.method == "sobolev"].assign(method="balanced", alpha=0.1)
+    runs = pd.concat([worse, balanced], ignore_index=True)
+    curves = pd.concat([_runs_and_curves(1.5)[1], balanced_curves], ignore_index=True)
+    comp = report.comparisons(runs, curves)
+    assert set(comp.arm) == {"sobolev", "balanced"}
+    kl = comp[comp.quantity == "test KL"].set_index(["arm", "game", "fraction"])
+    assert (kl.loc["sobolev"].verdict == "loss").all() and (kl.loc["balanced"].verdict == "win").all()
+    assert kl.loc[("balanced", "pong", 0.1), "regular"] == pytest.approx(0.5)  # regular's own runs, not the arm's
+    found = report.claims_from(comp, report.control(runs, curves, {}))
+    closer = [c for c in found if "closer to the teacher in every game" in c.text]
+    assert [(c.text.startswith(report.ARMS["balanced"]), c.holds) for c in closer] == [(False, False), (True, True)]
+    assert len(found) == 12  # six claims per arm
+    summary = plots.fraction_summary(runs)
+    assert figure_problems(summary) == []
+    assert len(summary.axes[0].get_legend().get_texts()) == 3  # every method is drawn
 
 
 def test_teacher_beats_chance_is_decided_on_game_scores():
