@@ -6,8 +6,14 @@ The committed Section 4.3 setting (``params.yaml: synthetic``): the 1-D network 
 signals (batch 64, ``width_scale``), three cuts, SG modules of ``sg_width`` with the committed
 loss. Each variant's step (:meth:`sobolev.synthetic_gradients.decoupled.DecoupledTrainer.step`, main and
 module updates, without the cosine diagnostics) is printed in milliseconds and as a multiple of
-backprop's; then the cost of a logged step (with the diagnostics: one extra VJP per cut) for the
-Sobolev module. Single-process numbers; the stage runs ``workers`` such processes side by side.
+backprop's (all steps timed in turns, so that a drift in the machine's speed shifts them alike);
+then the cost of a logged step (with the diagnostics: one extra VJP per cut) for the Sobolev module.
+Single-process numbers; the stage runs ``workers`` such processes side by side.
+
+The floor beside a critic variant's ratio: backprop's step plus each cut's module update alone
+(:meth:`~sobolev.synthetic_gradients.decoupled.DecoupledTrainer._module_step` on that cut's
+features, its optimiser step included): what the step would cost if splitting the network at the
+cuts (detaching, one backward per block) were free.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import log, timed, write
+from timing import log, timed, timed_interleaved, write
 
 from sobolev.synthetic_gradients.compute import sm_blocks
 from sobolev.synthetic_gradients.config import SyntheticGradientsConfig
@@ -32,6 +38,27 @@ def trainer_for(variant: str, cfg: SyntheticGradientsConfig, x: torch.Tensor) ->
     )  # fmt: skip
 
 
+def modules_alone(trainer: DecoupledTrainer, x: torch.Tensor, y: torch.Tensor):
+    """Every cut's module update alone, on that cut's features of ``x`` (after a few training steps, so the
+    targets are not the zero-initialised modules' zeros): a step to time."""
+    for _ in range(5):
+        trainer.step(x, y)
+    with torch.no_grad():
+        feats = []
+        for block in trainer.blocks[:-1]:
+            feats.append((x := block(x)).detach())
+    gen = torch.Generator().manual_seed(1)
+    targets = [(torch.randn(f.shape, generator=gen), torch.rand(len(f), generator=gen)) for f in feats]
+
+    def update() -> None:
+        trainer.sg_opt.zero_grad(set_to_none=True)
+        for k, (h, (grad, loss)) in enumerate(zip(feats, targets, strict=True)):
+            trainer._module_step(k, h, y, grad, loss)
+        trainer.sg_opt.step()
+
+    return update
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -46,12 +73,21 @@ def main() -> None:
         f"{cfg.batch_size}, SG width {cfg.sg_width}, {cfg.sg_loss}/{cfg.sg_scale}, {args.threads} thread(s), "
         f"torch {torch.__version__}"
     )
-    times = {}
+    steps = {}
     for variant in VARIANTS:
-        trainer = trainer_for(variant, cfg, x)
-        times[variant] = timed(lambda t=trainer: t.step(x, y))
-    for variant in VARIANTS:
-        log(f"{variant}: {times[variant] * 1e3:.2f} ms = {times[variant] / times['backprop']:.2f} x backprop")
+        steps[variant] = (lambda t: lambda: t.step(x, y))(trainer_for(variant, cfg, x))
+    critics = ("small_model", "critic", "sobolev")
+    for variant in critics:
+        steps[f"{variant} modules"] = modules_alone(trainer_for(variant, cfg, x), x, y)
+    measured = timed_interleaved(steps)
+    times = {name: measured[name] for name in VARIANTS}
+    base = times["backprop"]
+    floors = {variant: base + measured[f"{variant} modules"] for variant in critics}
+    for variant, t in times.items():
+        floor = f" (floor {floors[variant] / base:.2f} x)" if variant in floors else ""
+        log(f"{variant}: {t * 1e3:.2f} ms = {t / base:.2f} x backprop{floor}")
+    log("  floor: backprop's step + each cut's module update alone (its forward, input gradient, training pass and "
+        "optimiser step), as if splitting the network at the cuts cost nothing")  # fmt: skip
     trainer = trainer_for("sobolev", cfg, x)
     logged = timed(lambda: trainer.step(x, y, diagnostics=True))
     log(

@@ -33,3 +33,20 @@ def timed(step: Callable[[], None], repeats: int = 5, inner: int = 20, warmup: i
             step()
         times.append((time.perf_counter() - start) / inner)
     return statistics.median(times)
+
+
+def timed_interleaved(steps: dict[str, Callable[[], None]], repeats: int = 7, inner: int = 20, warmup: int = 3) -> dict:
+    """Median seconds per call of each step, timed in turns (``inner`` calls of each, ``repeats`` rounds), so that
+    a drift in the machine's speed during the run (other load, clock changes) shifts every step alike and their
+    ratios hold."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                step()
+            times[name].append((time.perf_counter() - start) / inner)
+    return {name: statistics.median(t) for name, t in times.items()}

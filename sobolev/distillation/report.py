@@ -481,7 +481,7 @@ def readme_block(m: dict) -> str:
         lines += [
             "",
             "Scale of each teacher's input gradients ‖∂ log π*(a|s)/∂s‖ (per state and action; the Sobolev term is a "
-            "norm of such gradients' difference, weighted by one α in every game):",
+            "norm of such gradients' difference; the paper's arm weighs it by one α in every game):",
             "",
         ]
         lines += [
@@ -544,7 +544,7 @@ def readme_block(m: dict) -> str:
             lines.append(
                 f"| {r['game']} | {r['lr']:g} ({r['lr_chosen_by']}) | {r['sobolev_test_kl']:.3g} | "
                 f"{r['regular_test_kl']:.3g} | {r['ratio']:.3g} [{r['low']:.3g}, {r['high']:.3g}] | "
-                f"{r['iterations_ratio']:.3g} [{r['iterations_low']:.3g}, {r['iterations_high']:.3g}] |"
+                f"{_g(r['iterations_ratio'])} [{_g(r['iterations_low'])}, {_g(r['iterations_high'])}] |"
             )
     lines += ["", format_claims((Claim.from_dict(c) for c in m["claims"]), bullet="* ")]
     return "\n".join(lines)

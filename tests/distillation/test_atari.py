@@ -256,6 +256,13 @@ def test_bad_distillation_params_name_the_parameter(tmp_path, key, value, messag
     assert f"distillation.{key}" in str(err.value)
 
 
+def test_the_balanced_arm_is_optional(tmp_path):
+    cfg = DistillationConfig.load(path=_params(tmp_path, balanced_alphas=[], alphas=[1.0], lrs=[0.001]))
+    assert cfg.arms == {"sobolev": [1.0]}  # the paper's arm alone: the two-method chain
+    cfg = DistillationConfig.load(path=_params(tmp_path, balanced_alphas=[0.1, 1.0, 3.0], alphas=[1.0]))
+    assert cfg.arms == {"sobolev": [1.0], "balanced": [0.1, 1.0, 3.0]}
+
+
 def test_paper_block_may_not_change_the_foreach_games(tmp_path):
     section = yaml.safe_load(_params(tmp_path).read_text())["distillation"]
     path = tmp_path / "paper.yaml"
