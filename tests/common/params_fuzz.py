@@ -20,7 +20,7 @@ from sobolev.pipeline import StageError, check_params
 
 ROOT = Path(__file__).resolve().parents[2]
 ZERO_OK = {"threads", "long_steps", "teacher_ent_coef", "weight_decay", "record_seed", "warmup"}
-EMPTY_OK = {"sweep_weights", "sweep_sizes", "sweep_arms", "milestones"}
+EMPTY_OK = {"sweep_weights", "sweep_sizes", "sweep_arms", "milestones", "balanced_alphas"}
 REPEATS_OK = {"seeds"}  # one seed count per size: sizes may share a count
 FREE_TEXT = {"teacher_dir", "cifar_path"}
 BAD_ANY = [None, True, {"a": 1}]

@@ -86,6 +86,6 @@ def test_distillation_paper_scale_starts(tmp_path):
     for step in ("s42-teacher", "s42-record", "s42-distill"):
         out = run_stage(step, "breakout", root / "params.yaml", root, progress=False)
     curves = pd.read_csv(out / "curves.csv")
-    assert set(curves.fraction) == set(cfg.fractions) and set(curves.method) == {"regular", "sobolev"}
-    runs = pd.read_csv(out / "runs.csv")  # the paper's grid: 3 lrs and 3 alphas, equal budgets
-    assert runs[runs.role == "grid"].groupby("method").size().to_dict() == {"regular": 5, "sobolev": 5}
+    assert set(curves.fraction) == set(cfg.fractions) and set(curves.method) == {"regular", "sobolev", "balanced"}
+    runs = pd.read_csv(out / "runs.csv")  # the paper's grid: 3 lrs and 3 alphas per Sobolev arm, equal budgets
+    assert runs[runs.role == "grid"].groupby("method").size().to_dict() == {"regular": 5, "sobolev": 5, "balanced": 5}

@@ -216,12 +216,17 @@ def test_committed_distillation_results_match_committed_params():
     m = json.loads((ROOT / "results/distillation/report/metrics.json").read_text())
     assert [t["game"] for t in m["teachers"]] == cfg.games
     cells = {(r["game"], r["fraction"], r["method"]) for r in m["selected"]}
-    assert cells == {(g, f, meth) for g in cfg.games for f in cfg.fractions for meth in ("regular", "sobolev")}
+    methods = ("regular", *cfg.arms)
+    assert cells == {(g, f, meth) for g in cfg.games for f in cfg.fractions for meth in methods}
     assert all(r["seeds"] == cfg.seeds for r in m["selected"])
+    largest = max(len(alphas) for alphas in cfg.arms.values())
     for r in m["chosen"]:
-        if r["method"] == "sobolev":
-            assert r["lr"] in cfg.lrs and r["alpha"] in cfg.alphas
-        assert r["tuning runs"] == (len(cfg.lrs) + len(cfg.alphas) - 1) * cfg.seeds  # equal budgets, every seed
+        alphas = cfg.arms.get(r["method"])
+        if alphas is not None:
+            assert r["lr"] in cfg.lrs and r["alpha"] in alphas
+        # Equal budgets, every seed: each arm its lrs then its other α; regular as many as the largest arm.
+        configs = len(cfg.lrs) + (largest if alphas is None else len(alphas)) - 1
+        assert r["tuning runs"] == configs * cfg.seeds
     for game in cfg.games:  # the pinned teacher is the one the params describe
         info = torch.load(ROOT / f"results/distillation/games/{game}/teacher.pt", weights_only=True)
         assert (info["game"], info["env_steps"], info["algo"]) == (game, cfg.teacher_steps, cfg.teacher_algo)
