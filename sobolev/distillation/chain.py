@@ -58,7 +58,7 @@ from sobolev.distillation.distill import (
     distill,
     evaluate,
     predict,
-    regular_lr_grid,
+    regular_lrs,
     run_policy,
     split_episodes,
     tune,
@@ -380,17 +380,16 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
         start = time.perf_counter()
         # The grid points tune() will ask for whatever their scores, trained in one batch (the rest as it asks).
         arms = cfg.arms
-        n_extra = max(len(alphas) for alphas in arms.values()) - 1
-        regular_lrs = regular_lr_grid(cfg.lrs, n_extra)
-        first = [job for lr in regular_lrs for job in grid_jobs("regular", lr, 0.0)]
+        regular_grid = regular_lrs(cfg.lrs, arms)
+        first = [job for lr in regular_grid for job in grid_jobs("regular", lr, 0.0)]
         if len(cfg.lrs) == 1:  # one lr: every arm's whole α grid is known before any score
             first += [job for arm, alphas in arms.items() for a in alphas for job in grid_jobs(arm, cfg.lrs[0], a)]
             # An arm with a single point (regular too) can only be chosen there, so its other fractions' runs
             # join the batch (fewer idle workers at its end).
             lr = cfg.lrs[0]
             single = {arm: {"lr": lr, "alpha": alphas[0]} for arm, alphas in arms.items() if len(alphas) == 1}
-            if len(regular_lrs) == 1:
-                single["regular"] = {"lr": regular_lrs[0], "alpha": 0.0}
+            if len(regular_grid) == 1:
+                single["regular"] = {"lr": regular_grid[0], "alpha": 0.0}
             first += final_jobs(single)
         else:
             first += [job for arm, alphas in arms.items() for lr in cfg.lrs for job in grid_jobs(arm, lr, alphas[0])]

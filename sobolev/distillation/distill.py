@@ -560,6 +560,14 @@ def regular_lr_grid(lrs: Sequence[float], n_extra: int) -> list[float]:
     return sorted(ordered + extra, reverse=True)
 
 
+def regular_lrs(lrs: Sequence[float], arms: dict[str, Sequence[float]]) -> list[float]:
+    """Regular distillation's tuning grid beside the Sobolev arms ``arms`` (their α grids): as many learning rates
+    as the largest arm has runs (:func:`regular_lr_grid`). Largest first."""
+    if not arms or any(not alphas for alphas in arms.values()):
+        raise ValueError(f"arms must map each Sobolev arm to a non-empty α grid, got {arms}")
+    return regular_lr_grid(lrs, max(len(alphas) for alphas in arms.values()) - 1)
+
+
 def best(scores: dict) -> Any:
     """The key with the lowest score; a NaN score (a diverged run) counts as infinity and loses.
     Raises when every run diverged."""
@@ -581,14 +589,11 @@ def tune(
     its validation KL (NaN when it diverged: it loses). ``arms``: each Sobolev arm's α grid
     (``{"sobolev": [1.0], "balanced": [0.1, 1.0]}``). A Sobolev arm runs every lr at its first α, then
     its other α at its best lr (``len(lrs) + len(alphas) − 1`` runs). Regular runs
-    :func:`regular_lr_grid`: as many learning rates as the largest arm's runs, so no arm is tuned more
+    :func:`regular_lrs`: as many learning rates as the largest arm's runs, so no arm is tuned more
     than the baseline. Returns ``{"regular": {"lr", "alpha"}, <arm>: {...}, ...}``.
     """
-    if not arms or any(not alphas for alphas in arms.values()):
-        raise ValueError(f"arms must map each Sobolev arm to a non-empty α grid, got {arms}")
     chosen: dict[str, dict[str, float]] = {}
-    n_extra = max(len(alphas) for alphas in arms.values()) - 1
-    scores = {lr: run("regular", lr, 0.0) for lr in regular_lr_grid(lrs, n_extra)}
+    scores = {lr: run("regular", lr, 0.0) for lr in regular_lrs(lrs, arms)}
     chosen["regular"] = {"lr": best(scores), "alpha": 0.0}
     for arm, alphas in arms.items():
         scores = {(lr, alphas[0]): run(arm, lr, alphas[0]) for lr in lrs}

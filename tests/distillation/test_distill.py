@@ -17,6 +17,7 @@ from sobolev.distillation.distill import (
     distillation_loss,
     evaluate,
     regular_lr_grid,
+    regular_lrs,
     reverse_kl,
     sobolev_distillation_step,
     split_episodes,
@@ -305,6 +306,7 @@ def test_equal_tuning_budget_and_selection_rule():
     assert regular_lr_grid([1e-3, 1e-5], 2) == pytest.approx([1e-3, 1e-4, 1e-5, 5e-6])  # midpoints first
     with pytest.raises(ValueError, match="n_extra"):
         regular_lr_grid([1e-3], -1)
+    assert regular_lrs([1e-3], {"sobolev": [1.0], "balanced": [0.1, 1.0]}) == pytest.approx([1e-3, 5e-4])
     calls = []
 
     def run(method, lr, alpha):  # a known validation KL per run; regular's lr 1e-3 diverges (NaN)
