@@ -381,6 +381,8 @@ class TeacherJacobians:
         ``‖vᵀJ*(s)‖`` over those states and random unit ``v``, ``sqrt(mean_s ‖J*(s)‖²_F / A)`` (for ``v``
         uniform on the unit sphere, ``E vvᵀ = I / A``). The balanced Sobolev term divides by it, so that its
         size no longer depends on how steep a game's teacher is."""
+        if not len(idx):
+            raise ValueError("idx: no states to measure the teacher's gradient scale on (an empty index)")
         rows = self._rows(idx)
         total = 0.0
         for start in range(0, len(rows), batch):

@@ -347,6 +347,10 @@ def test_balance_scale_is_the_rms_of_the_teachers_projected_gradients():
     assert scale == pytest.approx(float(full.pow(2).sum((1, 2)).mean().div(rec.n_actions).sqrt()), rel=1e-4)
     steeper = TeacherJacobians(lambda x: 2 * teacher(x), rec, idx)  # gradients twice as large
     assert steeper.projection_scale(idx) == pytest.approx(2 * scale, rel=1e-3)
+    with pytest.raises(ValueError, match="idx: no states"):
+        jac.projection_scale(idx[:0])
+    with pytest.raises(KeyError, match="no stored teacher Jacobian"):
+        jac.projection_scale(torch.tensor([1]))  # an odd state: not stored
 
 
 def _runs_and_curves(sobolev_kl: float, seeds: int = 5, grid_lrs: tuple[float, ...] = (1e-3,)):
