@@ -154,23 +154,6 @@ def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: b
     return out
 
 
-def teacher_gradient_scale(cfg: DistillationConfig, folder: str | Path, states: int = 200) -> dict[str, dict]:
-    """How large each teacher's input gradients are: per game, the quartiles over the first ``states``
-    recorded states of ``‖∂ log π*(a|s) / ∂s‖`` (one norm per state and action). The Sobolev term is a norm
-    of such gradients' difference, the KL a number near 0.01-0.1, so a fixed α weighs the two very
-    differently from one game to another. ``{game: {"q25", "median", "q75", "states"}}``."""
-    set_threads(cfg.process_threads)
-    out = {}
-    for game in cfg.games:
-        src = Path(folder) / game
-        rec = Recording.load(src / "recording.pt")
-        idx = torch.arange(min(states, len(rec)))
-        norms = TeacherJacobians(load_teacher(cfg, game, src), rec, idx).jacobians.float().flatten(2).norm(dim=2)
-        q = torch.quantile(norms.flatten(), torch.tensor([0.25, 0.5, 0.75]))
-        out[game] = {"q25": float(q[0]), "median": float(q[1]), "q75": float(q[2]), "states": len(idx)}
-    return out
-
-
 def _at(curve: list[dict], iteration: int, which: str) -> dict[str, float]:
     """``{"<set>_kl", "<set>_action_error"}`` of every set evaluated at ``iteration``, prefixed by ``which``."""
     out = {}
@@ -487,8 +470,8 @@ class Result:
         cfg: the section's config.
         teachers: one row per game (``teacher.json``: returns, random play, the RL Zoo's score).
         runs, curves: every run of the chain and its evaluation curve (``runs.csv``, ``curves.csv``).
-        summaries: per game, the chosen hyper-parameters, split sizes and timings (``summary.json``).
-        gradient_scale: per game, the teacher's input-gradient scale (:func:`teacher_gradient_scale`).
+        summaries: per game, the chosen hyper-parameters, the teacher's gradient scale (``balance_scale``), split
+            sizes and timings (``summary.json``).
     """
 
     cfg: DistillationConfig
@@ -496,13 +479,11 @@ class Result:
     runs: pd.DataFrame
     curves: pd.DataFrame
     summaries: dict
-    gradient_scale: dict
 
 
 def run(cfg: DistillationConfig, progress: bool | TextIO = False, games_dir: str | Path = GAMES_DIR) -> Result:
     """Section 4.2's results: the chain's outputs in ``games_dir`` (what its DVC stages wrote), read
-    back with the teachers' gradient scale. The chain itself runs as stages (:data:`STEPS`); at the
+    back. The chain itself runs as stages (:data:`STEPS`); at the
     ``ci`` scale the notebook runs it first with :func:`run_chain` into a temporary folder."""
     data = load(games_dir, cfg.games)
-    return Result(cfg, data["teachers"], data["runs"], data["curves"], data["summaries"],
-                  teacher_gradient_scale(cfg, games_dir))  # fmt: skip
+    return Result(cfg, data["teachers"], data["runs"], data["curves"], data["summaries"])

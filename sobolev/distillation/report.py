@@ -430,7 +430,6 @@ def metrics(result: Result) -> dict:
         "selected": _records(selected_table(result.runs)),
         "comparisons": _records(comparisons(result.runs, result.curves)),
         "control": _records(control(result.runs, result.curves, result.summaries)),
-        "teacher_gradient_scale": result.gradient_scale,
         "balance_scale": {g: s["balance_scale"] for g, s in result.summaries.items() if "balance_scale" in s},
         "seconds": {g: s["seconds"] for g, s in result.summaries.items()},
         "claims": [c.to_dict() for c in claims(result)],
@@ -477,25 +476,14 @@ def readme_block(m: dict) -> str:
             f"{t['random_mean_return']:.1f} | {t['rl_zoo_a2c_return']:.0f} / {t['rl_zoo_ppo_return']:.0f} | "
             f"{b['estimate']:+.1f} [{b['low']:+.1f}, {b['high']:+.1f}] | {t['entropy_ratio_at_temperature_1']:.2f} |"
         )
-    if m.get("teacher_gradient_scale"):
-        lines += [
-            "",
-            "Scale of each teacher's input gradients ‖∂ log π*(a|s)/∂s‖ (per state and action; the Sobolev term is a "
-            "norm of such gradients' difference; the paper's arm weighs it by one α in every game):",
-            "",
-        ]
-        lines += [
-            f"* {g}: median {v['median']:.3g} (quartiles {v['q25']:.3g} to {v['q75']:.3g}, {v['states']} states)"
-            for g, v in m["teacher_gradient_scale"].items()
-        ]
-    scales = {g: s for g, s in m.get("balance_scale", {}).items()}
+    scales = m.get("balance_scale", {})
     if scales:
         lines += [
             "",
-            "The balanced arm divides the Sobolev term by each game's teacher-gradient scale, the root mean square "
-            "of ‖vᵀ∂ log π*/∂s‖ over the training states every fraction shares: "
-            + "; ".join(f"{g} {v:.3g}" for g, v in scales.items())
-            + ". Its α weighs the relative gradient error; the paper's arm puts α on the raw term in every game.",
+            "Scale of each teacher's input gradients, the root mean square of ‖vᵀ∂ log π*/∂s‖ over the training states "
+            "every fraction shares: " + "; ".join(f"{g} {v:.3g}" for g, v in scales.items()) + ". The Sobolev term "
+            "is a norm of such gradients' difference: the paper's arm weighs it by one α in every game, the balanced "
+            "arm divides it by this scale first, so that its α weighs the relative gradient error.",
         ]
     lines += ["", "| game | method | lr | α | weight on the raw Sobolev term | tuning runs |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
