@@ -118,8 +118,9 @@ def random_play(game: str, episodes: int, seed: int) -> list[float]:
 
 def record(cfg: DistillationConfig, game: str, src: Path, dst: Path, progress: bool | TextIO = False) -> Path:
     """Write ``dst/recording.pt`` and ``dst/teacher.json`` (returns beside random play and the RL Zoo's
-    score, entropy) for ``game``."""
-    set_threads(cfg.process_threads)
+    score, entropy) for ``game``. At ``threads`` threads, like every run that reads it: the worker layout never
+    changes the recording."""
+    set_threads(cfg.threads)
     teacher = load_teacher(cfg, game, src)
     rec = run_policy(teacher, game, cfg.states, seed=cfg.record_seed, progress=progress)
     out = Path(dst) / "recording.pt"
@@ -304,10 +305,11 @@ def distill_game(cfg: DistillationConfig, game: str, src: Path, dst: Path, progr
       training and test state indices and its log-probabilities on them.
     """
 
-    # Until the workers start, this process has every core: loading and the teacher's Jacobians.
-    set_threads(cfg.process_threads)
-    trainer = RunTrainer(cfg, game, src, progress if cfg.workers == 1 else False)
+    # The teacher's Jacobians (and the balance scale) at the runs' own thread count, whatever the worker layout:
+    # every run reads them, and CPU results depend on threads (one float16 rounding flipped by a second thread
+    # changed a run's train KL by 4e-3). Stored, they cost ~1% of the chain's time at one thread.
     set_threads(cfg.threads)
+    trainer = RunTrainer(cfg, game, src, progress if cfg.workers == 1 else False)
     timings: dict[str, float] = {"teacher_jacobians": trainer.jacobian_seconds}
     pool = None
     if cfg.workers > 1:  # spawn: fork after torch has started threads can hang

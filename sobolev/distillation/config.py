@@ -68,7 +68,9 @@ class DistillationConfig(SectionConfig):
 
     @property
     def process_threads(self) -> int:
-        """Threads of a step that runs in one process (teacher, record, the teacher's Jacobians): every worker's."""
+        """Threads of the teacher's training (its own, frozen stage): every worker's. Nothing a distillation run
+        reads is computed with it: the recording and the teacher's Jacobians use ``threads``, as every run does,
+        so ``workers`` changes how many runs train at once, never a number (CPU results depend on threads)."""
         return self.threads * self.workers
 
     @property

@@ -200,25 +200,34 @@ def test_each_stage_of_the_chain_runs_and_checks_its_inputs(tmp_path):
 
 def test_distill_in_two_worker_processes_trains_the_same_runs_as_one(tmp_path):
     """Runs spread over spawned workers (shared-memory recording and Jacobians) give the serial runs' numbers, in the
-    serial order: each run's result depends on its seed only. To float rounding: the teacher's Jacobians are computed
-    with every worker's threads (1 here, 2 there) before the runs start."""
+    serial order, exactly: a run's result depends on its seed and on inputs computed at the runs' own thread count
+    (the recording, the teacher's Jacobians), never on the worker layout. Exact equality holds on any CPU because no
+    number is compared across thread counts: both layouts train every run on one thread and share one teacher (its
+    training, a frozen stage, uses every worker's threads)."""
+    import shutil
+
     import pandas as pd
 
     outputs = {}
     for workers in (1, 2):
         (tmp_path / f"w{workers}").mkdir()
         root = _root(tmp_path / f"w{workers}", threads=1, workers=workers, seeds=2, lrs=[0.001])
-        params = root / "params.yaml"
-        for step in ("s42-teacher", "s42-record", "s42-distill"):
+        params, games = root / "params.yaml", root / "results/distillation/games/breakout"
+        if workers == 1:
+            run_stage("s42-teacher", "breakout", params, root, progress=False)
+        else:  # the pinned teacher: the same file in both layouts
+            games.mkdir(parents=True)
+            shutil.copy(tmp_path / "w1/repo/results/distillation/games/breakout/teacher.pt", games)
+        for step in ("s42-record", "s42-distill"):
             run_stage(step, "breakout", params, root, progress=False)
-        games = root / "results/distillation/games/breakout"
         outputs[workers] = (pd.read_csv(games / "runs.csv").drop(columns="seconds"), pd.read_csv(games / "curves.csv"),
-                            yaml.safe_load((games / "summary.json").read_text()))  # fmt: skip
-    (runs1, curves1, summary1), (runs2, curves2, summary2) = outputs[1], outputs[2]
+                            yaml.safe_load((games / "summary.json").read_text()), (games / "recording.pt").read_bytes())
+    (runs1, curves1, summary1, rec1), (runs2, curves2, summary2, rec2) = outputs[1], outputs[2]
     assert len(runs1) == 2 * (2 + 1 + 2) + 2 * 3  # seeds × grid points, then seeds × methods at the other fraction
     assert summary2["workers"] == 2 and summary2["chosen"] == summary1["chosen"]
-    pd.testing.assert_frame_equal(runs1, runs2, rtol=2e-3)
-    pd.testing.assert_frame_equal(curves1, curves2, rtol=2e-3)
+    assert rec1 == rec2 and summary1["balance_scale"] == summary2["balance_scale"]
+    pd.testing.assert_frame_equal(runs1, runs2, check_exact=True)
+    pd.testing.assert_frame_equal(curves1, curves2, check_exact=True)
 
 
 def test_hub_teacher_from_a_local_folder(saved_agents, tmp_path):
