@@ -8,9 +8,11 @@
 A stage validates its parameters and inputs and checks that it can write its outputs before any
 work, runs into a staging folder of its own (``results/.staging/<stage>-<pid>-<random>``,
 ignored by git) and moves its outputs into place only when everything succeeded, in one
-journalled install; ``dvc.yaml`` marks every output ``persist: true`` so DVC never deletes
-them first. A bad ``params.yaml``, a failure or a kill at any moment therefore leaves the
-committed results as they were. Notebook stages run through papermill with two parameters,
+journalled install (:mod:`sobolev.common.install`): a kill during the install is finished by the
+next stage or reader before it reads, so every reader sees all old or all new outputs, never a
+mix. ``dvc.yaml`` marks every output ``persist: true`` so DVC never deletes them first. A bad
+``params.yaml``, a failure or a kill before the install therefore leaves the committed results as
+they were. Notebook stages run through papermill with two parameters,
 ``scale`` and ``output_dir``, in a kernel that imports the workspace's own ``sobolev`` and reads
 the ``params.yaml`` the pipeline validated (:func:`execute`).
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import importlib
 import os
 import shutil
@@ -29,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from sobolev.common.install import JOURNAL, InstallError, install, journalled_staging, settle_all
 from sobolev.common.params import PARAMS, ParamError, SectionConfig, active_scale, config_from, read_params
 from sobolev.common.paths import ROOT, STAGING
-from sobolev.common.utils import atomic_write_text
 from sobolev.core.training import NonFiniteLossError
 
 
@@ -162,47 +163,6 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], root: Path
                 os.environ[k] = v
 
 
-JOURNAL = ".installing-{key}"  # in a stage's output folder while its outputs are being moved in
-
-
-def _install(staged: Path, out: Path, names: tuple[str, ...], key: str) -> None:
-    """Move every output ``names`` from ``staged`` into ``out``, replacing what was there.
-
-    A set of renames is not atomic, so the install is journalled: ``out/.installing-<key>``
-    (naming the outputs) is written first and removed last. A kill in between leaves the journal,
-    and :func:`half_installed` makes a later stage refuse those outputs as inputs until this
-    stage has run again. An exclusive lock on the folder serialises concurrent installs into it.
-    """
-    missing = [n for n in names if not (staged / n).exists()]
-    if missing:
-        raise StageError(f"the stage did not write {missing} (declared outputs); nothing was replaced")
-    undeclared = sorted(p.name for p in staged.iterdir() if p.name not in names and not p.name.startswith("."))
-    if undeclared:
-        raise StageError(f"the stage wrote {undeclared}, which its section does not declare; nothing was replaced")
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".install.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        journal = out / JOURNAL.format(key=key)
-        atomic_write_text(journal, "\n".join(names) + "\n")
-        for name in names:
-            target, old = out / name, staged / f".old-{name}"
-            if target.is_dir():
-                target.rename(old)  # a folder cannot be replaced in one rename: swap, then delete the old one
-            (staged / name).replace(target)
-            shutil.rmtree(old, ignore_errors=True)
-        journal.unlink()
-
-
-def half_installed(out: Path, names: tuple[str, ...]) -> dict[str, list[str]]:
-    """The stages (journal key -> outputs among ``names``) whose install into ``out`` was interrupted."""
-    found = {}
-    for journal in out.glob(JOURNAL.format(key="*")):
-        hit = [n for n in journal.read_text().split() if n in names]
-        if hit:
-            found[journal.name.removeprefix(JOURNAL.format(key=""))] = hit
-    return found
-
-
 def stage_key(name: str, item: str | None) -> str:
     return name if item is None else f"{name}-{item}"
 
@@ -225,11 +185,13 @@ def _writable(folder: Path) -> None:
 
 def _staging_folder(staging: Path, key: str) -> Path:
     """A new staging folder for this run, ``<key>-<pid>-<random>``: concurrent runs never share
-    one. Folders of the same stage left by a killed run (its process gone) are removed first."""
+    one. Folders of the same stage left by a killed run (its process gone) are removed first,
+    unless an install journal still needs them (:mod:`sobolev.common.install` rolls those forward)."""
     staging.mkdir(parents=True, exist_ok=True)
+    needed = journalled_staging(staging.parent)
     for old in staging.glob(f"{key}-*"):
         pid = old.name.removeprefix(f"{key}-").split("-")[0]
-        if old.is_dir() and pid.isdecimal() and not _alive(int(pid)):
+        if old.is_dir() and pid.isdecimal() and not _alive(int(pid)) and old.resolve() not in needed:
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{key}-{os.getpid()}-", dir=staging))
 
@@ -261,13 +223,12 @@ def run_stage(
     elif item is not None:
         raise StageError(f"stage {name} takes no item, got {item!r}")
     cfg.check_inputs()
+    # Before this stage reads or writes anything: finish every install a kill interrupted (any stage's).
+    settle_all(root / "results")
     out = root / stage.out_dir.format(item=item)
     missing = [n for n in stage.inputs if not (out / n).exists()]
     if missing:
         raise FileNotFoundError(f"{out} has no {missing}: run the earlier stages first (dvc repro)")
-    broken = half_installed(out, stage.inputs)
-    if broken:
-        raise StageError(f"{out}: outputs {broken} were half-installed by an interrupted run; run that stage first")
     staging = root / STAGING.relative_to(ROOT)
     key = stage_key(name, item)
     _writable(out)
@@ -288,9 +249,10 @@ def run_stage(
         else:
             module, function = stage.step.split(":")
             getattr(importlib.import_module(module), function)(cfg, item, out, staged, progress)
-        _install(staged, out, stage.outputs, key)
+        install(staged, out, stage.outputs, key)
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        if not (out / JOURNAL.format(key=key)).exists():  # an interrupted install needs its staging folder to finish
+            shutil.rmtree(staged, ignore_errors=True)
         with contextlib.suppress(OSError):
             staging.rmdir()  # only when empty: another run's folder or a kept notebook stays
     return out
@@ -337,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = run_stage(args.stage, args.item, progress=sys.__stderr__)
             print(f"{stage_key(args.stage, args.item)}: results in {out.relative_to(ROOT)}")
-    except (ParamError, StageError, FileNotFoundError) as err:
+    except (ParamError, StageError, InstallError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

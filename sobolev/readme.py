@@ -26,6 +26,7 @@ from sobolev import (
     trust,
 )
 from sobolev.common import decision_level
+from sobolev.common.install import settled
 from sobolev.common.paths import ROOT
 from sobolev.common.stats import RULE, paired_ratio
 from sobolev.common.utils import atomic_write_text
@@ -36,7 +37,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
     """Every generated README block, by name."""
 
     def metrics(stage: str) -> dict:
-        return json.loads((root / STAGES[stage].out_dir / "metrics.json").read_text())
+        return json.loads((settled(root / STAGES[stage].out_dir) / "metrics.json").read_text())
 
     sections = {
         "s3-theory": theory, "s41-regression": regression, "s42-report": distillation,

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from sobolev.common.compare import select_lr
+from sobolev.common.install import settled
 from sobolev.common.stats import LEVEL, MIN_SEEDS, t_interval
 
 # A rule maps per-seed values (reps, n) to interval bounds ((reps,), (reps,)).
@@ -118,7 +119,7 @@ def committed_groups(results: Path) -> dict[str, list[np.ndarray]]:
     """Per-seed paired log ratios (test MSE, Sobolev-type arm over its baseline) of the committed
     runs of Sections 4.1 and 5.2, one array per cell, keyed by section."""
     out: dict[str, list[np.ndarray]] = {}
-    reg = results / "regression" / "runs.csv"
+    reg = settled(results / "regression") / "runs.csv"
     if reg.exists():
         # each configuration at its learning rate chosen on validation
         runs = select_lr(pd.read_csv(reg), key_name="regression.lrs")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from sobolev.common.install import settled
 from sobolev.common.paths import ROOT
 from sobolev.deviations.classification import kl_to_teacher
 from sobolev.deviations.measure import confidence_bins, deviation_summary, top1_confidences
@@ -23,6 +24,7 @@ def students_path(game: str) -> Path:
 def load_students(game: str) -> dict:
     """The distillation stage's ``students.pt`` for ``game``; a clear error says how to make it."""
     path = students_path(game)
+    settled(path.parent)  # an install the distillation stage left unfinished is finished first
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: Section 4.2's distillation stage writes it; run `dvc repro s42-distill@{game}` "

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from sobolev.common.install import settled
 from sobolev.common.params import ParamError
 from sobolev.common.paths import RESULTS
 from sobolev.common.utils import (
@@ -439,6 +440,8 @@ RUN_KEYS = ["game", "role", "fraction", "method", "seed", "lr", "alpha"]  # one 
 def load(results: str | Path, games: list[str]) -> dict:
     """``{"teachers", "runs", "curves": DataFrame, "summaries": {game: dict}}``."""
     results = Path(results)
+    for g in games:  # an install a stage left unfinished is finished before anything is read
+        settled(results / g)
     missing = [g for g in games if not (results / g / "summary.json").exists()]
     if missing:
         raise FileNotFoundError(f"no distillation results for {missing} in {results}: run `dvc repro` first")

@@ -59,11 +59,22 @@ def test_members_are_independent_and_the_objective_falls():
     end = both.losses(x, t, G, w)
     assert bool((end < 1e-2 * start).all())  # a quasi-Newton method on a smooth objective
     assert torch.equal(hist.loss[-1], end) or torch.allclose(hist.loss[-1], end, rtol=1e-9)
-    # member 1 trained alone ends where it ended in the ensemble (its own line search and history)
-    alone = BatchedTanhMLP.init([1], 2, 8, 2, dtype=torch.float64)
-    train_lbfgs(alone, x[:1], t[:1], 60, G[:1], w[:1])
-    for name, v in alone.params.items():
-        torch.testing.assert_close(v[0], both.params[name][1], rtol=1e-7, atol=1e-9)
+
+    # Member 1 trained alone ends where it ended in the ensemble (its own line search and history), to within
+    # what rounding can move it: a batch of 1 or 3 may round differently (another kernel, another CPU), and 60
+    # iterations amplify a rounding-sized change. The tolerance is measured, not assumed: ten times the change
+    # that a 1e-13 relative nudge of the initial weights makes (here 3e-8; alone vs ensemble differed by 2e-10).
+    def alone(nudge: float) -> dict[str, torch.Tensor]:
+        net = BatchedTanhMLP.init([1], 2, 8, 2, dtype=torch.float64)
+        for v in net.params.values():
+            v.mul_(1 + nudge)
+        train_lbfgs(net, x[:1], t[:1], 60, G[:1], w[:1])
+        return {name: v[0] for name, v in net.params.items()}
+
+    exact, nudged = alone(0.0), alone(1e-13)
+    tolerance = max(10 * max(float((exact[n] - nudged[n]).abs().max()) for n in exact), 1e-12)
+    for name, v in exact.items():
+        assert float((v - both.params[name][1]).abs().max()) <= tolerance, name
 
 
 def test_a_member_stops_at_its_floor_or_plateau_and_keeps_its_weights():

@@ -220,8 +220,12 @@ def test_distill_in_two_worker_processes_trains_the_same_runs_as_one(tmp_path):
             shutil.copy(tmp_path / "w1/repo/results/distillation/games/breakout/teacher.pt", games)
         for step in ("s42-record", "s42-distill"):
             run_stage(step, "breakout", params, root, progress=False)
-        outputs[workers] = (pd.read_csv(games / "runs.csv").drop(columns="seconds"), pd.read_csv(games / "curves.csv"),
-                            yaml.safe_load((games / "summary.json").read_text()), (games / "recording.pt").read_bytes())
+        outputs[workers] = (
+            pd.read_csv(games / "runs.csv").drop(columns="seconds"),
+            pd.read_csv(games / "curves.csv"),
+            yaml.safe_load((games / "summary.json").read_text()),
+            (games / "recording.pt").read_bytes(),
+        )
     (runs1, curves1, summary1, rec1), (runs2, curves2, summary2, rec2) = outputs[1], outputs[2]
     assert len(runs1) == 2 * (2 + 1 + 2) + 2 * 3  # seeds × grid points, then seeds × methods at the other fraction
     assert summary2["workers"] == 2 and summary2["chosen"] == summary1["chosen"]

@@ -131,7 +131,9 @@ def test_user_function_in_five_dimensions_through_the_public_api():
 
 
 def test_float64_training_is_stable_across_ensemble_sizes():
-    """The same model and seed trained alone or beside others: float64 keeps them together."""
+    """The same model and seed trained alone or beside others: float64 keeps them together. The batch of 1 or 3 may
+    round differently (another kernel, another CPU); measured here, alone vs beside others differ by 4e-16 and a
+    1e-13 relative nudge of the initial weights moves the result by 8e-14, so 1e-9 leaves four decades of room."""
     x = torch.rand(3, 40, 2, dtype=torch.float64) * 2 - 1
     t, G = (x**2).sum(2), 2 * x
     finals = []
