@@ -24,14 +24,26 @@ import contextlib
 import importlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from sobolev.common.install import JOURNAL, InstallError, install, journalled_staging, settle_all
-from sobolev.common.params import PARAMS, ParamError, SectionConfig, active_scale, config_from, read_params
+from sobolev.common.params import (
+    PARAMS,
+    ParamError,
+    SectionConfig,
+    active_scale,
+    config_from,
+    configs_at_every_scale,
+    read_params,
+    short,
+)
 from sobolev.common.paths import ROOT, STAGING
 from sobolev.core.training import NonFiniteLossError
 
@@ -114,21 +126,34 @@ def config_class(section: str) -> type[SectionConfig]:
 
 
 def check_params(path: Path = PARAMS) -> dict[str, SectionConfig]:
-    """Validate every section of ``path`` at its scale (every scale is checked on the way)."""
-    params = read_params(path)
+    """Validate ``path``: every section at every scale (:func:`validate`). Returns each section's config at the
+    file's scale."""
+    return validate(read_params(path))
+
+
+def validate(params: dict[str, Any]) -> dict[str, SectionConfig]:
+    """The one validation of a params mapping, the same for ``check``, ``run`` and ``dvc repro``: no unknown
+    top-level key, every section valid at every scale, and the rules across sections at every scale (a value
+    that is wrong only at another scale fails now, named by the block it came from). Returns each section's
+    config at the file's scale."""
     unknown = sorted(set(params) - {"scale", *SECTIONS}, key=str)
     if unknown:
-        raise StageError(f"params.yaml has unknown top-level key(s) {unknown}; allowed: scale, {', '.join(SECTIONS)}")
-    active_scale(params)
-    configs = {section: config_from(config_class(section), params) for section in SECTIONS}
-    # Across sections (no section imports another): Section 5.4 reads Section 4.2's students.
-    games = configs["distillation"].games
-    bad = [g for g in configs["deviations"].atari_games if g not in games]
-    if bad:
-        raise ParamError(
-            f"invalid parameter deviations.atari_games={configs['deviations'].atari_games!r}: "
-            f"{bad} not in distillation.games {games} (Section 4.2 trains students for those only)"
+        raise StageError(
+            f"params.yaml has unknown top-level key(s) {short(unknown)}; allowed: scale, {', '.join(SECTIONS)}"
         )
+    scale = active_scale(params)
+    configs = {section: config_from(config_class(section), params) for section in SECTIONS}
+    # Across sections (no section imports another): Section 5.4 reads Section 4.2's students, at every scale.
+    students = configs_at_every_scale(config_class("distillation"), params)
+    for s, deviations in configs_at_every_scale(config_class("deviations"), params).items():
+        games = students[s].games
+        bad = [g for g in deviations.atari_games if g not in games]
+        if bad:
+            raise ParamError(
+                f"invalid parameter {deviations.key_name('atari_games')}={short(deviations.atari_games)} (at the "
+                f"{s} scale{'' if s == scale else f'; this file runs at {scale}'}): {short(bad)} not in "
+                f"distillation.games {games} (Section 4.2 trains students for those only)"
+            )
     return configs
 
 
@@ -154,6 +179,9 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], root: Path
         papermill.execute_notebook(
             str(notebook), str(output), parameters=parameters, kernel_name="python3", progress_bar=False,
             cwd=str(notebook.parent), extra_arguments=KERNEL_ARGS,
+            # Stopped (Ctrl-C, a failure) mid-cell, a graceful shutdown makes the kernel print a ZMQ traceback
+            # as its sockets close under the running cell; killing it says nothing, and nothing of it is kept.
+            shutdown_kernel="immediate",
         )  # fmt: skip
     finally:
         for k, v in saved.items():
@@ -215,7 +243,7 @@ def run_stage(
         raise StageError(f"unknown stage {name!r}; allowed: {', '.join(STAGES)}")
     stage = STAGES[name]
     values = read_params(params)  # read once: the config and the notebook's scale come from it
-    cfg = config_from(config_class(stage.section), values)
+    cfg = validate(values)[stage.section]  # the whole file, as `check` validates it
     if stage.foreach:
         items = getattr(cfg, stage.foreach)
         if item not in items:
@@ -240,22 +268,68 @@ def run_stage(
             executed = staged / notebook.name
             try:
                 execute(notebook, executed, {"scale": active_scale(values), "output_dir": str(staged)}, root, params)
-            except BaseException:
+            except Exception:
                 if executed.exists():
-                    failed = staging / f"{key}-failed.ipynb"
+                    failed = surviving_staging(root) / f"{key}-failed.ipynb"
+                    failed.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(executed), str(failed))
                     print(f"{name}: the executed notebook is kept for debugging in {failed}", file=sys.stderr)
                 raise
         else:
             module, function = stage.step.split(":")
             getattr(importlib.import_module(module), function)(cfg, item, out, staged, progress)
-        install(staged, out, stage.outputs, key)
+        with _interrupts_deferred():  # the install takes milliseconds: a Ctrl-C waits for it, a kill is rolled forward
+            install(staged, out, stage.outputs, key)
     finally:
         if not (out / JOURNAL.format(key=key)).exists():  # an interrupted install needs its staging folder to finish
             shutil.rmtree(staged, ignore_errors=True)
         with contextlib.suppress(OSError):
             staging.rmdir()  # only when empty: another run's folder or a kept notebook stays
     return out
+
+
+def surviving_staging(root: Path) -> Path:
+    """Where a failed run's notebook is kept: the workspace's ``results/.staging``; for a DVC experiment run in
+    a temporary copy (``<repo>/.dvc/tmp/exps/...``, deleted when the experiment ends), the main workspace's."""
+    parts = root.resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i]) / STAGING.relative_to(ROOT)
+    return root / STAGING.relative_to(ROOT)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT (Ctrl-C) until the block is done, then raise it (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def check_workspace(cwd: Path | None = None) -> None:
+    """Refuse to run another workspace's code: the nearest folder at or above ``cwd`` holding ``dvc.yaml`` and
+    ``sobolev/`` is the workspace the user means; this package must be that workspace's. They differ when
+    ``python -P`` or ``PYTHONSAFEPATH`` keeps the working directory off ``sys.path``, so that a second clone
+    sharing one environment imports the first clone's editable install (and would read its params.yaml)."""
+    cwd = Path.cwd() if cwd is None else cwd
+    for folder in (cwd, *cwd.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / "sobolev" / "__init__.py").is_file():
+            if folder.resolve() != ROOT:
+                raise StageError(
+                    f"this command was started in the workspace {folder} but runs the sobolev package of {ROOT} "
+                    "(with `python -P` or PYTHONSAFEPATH set, the working directory is not on sys.path): it would "
+                    f"compute with that tree's code and params. Run it without -P / PYTHONSAFEPATH, or with "
+                    f"PYTHONPATH={folder}"
+                )
+            return
 
 
 def refresh(name: str, root: Path = ROOT) -> Path:
@@ -291,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check", help="validate params.yaml")
     args = parser.parse_args(argv)
     try:
+        check_workspace()
         if args.command == "check":
             configs = check_params()
             print(f"params.yaml is valid: {', '.join(configs)} at every scale")
@@ -305,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        what = stage_key(args.stage, args.item) if args.command == "run" else args.command
+        print(f"\n{what}: interrupted; nothing was installed, the results are as they were", file=sys.stderr)
+        return 130
     except Exception as err:  # a failed notebook: its error in one line, the committed results untouched
         if type(err).__name__ != "PapermillExecutionError":
             raise

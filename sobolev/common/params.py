@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,22 @@ class ParamError(ValueError):
     """An invalid parameter; the message names the parameter, its value and what is allowed."""
 
 
+_SHORT = reprlib.Repr()  # (keyword arguments need Python 3.12)
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 6, 8, 8, 8
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 80, 40, 80
+MAX_SHOWN = 200  # characters of a value in a message: enough to recognise it, never the whole of a huge one
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut to a readable length and depth (messages never embed a huge or deep value whole)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
 def fail(name: str, value: Any, allowed: str) -> None:
-    raise ParamError(f"invalid parameter {name}={value!r}: {allowed}")
+    raise ParamError(
+        f"invalid parameter {short(name) if not isinstance(name, str) else name}={short(value)}: {allowed}"
+    )
 
 
 def _is_int(v: Any) -> bool:
@@ -159,7 +174,9 @@ class SectionConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields), key=str)  # keys of any YAML type
         if unknown:
-            names = ", ".join(f"{sources.get(k, cls.SECTION)}.{k}" for k in unknown)
+            names = ", ".join(
+                f"{sources.get(k, cls.SECTION)}.{short(k) if not isinstance(k, str) else k[:80]}" for k in unknown[:8]
+            ) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
             raise ParamError(f"unknown parameter(s) {names}; allowed: {', '.join(fields)}")
         missing = [k for k in fields if k not in values]
         if missing:
@@ -213,7 +230,7 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
         except TypeError:  # an unhashable key: let the constructor report it
             break
         if first is not None:
-            message = f"duplicate key {key!r} on lines {first} and {line} (only one may stay)"
+            message = f"duplicate key {short(key)} on lines {first} and {line} (only one may stay)"
             raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
         seen[key] = line
     return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
@@ -225,7 +242,7 @@ def _plain_number(pattern: re.Pattern, kind: str, forms: str, advice: str, base:
 
     def construct(loader: Any, node: yaml.ScalarNode) -> Any:
         if not pattern.fullmatch(node.value):
-            message = f"{node.value!r} is {kind} in a form YAML reads unexpectedly ({forms}); {advice}"
+            message = f"{short(node.value)} is {kind} in a form YAML reads unexpectedly ({forms}); {advice}"
             raise yaml.constructor.ConstructorError(None, None, message, node.start_mark)
         return base(loader, node)
 
@@ -251,10 +268,43 @@ StrictLoader.add_implicit_resolver(
 )
 
 
+MAX_BYTES = 1_000_000  # the committed params.yaml is ~20 kB; a file 50× larger is not a params file
+MAX_DEPTH = 12  # nested mappings and lists: the committed file nests 5 deep (file, section, scale block, list, list)
+
+
+def _check_shape(text_: str, path: Path) -> None:
+    """Refuse, before anything is built, what could flood or crash the loader: nesting deeper than
+    :data:`MAX_DEPTH` (PyYAML's C composer recurses per level and segfaults near 100 000; building an error
+    message of a value 1 000 deep overflows Python's stack) and anchors or aliases (one alias can expand to
+    gigabytes: "billion laughs"). Walks the parser's events and stops at the first excess, before any value is
+    composed, so any nesting is measured safely and quickly."""
+    depth = 0
+    for event in yaml.parse(text_, Loader=_Loader):  # events only: libyaml keeps its own stack, never recurses
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ParamError(
+                f"{path} line {line}: YAML anchors and aliases (&name, *name) are not allowed in a params file; "
+                "write each value out"
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ParamError(
+                    f"{path} line {line}: values nested more than {MAX_DEPTH} levels deep (mappings and lists); "
+                    "a params file nests at most 5"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def read_params(path: str | Path = PARAMS) -> dict[str, Any]:
-    """``params.yaml`` as a mapping; unreadable or malformed files raise :class:`ParamError`."""
+    """``params.yaml`` as a mapping; unreadable, oversized, too deeply nested, aliased or malformed files
+    raise :class:`ParamError` (before their values are built)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES and path.is_file():
+            raise ParamError(f"{path} holds {size:,} bytes; a params file is at most {MAX_BYTES:,}")
         text_ = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ParamError(f"no params file at {path}") from err
@@ -265,6 +315,7 @@ def read_params(path: str | Path = PARAMS) -> dict[str, Any]:
     except OSError as err:
         raise ParamError(f"cannot read {path}: {err.strerror or err}") from err
     try:
+        _check_shape(text_, path)
         params = yaml.load(text_, Loader=StrictLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -296,7 +347,7 @@ def section_values(params: dict[str, Any], section: str, scale: str) -> tuple[di
     for name in OVERRIDE_BLOCKS:
         over = block.get(name, {})
         if not isinstance(over, dict):
-            raise ParamError(f"invalid parameter {section}.{name}={over!r}: must be a mapping of overrides")
+            raise ParamError(f"invalid parameter {section}.{name}={short(over)}: must be a mapping of overrides")
         if name == scale:
             values.update(over)
             sources.update(dict.fromkeys(over, f"{section}.{name}"))
@@ -323,6 +374,17 @@ def load_config(cls: type[SectionConfig], scale: str | None = None, path: str | 
 def config_from(cls: type[SectionConfig], params: dict[str, Any], scale: str | None = None) -> Any:
     """As :func:`load_config`, from the already-read mapping ``params``."""
     scale = active_scale(params, scale)
+    cfg = configs_at_every_scale(cls, params)[scale]
+    if "device" in cfg.to_dict():
+        check_device_available(cfg.key_name("device"), cfg.device)
+    if "threads" in cfg.to_dict() and cfg.threads > (os.cpu_count() or 1) * 4:
+        cfg.fail("threads", f"more than 4× this machine's {os.cpu_count()} cores would only slow training down")
+    return cfg
+
+
+def configs_at_every_scale(cls: type[SectionConfig], params: dict[str, Any]) -> dict[str, Any]:
+    """``cls``'s section of ``params`` at each of :data:`SCALES`, each validated (a value's error names the
+    block it came from); what the machine must provide (a device) is checked for the scale being run only."""
     configs = {}
     for s in SCALES:
         values, sources = section_values(params, cls.SECTION, s)
@@ -334,9 +396,4 @@ def config_from(cls: type[SectionConfig], params: dict[str, Any], scale: str | N
                     f"and cannot change with the scale; set it there (dvc exp run -S '{cls.SECTION}.{key}=...')"
                 )
         configs[s] = cls.from_values(values, sources)
-    cfg = configs[scale]
-    if "device" in cfg.to_dict():
-        check_device_available(cfg.key_name("device"), cfg.device)
-    if "threads" in cfg.to_dict() and cfg.threads > (os.cpu_count() or 1) * 4:
-        cfg.fail("threads", f"more than 4× this machine's {os.cpu_count()} cores would only slow training down")
-    return cfg
+    return configs

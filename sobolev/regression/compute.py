@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.compare import converged, is_diverged, select_lr
+from sobolev.common.compare import CONFIG_KEYS, converged, is_diverged, select_lr
 from sobolev.common.stats import Interval, paired_ratio
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.engine import SampleCache, convergence_steps, errors, evaluation_sets, mean_squares, training_sets
@@ -173,6 +173,9 @@ def _run_grid(
     params: dict[str, list[tuple[list[int], Tensor]]] = {n: [] for n in BatchedMLP.NAMES}
     normalisers: dict[int, Normaliser] = {}
     curves = []
+    mean_square = mean_squares(val)
+    runs_per_config = grid.groupby(CONFIG_KEYS).size()
+    trained: list[int] = []
     for n, grads, group in _ensembles(grid, cfg.ensemble_size):
         ids = list(group.index)
         dims = {fns[f].dim for f in group.function}
@@ -221,19 +224,32 @@ def _run_grid(
         for name, value in model.state_dict().items():
             params[name].append((ids, value))
         normalisers.update(zip(ids, norms, strict=True))
+        trained += ids
+        _stop_if_every_rate_diverged(pd.concat([grid.loc[trained], metrics.loc[trained]], axis=1), runs_per_config,
+                                     mean_square)  # fmt: skip
 
     stacked = {}
     for name, parts in params.items():
         order = torch.tensor([i for ids, _ in parts for i in ids])
         stacked[name] = torch.cat([v for _, v in parts])[torch.argsort(order)]
     runs = pd.concat([grid, metrics], axis=1)
-    mean_square = mean_squares(val)
     runs["diverged"] = is_diverged(runs.val_mse, runs.function.map(mean_square))
     runs["converged"] = converged(runs.train_loss_90, runs.train_loss, cfg.converged_change)
     runs.insert(0, "run", runs.index)
     return GridResult(
         runs, pd.concat(curves, ignore_index=True), stacked, [normalisers[i] for i in range(len(grid))], fns
     )
+
+
+def _stop_if_every_rate_diverged(runs: pd.DataFrame, runs_per_config: pd.Series, mean_square: dict) -> None:
+    """Raise :class:`~sobolev.common.compare.DivergenceError` (naming ``regression.lrs``) as soon as a configuration
+    whose runs have all trained diverged at every learning rate, instead of after the whole grid: ``runs`` are the
+    runs trained so far, ``runs_per_config`` each configuration's number of runs in the grid."""
+    done = runs.groupby(CONFIG_KEYS).size().reindex(runs_per_config.index, fill_value=0) == runs_per_config
+    complete = runs.merge(done[done].index.to_frame(index=False), on=CONFIG_KEYS)
+    if len(complete):
+        complete = complete.assign(diverged=is_diverged(complete.val_mse, complete.function.map(mean_square)))
+        select_lr(complete, key_name="regression.lrs")
 
 
 def chosen_runs(runs: pd.DataFrame) -> pd.DataFrame:

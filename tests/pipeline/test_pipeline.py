@@ -395,3 +395,60 @@ def test_cli_reports_bad_params_before_any_work(tmp_path):
     assert proc.returncode == 2 and "stage s41-regression takes no item" in proc.stderr
     assert time.perf_counter() - start < 60
     assert load_config(RegressionConfig, path=PARAMS)  # the committed params are fine
+
+
+@pytest.mark.parametrize("key", ["foo", 1, None, True])
+def test_run_refuses_unknown_top_level_keys_as_check_does(tmp_path, key):
+    """`check` refused them while `run` (and so `dvc repro`) started computing: one validation for both."""
+    params = {**yaml.safe_load(PARAMS.read_text()), key: 1}
+    root = fake_root(tmp_path, params)
+    before = snapshot(root)
+    with pytest.raises(StageError, match=r"unknown top-level key\(s\)"):
+        pipeline.check_params(root / "params.yaml")
+    with pytest.raises(StageError, match=r"unknown top-level key\(s\)"):
+        run_stage("s51-differential-ml", None, root / "params.yaml", root)
+    assert snapshot(root) == before and not (root / "results/.staging").exists()
+
+
+def test_a_failed_experiments_notebook_is_kept_where_it_survives(tmp_path):
+    """`dvc exp run --temp` computes in <repo>/.dvc/tmp/exps/..., which DVC deletes afterwards: a failed notebook is
+    kept in the main workspace's staging folder instead, and the message names that place."""
+    temp = tmp_path / "repo/.dvc/tmp/exps/standalone/tmpabc"
+    temp.mkdir(parents=True)
+    assert pipeline.surviving_staging(temp) == tmp_path / "repo/results/.staging"
+    assert pipeline.surviving_staging(tmp_path / "repo") == tmp_path / "repo/results/.staging"
+
+
+def test_a_second_clone_run_with_safe_path_is_refused(tmp_path):
+    """With `python -P` (PYTHONSAFEPATH) a second clone's command imports the first clone's editable install and
+    would compute with its code and params: refused, naming both trees."""
+    other = tmp_path / "clone"
+    (other / "sobolev").mkdir(parents=True)
+    (other / "sobolev/__init__.py").write_text("")
+    (other / "dvc.yaml").write_text("stages: {}\n")
+    with pytest.raises(StageError, match=r"started in the workspace .*clone but runs the sobolev package of"):
+        pipeline.check_workspace(other / "sobolev")
+    pipeline.check_workspace(ROOT / "notebooks")  # this workspace's own code: fine
+    pipeline.check_workspace(tmp_path)  # outside any workspace: fine
+    proc = subprocess.run([sys.executable, "-P", "-m", "sobolev.pipeline", "check"], cwd=other, capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 2 and "PYTHONSAFEPATH" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_interrupted_stage_says_so_in_one_line(monkeypatch, capsys):
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_stage", interrupted)
+    assert pipeline.main(["run", "s51-differential-ml"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["s51-differential-ml: interrupted; nothing was installed, the results are as they were"]
+
+
+def test_a_ctrl_c_during_the_install_waits_for_it():
+    done = []
+    with pytest.raises(KeyboardInterrupt), pipeline._interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        done.append("the install went on")
+    assert done == ["the install went on"]

@@ -231,6 +231,19 @@ def test_a_diverging_model_in_an_ensemble_loses_without_stopping_the_others():
     assert set(chosen[chosen.arm == "sobolev-raw"].lr) == {1e-3}
 
 
+def test_a_configuration_whose_every_rate_diverged_stops_the_grid_at_once(monkeypatch):
+    """Not after the whole grid (6 min at the ci scale): as soon as a configuration's runs have all trained and
+    every rate diverged, before the next ensemble starts."""
+    cfg = tiny_config(functions=["beale"], sweep_weights=[], sweep_sizes=[], sweep_arms=[])
+    trained = []
+    real_train = R.train_ensemble
+    monkeypatch.setattr(R, "train_ensemble", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k))
+    monkeypatch.setattr(R, "is_diverged", lambda val, ms: np.ones(len(val), bool))  # every run "diverged"
+    with pytest.raises(compare.DivergenceError, match=r"every learning rate in regression.lrs = \[0.001, 0.01\]"):
+        R.run_grid(cfg, progress=False)
+    assert len(trained) == 1 < len(R._ensembles(R.build_grid(cfg), cfg.ensemble_size)), trained
+
+
 def test_a_grid_whose_every_rate_explodes_stops_naming_the_key():
     """The issue's case (regression.lrs = [1e5, 1e6]): models that explode to huge but finite errors
     (1e34 and beyond here) are diverged too, and no verdict is computed from them. Whether an
