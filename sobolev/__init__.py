@@ -14,7 +14,7 @@ them as DVC stages. Sections import the core and ``common``, never each other.
 """
 
 from sobolev.core.derivatives import derivatives, input_gradient
-from sobolev.core.fitting import FittedModel, Recipe, fit
+from sobolev.core.fitting import FittedModel, FitWarning, Recipe, fit
 from sobolev.core.gradient_estimates import finite_difference_gradients, knn_gradients
 from sobolev.core.losses import sobolev_loss, stochastic_sobolev_loss
 from sobolev.core.models import MLP
@@ -22,6 +22,7 @@ from sobolev.core.models import MLP
 __version__ = "0.1.0"
 __all__ = [
     "MLP",
+    "FitWarning",
     "FittedModel",
     "Recipe",
     "__version__",

@@ -42,9 +42,9 @@ from sobolev.common.params import (
     config_from,
     configs_at_every_scale,
     read_params,
-    short,
 )
 from sobolev.common.paths import ROOT, STAGING
+from sobolev.common.utils import short
 from sobolev.core.training import NonFiniteLossError
 
 

@@ -53,61 +53,88 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
     return {"decisions": decisions_block(root), "fit": fit_block(root), **out}
 
 
-def fit_comparison(runs: pd.DataFrame) -> pd.DataFrame:
-    """``benchmarks/bench_fit_vs_jenn.py``'s runs as one row per (function, n, labels): both
-    libraries' median test MSE / Var(f) and fit seconds, ``error_ratio`` (ours / JENN, the
-    medians'), ``speedup`` (JENN's time / ours), and the paired comparison: both libraries fit the
-    same samples per seed, so ``paired`` is the geometric mean of the per-seed error ratios with
-    its t interval (:func:`sobolev.common.stats.paired_ratio`) and ``verdict`` ours' win, loss or
-    undecided."""
+def fit_comparison(runs: pd.DataFrame, ours: str = "sobolev") -> pd.DataFrame:
+    """``benchmarks/bench_fit_vs_jenn.py``'s runs as one row per (function, n, labels, other library): both
+    libraries' median test MSE / Var(f) and fit seconds, ``error_ratio`` (ours / other, the medians'),
+    ``speedup`` (other's time / ours), and the paired comparison: every library fits the same samples per
+    seed, so ``paired`` is the geometric mean of the per-seed error ratios with its t interval
+    (:func:`sobolev.common.stats.paired_ratio`) and ``verdict`` ours' win, loss or undecided. ``ours`` is
+    the library column's name of the fit compared (a variant reads ``sobolev[name]``); rows without a
+    measurement (``skipped``) are left out."""
     keys = ["function", "dim", "n", "derivatives"]
-    med = runs.groupby([*keys, "library"]).agg(
-        nmse=("nmse", "median"), seconds=("seconds", "median"), seeds=("seed", "nunique")
+    measured = runs[runs["nmse"].notna()] if "nmse" in runs else runs.iloc[:0]
+    rows = []
+    for key, cell in measured.groupby(keys):
+        per_seed = cell.pivot_table(index="seed", columns="library", values="nmse", aggfunc="first")
+        seconds = cell.pivot_table(index="seed", columns="library", values="seconds", aggfunc="first")
+        if ours not in per_seed:
+            continue
+        for other in sorted(set(per_seed.columns) - {ours}):
+            both = per_seed[[ours, other]].dropna()
+            if both.empty:
+                continue
+            interval = paired_ratio(both[ours], both[other])
+            med_ours, med_other = both.median()
+            sec = seconds.loc[both.index, [ours, other]].median()
+            rows.append({**dict(zip(keys, key, strict=True)), "other": other, "seeds": len(both),
+                         "nmse_ours": med_ours, "nmse_other": med_other, "seconds_ours": sec[ours],
+                         "seconds_other": sec[other], "error_ratio": med_ours / med_other,
+                         "speedup": sec[other] / sec[ours], "paired": str(interval),
+                         "verdict": interval.verdict})  # fmt: skip
+    return pd.DataFrame(
+        rows,
+        columns=[
+            *keys,
+            "other",
+            "seeds",
+            "nmse_ours",
+            "nmse_other",
+            "seconds_ours",
+            "seconds_other",
+            "error_ratio",
+            "speedup",
+            "paired",
+            "verdict",
+        ],
     )
-    wide = med.unstack("library")
-    wide.columns = [f"{a}_{b}" for a, b in wide.columns]
-    wide = wide.reset_index()
-    wide["error_ratio"] = wide.nmse_sobolev / wide.nmse_jenn
-    wide["speedup"] = wide.seconds_jenn / wide.seconds_sobolev
-    pairs = {}
-    for key, cell in runs.groupby(keys):
-        per_seed = cell.pivot_table(index="seed", columns="library", values="nmse", aggfunc="first").dropna()
-        pairs[key] = paired_ratio(per_seed["sobolev"], per_seed["jenn"])
-    intervals = [pairs[tuple(r)] for r in wide[keys].itertuples(index=False)]
-    wide["paired"] = [str(i) for i in intervals]
-    wide["verdict"] = [i.verdict for i in intervals]
-    return wide
 
 
 FIT_RESULTS = ("benchmarks/results-fit-vs-jenn.csv", "benchmarks/results-fit-vs-jenn-10000.csv")
+LIBRARY_NAMES = {"jenn": "JENN", "krg": "SMT KRG (values)", "gekpls": "SMT GEKPLS", "gpytorch": "GPyTorch (gradients)"}
+
+
+def fit_runs(root: Path = ROOT) -> pd.DataFrame:
+    """Every committed benchmark fit (``FIT_RESULTS``), skipped rows included."""
+    return pd.concat([pd.read_csv(root / p) for p in FIT_RESULTS if (root / p).exists()], ignore_index=True)
 
 
 def fit_block(root: Path = ROOT) -> str:
-    """The measured comparison of ``sobolev.fit`` with JENN, from the benchmark's CSVs."""
-    runs = pd.concat([pd.read_csv(root / p) for p in FIT_RESULTS if (root / p).exists()], ignore_index=True)
+    """The measured comparison of ``sobolev.fit`` with JENN and Gaussian processes, from the benchmark's CSVs."""
+    runs = fit_runs(root)
     table = fit_comparison(runs)
-    speeds = sorted(set(runs.gflops_per_thread))
+    speeds = sorted(set(runs.gflops_per_thread.dropna()))
+    threads = sorted(set(runs.threads.dropna().astype(int))) if "threads" in runs else [2]
     lines = [
-        "| function | D | n | derivatives | seeds | JENN error | `sobolev.fit` error | paired ratio [95%] | ours | "
-        "JENN s | ours s | speed-up |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| function | D | n | derivatives | against | seeds | their error | `sobolev.fit` error | paired ratio [95%] | "
+        "ours | their s | ours s | speed-up |",
+        "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
-    for r in table.sort_values(["dim", "function", "derivatives", "n"]).itertuples():
-        lines.append(f"| {r.function} | {r.dim} | {r.n} | {r.derivatives} | {r.seeds_sobolev} | {r.nmse_jenn:.3g} | "
-                     f"{r.nmse_sobolev:.3g} | {r.paired} | {r.verdict} | {r.seconds_jenn:.2f} | "
-                     f"{r.seconds_sobolev:.2f} | {r.speedup:.1f} |")  # fmt: skip
-    with_d = table[table.derivatives == "with"]
-    lines += [
-        "",
-        f"Medians over seeds of test MSE / Var(f) on 5 000 points and of one fit's wall time, both libraries "
-        f"on 2 threads at {' and '.join(f'{s:g}' for s in speeds)} GFLOP/s per thread. Paired ratio: geometric "
-        f"mean over seeds of ours / JENN on the same samples, with its t interval ({RULE}). With derivatives, "
-        f"`sobolev.fit`'s median error is at or below JENN's in {(with_d.error_ratio <= 1).sum()} of "
-        f"{len(with_d)} cells; paired, it wins {(with_d.verdict == 'win').sum()}, loses "
-        f"{(with_d.verdict == 'loss').sum()} and {(with_d.verdict == 'undecided').sum()} are undecided. It is "
-        f"at least 5× faster in {(with_d.speedup >= 5).sum()} cells; its speed-up ranges "
-        f"{with_d.speedup.min():.1f}× to {with_d.speedup.max():.1f}×.",
-    ]
+    for r in table.sort_values(["dim", "function", "derivatives", "n", "other"]).itertuples():
+        lines.append(f"| {r.function} | {r.dim} | {r.n} | {r.derivatives} | {LIBRARY_NAMES.get(r.other, r.other)} | "
+                     f"{r.seeds} | {r.nmse_other:.3g} | {r.nmse_ours:.3g} | {r.paired} | {r.verdict} | "
+                     f"{r.seconds_other:.2f} | {r.seconds_ours:.2f} | {r.speedup:.2g} |")  # fmt: skip
+    lines += ["", f"Medians over seeds of test MSE / Var(f) on 5 000 points and of one fit's wall time, every library "
+                  f"on {' or '.join(map(str, threads))} thread(s) at {' and '.join(f'{s:g}' for s in speeds)} GFLOP/s "
+                  f"per thread. Paired ratio: geometric mean over seeds of ours / theirs on the same samples, with its "
+                  f"t interval ({RULE})."]  # fmt: skip
+    for other, rows in table.groupby("other", sort=False):
+        lines.append(f"* Against {LIBRARY_NAMES.get(other, other)}: `sobolev.fit` wins {(rows.verdict == 'win').sum()} "
+                     f"of {len(rows)} cells, loses {(rows.verdict == 'loss').sum()}, "
+                     f"{(rows.verdict == 'undecided').sum()} undecided; its speed-up ranges "
+                     f"{rows.speedup.min():.2g}× to {rows.speedup.max():.2g}×.")  # fmt: skip
+    if "skipped" in runs:
+        for (library, why), _ in runs[runs.skipped.notna()].groupby(["library", "skipped"]):
+            lines.append(f"* Not run: {LIBRARY_NAMES.get(library, library)}: {why}.")
     return "\n".join(lines)
 
 

@@ -15,7 +15,6 @@ import dataclasses
 import math
 import os
 import re
-import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 import yaml
 
 from sobolev.common.paths import PARAMS
+from sobolev.common.utils import short
 
 SCALES = ("ci", "default", "paper")
 OVERRIDE_BLOCKS = ("ci", "paper")
@@ -33,18 +33,6 @@ Check = Callable[[str, Any], Any]
 
 class ParamError(ValueError):
     """An invalid parameter; the message names the parameter, its value and what is allowed."""
-
-
-_SHORT = reprlib.Repr()  # (keyword arguments need Python 3.12)
-_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 6, 8, 8, 8
-_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 80, 40, 80
-MAX_SHOWN = 200  # characters of a value in a message: enough to recognise it, never the whole of a huge one
-
-
-def short(value: Any) -> str:
-    """``repr(value)`` cut to a readable length and depth (messages never embed a huge or deep value whole)."""
-    text = _SHORT.repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
 def fail(name: str, value: Any, allowed: str) -> None:

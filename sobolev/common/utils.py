@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,17 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 from tqdm import tqdm
+
+_SHORT = reprlib.Repr()  # (keyword arguments need Python 3.12)
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 6, 8, 8, 8
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 80, 40, 80
+MAX_SHOWN = 200  # characters of a value in a message: enough to recognise it, never the whole of a huge one
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut to a readable length and depth (messages never embed a huge or deep value whole)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -81,7 +93,8 @@ def json_safe(x: Any) -> Any:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """``data`` as valid JSON (:func:`json_safe`: NaN and infinities become ``null``), written atomically."""
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

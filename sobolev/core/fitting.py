@@ -4,279 +4,68 @@
     x = np.random.default_rng(0).uniform(-2, 2, (100, 2))
     y = (x**2).sum(1)                                  # values (N,)
     dydx = 2 * x                                       # derivatives (N, D); NaN where unknown
-    model = sobolev.fit(x, y, dydx)                    # Sobolev training; dydx=None: values only
+    model = sobolev.fit(x, y, dydx)                    # chooses how much to trust dydx; dydx=None: values only
+    print(model)                                       # what was chosen, and how well it fits
     model.predict(x[:3]), model.predict_derivatives(x[:3])
     model.predict_with_spread(x[:3]).value_std         # the ensemble's spread
     model.save("model.pt"); sobolev.FittedModel.load("model.pt")
 
-The recipe (:func:`choose_recipe`) depends on the data and is documented field by field in
-:class:`Recipe`; every field can be overridden (``sobolev.fit(x, y, dydx, steps=5000)``).
-Regular training (no ``dydx``) gets the same network, schedule and step count, so a
-comparison between the two is fair. ``benchmarks/bench_fit_vs_jenn.py`` measures it against
-JENN, the library this use case would otherwise pick.
+With derivative labels, the fit decides from the data how much to trust them: the derivative weight
+``lam`` is chosen among :data:`~sobolev.core.recipe.LAM_GRID` (0, values only, included) by
+cross-validation in the same batched run as the final members (:mod:`sobolev.core.selection`), so
+labels that do not help (noisy estimates, an ill-suited function) cost accuracy no more than the
+held-out error can tell. The recipe (:func:`~sobolev.core.recipe.choose_recipe`) depends on the data
+and is documented field by field in :class:`~sobolev.core.recipe.Recipe`; every field can be
+overridden (``sobolev.fit(x, y, dydx, steps=5000)``, ``lam=1.0`` fixes the weight). Regular
+training (no ``dydx``) gets the same network, optimiser and stopping rules, so a comparison between
+the two is fair. ``benchmarks/bench_fit_vs_jenn.py`` measures it against JENN and Gaussian processes.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
-from typing import Any, TextIO
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple, TextIO
 
 import torch
 from torch import Tensor
 
-from sobolev.common.utils import pick_device, progress_bar
-from sobolev.core.inputs import Samples, check_label_weights, check_number, check_points, check_samples
+from sobolev.common.utils import progress_bar
+from sobolev.core.fitted_model import FittedModel, Prediction
+from sobolev.core.inputs import Samples, check_label_weights, check_samples
 from sobolev.core.lbfgs import train_lbfgs
+from sobolev.core.recipe import FULL_BATCH_MAX, LAM_GRID, RECIPE_FIELDS, Recipe, check_device, choose_recipe
 from sobolev.core.samples import Normaliser
+from sobolev.core.selection import Choice, cross_validated_errors, fold_ids, fold_point_weights, holdout_errors
 from sobolev.core.tanh_mlp import BatchedTanhMLP
 from sobolev.core.training import NonFiniteLossError, train_ensemble
 
-#: Largest training set trained full-batch (by L-BFGS); beyond it, Adam on minibatches of :data:`MINIBATCH`.
-FULL_BATCH_MAX = 512
-MINIBATCH = 256
-OPTIMISERS = ("lbfgs", "adam")
-ADAM_STEPS = 3000
+#: A fit of exact labels that explains less than this share of its own training values' variance warns.
+MIN_TRAIN_R2 = 0.9
+#: Standardised derivative labels beyond this contradict the values' scale (their squares would overflow).
+MAX_STANDARDISED_SLOPE = 1e100
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How :func:`fit` trains. Defaults come from :func:`choose_recipe`.
-
-    Attributes:
-        models: ensemble members per output (their spread is the uncertainty; their mean the prediction).
-        hidden, layers: width and depth of each tanh MLP.
-        optimiser: ``"lbfgs"`` (full-batch L-BFGS in float64, :mod:`sobolev.core.lbfgs`: each
-            member stops at its own plateau or at ``steps`` iterations) or ``"adam"`` (float32,
-            minibatches, a fixed number of ``steps``).
-        steps: Adam updates, or the most L-BFGS iterations; ``lr``: Adam's peak learning rate;
-            ``warmup``: fraction of Adam's steps of linear warm-up, then a cosine decay to 0.
-        batch_size: points per Adam update (``>= N``: full batch; L-BFGS is always full batch).
-        lam_decay: Adam only: the derivative weight is multiplied by this per epoch (1: constant;
-            0.95: Kissel & Diepold's schedule for estimated derivatives, trusted less as the
-            values are fitted).
-        converged: L-BFGS only. A member stops when its training objective (standardised units:
-            about 1 per term for the mean predictor) is below this, or when 50 iterations lowered
-            it by less than 0.1% (a plateau).
-        lam: derivative weight. Derivative labels are rescaled to the standardised data, and
-            each input's term is divided by its labels' mean square (differential ML's balance),
-            so with ``lam = 1`` each input's derivative term weighs as much as the value term,
-            whatever the function's scale: D derivative labels per point count D times.
-        validation: fraction of points each member holds out (its own random split) to keep the
-            weights of its best logged step (0: train on every point, keep the last weights).
-        eval_every: steps between validation checks.
-        seed: first member's seed (members use ``seed .. seed + models - 1``).
-        device: ``cpu`` (the default: these networks are small, so a step costs its number of
-            tensor operations and a GPU's launch latency would not pay), ``auto`` (CUDA when
-            available) or any torch device string.
-        threads: torch intra-op threads while fitting (0: leave the caller's setting).
-    """
-
-    models: int = 5
-    hidden: int = 32
-    layers: int = 2
-    optimiser: str = "adam"
-    steps: int = 1000
-    lr: float = 0.02
-    warmup: float = 0.05
-    batch_size: int = FULL_BATCH_MAX
-    lam: float = 1.0
-    converged: float = 1e-4
-    lam_decay: float = 1.0
-    validation: float = 0.0
-    eval_every: int = 50
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 0
-
-    def check(self) -> None:
-        """Every field in range, named in the error, before any training."""
-        for name in ("models", "hidden", "layers", "steps", "batch_size", "eval_every"):
-            check_number(name, getattr(self, name), 1, 1e9, integer=True)
-        check_number("seed", self.seed, 0, 2**62, integer=True)
-        check_number("threads", self.threads, 0, 4096, integer=True)
-        check_number("lr", self.lr, 1e-12, 10.0)
-        check_number("warmup", self.warmup, 0.0, 0.5)
-        check_number("lam", self.lam, 0.0, 1e6)
-        check_number("validation", self.validation, 0.0, 0.5)
-        check_number("converged", self.converged, 0.0, 1.0)
-        check_number("lam_decay", self.lam_decay, 1e-6, 1.0)
-        if self.optimiser == "lbfgs" and self.lam_decay != 1.0:
-            raise ValueError(
-                f"lam_decay: {self.lam_decay} needs optimiser='adam' (L-BFGS minimises one fixed objective)"
-            )
-        if self.optimiser not in OPTIMISERS:
-            raise ValueError(f"optimiser: expected one of {OPTIMISERS}, got {self.optimiser!r}")
-        if self.optimiser == "lbfgs" and self.validation:
-            raise ValueError(
-                f"validation: {self.validation} needs optimiser='adam' (L-BFGS trains every point to a plateau; "
-                "held-out early stopping is for noisy labels)"
-            )
-        if not isinstance(self.device, str):
-            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or a torch device string, got {self.device!r}")
-        try:
-            pick_device(self.device)
-        except RuntimeError as err:
-            raise ValueError(f"device: {self.device!r} is not a torch device ({err})") from None
+#: Members that stopped at the iteration cap while their objective was still falling by more than this share over the
+#: last 50 iterations were cut short, not converged (a slow final descent of a few percent changes no prediction).
+STILL_FALLING = 0.1
 
 
-def choose_recipe(n: int, dim: int, derivatives: bool, noisy: bool = False) -> Recipe:
-    """The default recipe for ``n`` points of ``dim`` inputs (rules measured in
-    ``benchmarks/bench_fit_vs_jenn.py``; see the README).
-
-    * Width from the data size: 16 units up to 200 points, 32 up to 2 000, 64 beyond (a wider
-      net overfits small samples: on 100 points of a 10-D quadratic, 64 units gave 50× the
-      error of 16).
-    * Up to :data:`FULL_BATCH_MAX` exact points: full-batch L-BFGS in float64 until each member's
-      training objective converges (below 1e-4 or a plateau, at most 1000 iterations). On small
-      smooth problems a quasi-Newton method follows narrow valleys (Dixon-Price, Rosenbrock)
-      that Adam crosses slowly: on 100 points of the 5-D Dixon-Price (2 seeds), 1000 Adam steps
-      left test error 0.11 and 0.09, 1000 L-BFGS iterations 0.015 and 0.042.
-    * More points (or noisy labels): Adam on minibatches of :data:`MINIBATCH` (full batch up to
-      512 noisy points), warm-up + cosine decay at peak rate 0.02 on standardised data, at least
-      3000 steps and 20 epochs.
-    * Noisy labels (``noisy=True``: Monte-Carlo payoffs, pathwise derivatives): each member
-      holds out 20% of the points and keeps its best weights on them, since training to the
-      end fits the noise.
-
-    ``derivatives`` does not change the recipe (nor ``dim``): regular training gets the same
-    network, steps and schedule, so a comparison between the two is fair.
-    """
-    del derivatives, dim  # the same recipe with and without derivative labels (a fair comparison)
-    hidden = 16 if n <= 200 else 32 if n <= 2000 else 64
-    if n <= FULL_BATCH_MAX and not noisy:
-        return Recipe(hidden=hidden, optimiser="lbfgs", steps=1000, batch_size=n)
-    batch = n if n <= FULL_BATCH_MAX else MINIBATCH
-    steps = max(ADAM_STEPS, math.ceil(20 * n / batch))
-    return Recipe(hidden=hidden, steps=steps, batch_size=batch, validation=0.2 if noisy else 0.0)
+class FitWarning(UserWarning):
+    """A fit that does not fit: it explains too little of its training data, or stopped before converging."""
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """Ensemble mean and spread (standard deviation over members) at ``B`` points.
+class Trained(NamedTuple):
+    """What :func:`train_members` returns: the models, their final training objective ``(M,)``, each model's
+    iterations ``(M,)`` (where L-BFGS stopped it; ``recipe.steps`` for Adam) and ``falling (M,)``: the share by which
+    L-BFGS lowered each model's objective over its last 50 iterations (NaN for Adam's fixed schedule)."""
 
-    Shapes: ``value, value_std (B,)`` or ``(B, K)``; ``derivatives, derivatives_std (B, D)`` or ``(B, K, D)``.
-    """
-
-    value: Any
-    derivatives: Any
-    value_std: Any
-    derivatives_std: Any
-
-
-class FittedModel:
-    """What :func:`fit` returns: ``K × models`` tanh MLPs on standardised data, one normaliser per output."""
-
-    def __init__(
-        self,
-        params: dict[str, Tensor],
-        normalisers: list[Normaliser],
-        recipe: Recipe,
-        info: dict[str, Any],
-    ) -> None:
-        self.network = BatchedTanhMLP(params)
-        self.normalisers = normalisers
-        self.recipe = recipe
-        self.info = info  # n, dim, outputs, scalar_output, derivatives, final training loss
-
-    @property
-    def dim(self) -> int:
-        return int(self.info["dim"])
-
-    @property
-    def outputs(self) -> int:
-        return int(self.info["outputs"])
-
-    def _members(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Every member's values ``(K, models, B)`` and derivatives ``(K, models, B, D)`` at raw ``x (B, D)``."""
-        K, R = self.outputs, self.recipe.models
-        net = self.network
-        dtype = net.params["W1"].dtype
-        device = net.params["W1"].device
-        xs = torch.stack([nm.x(x) for nm in self.normalisers])  # (K, B, D)
-        xs = xs.unsqueeze(1).expand(K, R, *x.shape).reshape(K * R, *x.shape).to(device, dtype)
-        y, g = net.predict(xs)
-        y, g = y.double().cpu().view(K, R, -1), g.double().cpu().view(K, R, *x.shape)
-        ys = torch.stack([nm.y_back(v) for nm, v in zip(self.normalisers, y, strict=True)])
-        gs = torch.stack([nm.g_back(v) for nm, v in zip(self.normalisers, g, strict=True)])
-        return ys, gs
-
-    def predict_with_spread(self, x: Any) -> Prediction:
-        """Mean and spread of values and derivatives at ``x (B, D)``, as numpy arrays (torch
-        tensors when ``x`` is a tensor)."""
-        xt = check_points("x", x, self.dim)
-        ys, gs = self._members(xt)
-        out = [ys.mean(1), gs.mean(1), ys.std(1) if ys.shape[1] > 1 else torch.zeros_like(ys[:, 0]),
-               gs.std(1) if gs.shape[1] > 1 else torch.zeros_like(gs[:, 0])]  # fmt: skip
-        # (K, B) -> (B, K); (K, B, D) -> (B, K, D); drop K for a scalar output
-        out = [v.transpose(0, 1) for v in out]
-        if self.info["scalar_output"]:
-            out = [v[:, 0] for v in out]
-        if isinstance(x, Tensor):
-            out = [v.to(x.dtype if x.is_floating_point() else torch.float64) for v in out]
-        else:
-            out = [v.numpy() for v in out]
-        return Prediction(*out)
-
-    def predict(self, x: Any) -> Any:
-        """Values ``(B,)`` (or ``(B, K)``) at ``x (B, D)``: the ensemble's mean."""
-        return self.predict_with_spread(x).value
-
-    def predict_derivatives(self, x: Any) -> Any:
-        """Input derivatives ``(B, D)`` (or ``(B, K, D)``) at ``x (B, D)``: the ensemble's mean."""
-        return self.predict_with_spread(x).derivatives
-
-    def save(self, path: str | Path) -> None:
-        """Weights, normalisers, recipe and info in one file (loadable with ``weights_only``)."""
-        torch.save(
-            {
-                "format": "sobolev.FittedModel/1",
-                "params": self.network.state_dict(),
-                "normalisers": [
-                    {"x_center": nm.x_center, "x_scale": nm.x_scale, "y_mean": nm.y_mean, "y_std": nm.y_std}
-                    for nm in self.normalisers
-                ],
-                "recipe": asdict(self.recipe),
-                "info": self.info,
-            },
-            path,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> FittedModel:
-        """A model written by :meth:`save` (read without unpickling arbitrary objects)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != "sobolev.FittedModel/1":
-            raise ValueError(f"{path}: not a file written by FittedModel.save")
-        norms = [Normaliser(**nm) for nm in state["normalisers"]]
-        return cls(state["params"], norms, Recipe(**state["recipe"]), state["info"])
-
-    def __repr__(self) -> str:
-        r, i = self.recipe, self.info
-        kind = f"Sobolev (λ={r.lam:g})" if i["derivatives"] else "values only"
-        batch = "full batch" if r.batch_size >= i["n"] or r.optimiser == "lbfgs" else f"batch {r.batch_size}"
-        done = int(i.get("iterations", r.steps))
-        steps = (f"{done} L-BFGS iterations (converged)" if done < r.steps else f"{done} L-BFGS iterations (the cap)"
-                 ) if r.optimiser == "lbfgs" else f"{r.steps} Adam steps"  # fmt: skip
-        return (
-            f"FittedModel({r.models} tanh MLPs {r.layers}×{r.hidden} per output, D={i['dim']} → K={i['outputs']}, "
-            f"{kind}, trained on N={i['n']} points: {steps}, {batch}, final training loss "
-            f"{i['train_loss']:.3g} (standardised units))"
-        )
-
-
-def _member_sets(s: Samples, recipe: Recipe) -> tuple[Tensor, Tensor | None]:
-    """Per-member training and validation rows: ``(M, N_train)`` and ``(M, N_val)`` (or ``None``)."""
-    K, R, N = s.outputs, recipe.models, s.n
-    n_val = int(recipe.validation * N)
-    if recipe.validation and not 1 <= n_val < N - 1:
-        raise ValueError(f"validation: {recipe.validation} of {N} points holds out {n_val}; need 1 to {N - 2}")
-    if not n_val:
-        return torch.arange(N).expand(K * R, N), None
-    order = torch.stack([torch.randperm(N, generator=torch.Generator().manual_seed(recipe.seed + r)) for r in range(R)])
-    order = order.repeat(K, 1)
-    return order[:, n_val:], order[:, :n_val]
+    model: BatchedTanhMLP
+    train_loss: Tensor
+    iterations: Tensor
+    falling: Tensor
 
 
 def fit(
@@ -294,32 +83,45 @@ def fit(
     Args:
         x: inputs ``(N, D)`` (or ``(N,)`` for one input): numpy array, torch tensor or nested list.
         y: values ``(N,)`` or ``(N, K)``.
-        dydx: derivatives ``(N, D)`` or ``(N, K, D)``; NaN marks a missing partial derivative.
-            ``None``: regular training on values only.
+        dydx: derivatives ``(N, D)`` or ``(N, K, D)``; NaN marks a missing partial derivative (a 0 is a
+            label: the derivative is zero). ``None``: regular training on values only.
         dydx_weight: confidence in each derivative label, ``(N,)``, ``(N, D)`` or ``(N, K, D)``,
             finite and ≥ 0 (e.g. lower for estimated or finite-difference derivatives; 0 is a
-            missing label). Multiplies the balanced weight of :class:`Recipe`'s ``lam``.
+            missing label). Multiplies the derivative weight ``lam``.
         noisy: the labels are noisy (e.g. Monte-Carlo samples): hold out points to stop early.
         progress: a tqdm bar (a flag, or a stream for it).
-        options: any :class:`Recipe` field, overriding :func:`choose_recipe`'s choice.
+        options: any :class:`~sobolev.core.recipe.Recipe` field, overriding :func:`choose_recipe`'s choice;
+            ``lam=...`` fixes the derivative weight (no selection).
 
     Returns:
-        A :class:`FittedModel`.
+        A :class:`FittedModel`; ``print(model)`` says what was chosen and how well it fits, ``model.selection``
+        holds the held-out errors behind the choice, ``model.diagnostics`` the fit's R² values.
 
     Raises:
         ValueError: bad data or options, named, before any training.
         NonFiniteLossError: every member diverged (lower ``lr``).
+
+    Warns:
+        FitWarning: the model explains less than :data:`MIN_TRAIN_R2` of its training values' variance (exact
+            labels), is no better than the mean on held-out points (noisy labels), or every member stopped at
+            the iteration cap.
     """
     s = check_samples(x, y, dydx)
     label_weights = None if dydx_weight is None else check_label_weights(dydx_weight, s)
     if not isinstance(noisy, bool):
         raise ValueError(f"noisy: expected True or False, got {noisy!r}")
-    names = {f.name for f in fields(Recipe)}
-    unknown = sorted(set(options) - names)
+    if not (isinstance(progress, bool) or callable(getattr(progress, "write", None))):
+        raise ValueError(f"progress: expected True, False or a stream with .write() (e.g. sys.stderr), got "
+                         f"{progress!r}")  # fmt: skip
+    unknown = sorted(set(options) - RECIPE_FIELDS)
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(names)}")
+        raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(RECIPE_FIELDS)}")
     recipe = replace(choose_recipe(s.n, s.dim, s.dydx is not None, noisy), **options)
-    recipe.check()
+    if "lam" in options:  # a weight given by the user is used as given
+        recipe = replace(recipe, select=False)
+    if s.dydx is None:
+        recipe = replace(recipe, select=False)
+    recipe = recipe.checked()
     previous_threads = torch.get_num_threads()
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -330,12 +132,19 @@ def fit(
 
 
 def balance(G: Tensor, lam: Tensor | float) -> Tensor:
-    """The derivative weights of :func:`fit`'s loss, ``(M, D)``: ``lam`` over each input's mean
-    square label in each model's set ``G (M, N, D)`` (NaN labels, missing, are skipped; an input
-    without a non-zero label gets 0). ``lam`` is one number or one per model ``(M,)``."""
-    mean_sq = torch.nanmean(G.pow(2), dim=1)
-    lam = torch.as_tensor(lam, dtype=mean_sq.dtype).reshape(-1, 1)
-    return torch.where(mean_sq > 0, lam / mean_sq.clamp_min(1e-300), 0.0).nan_to_num(0.0)
+    """The derivative weights of :func:`fit`'s loss, ``(M, D)``: ``lam`` over one scale shared by every input,
+    the mean square of each model's standardised labels ``G (M, N, D)`` over all its inputs (NaN labels,
+    missing, are skipped; a zero label counts). ``lam`` is one number or one per model ``(M,)``.
+
+    One scale, not one per input: differential ML's per-input balance divides each input's term by its own
+    labels' mean square, so an input that barely matters (labels near 0) gets an enormous weight and the fit
+    collapses (``sin 2x₀ + 1e-4 x₁``: training R² 0, for 1e-4 in front of x₁). With the shared scale a
+    residual counts in units of the function's typical slope on every input, and the weights stay bounded:
+    only labels that are all (near) zero leave the scale at its floor of 1e-12 (the selection then weighs
+    them by their held-out value error like any other labels)."""
+    mean_sq = torch.nanmean(G.pow(2).flatten(1), dim=1).nan_to_num(0.0).clamp_min(1e-12)  # (M,)
+    lam = torch.as_tensor(lam, dtype=mean_sq.dtype).reshape(-1)
+    return (lam / mean_sq).unsqueeze(1).expand(-1, G.shape[2]).contiguous()
 
 
 def train_members(
@@ -348,7 +157,10 @@ def train_members(
     validation: tuple[Tensor, Tensor, Tensor | None, Tensor | None] | None = None,
     desc: str = "sobolev.fit",
     progress: bool | TextIO = False,
-) -> tuple[BatchedTanhMLP, Tensor, Tensor]:
+    point_weight: Tensor | None = None,
+    caps: Tensor | None = None,
+    on_stop: Callable[[BatchedTanhMLP, Tensor], Tensor | None] | None = None,
+) -> Trained:
     """Train one tanh MLP per training set by ``recipe``: the engine of :func:`fit`, for callers
     that stack many data sets (seeds, noise levels, functions) into one batched run.
 
@@ -359,11 +171,14 @@ def train_members(
         seeds: one initial-weight seed per model.
         validation: ``(x, t, G, weight)`` of held-out points per model: each model keeps the
             weights of its best validation objective (Adam only).
+        point_weight: how much each point counts per model ``(M, N)`` (0: held out, a cross-validation fold).
+        caps, on_stop: L-BFGS only: each model's most iterations ``(M,)``, and ``on_stop(model, stopped)`` called
+            when models stop, returning more models to stop (:func:`~sobolev.core.lbfgs.train_lbfgs`).
 
     Returns:
-        The trained models, their final training objective ``(M,)`` and each model's iterations
-        ``(M,)``: where L-BFGS stopped it (below ``recipe.steps``: converged or at a plateau;
-        ``recipe.steps``: the cap), ``recipe.steps`` for Adam (a fixed schedule).
+        :class:`Trained`: the models, their final training objective ``(M,)``, each model's iterations
+        ``(M,)`` (where L-BFGS stopped it: below ``recipe.steps`` converged or at a plateau, ``recipe.steps`` the
+        cap; ``recipe.steps`` for Adam, a fixed schedule) and how fast L-BFGS was still lowering each objective.
 
     Raises:
         NonFiniteLossError: a model's final training objective is not finite.
@@ -373,11 +188,12 @@ def train_members(
         raise ValueError(f"seeds: expected one per model ({M}), got {len(seeds)}")
     # L-BFGS's line search compares objectives near convergence: float64 keeps them apart (on
     # these small networks a step costs its number of operations, not their precision).
-    device = pick_device(recipe.device)
+    device = check_device(recipe.device)
     dtype = torch.float64 if recipe.optimiser == "lbfgs" else torch.float32
     model = BatchedTanhMLP.init(seeds, D, recipe.hidden, recipe.layers, device, dtype)
     to = lambda v: None if v is None else v.to(device, dtype)  # noqa: E731
-    x, t, G, weight = to(x), to(t), to(G), to(weight)
+    x, t, G, weight, point_weight = to(x), to(t), to(G), to(weight), to(point_weight)
+    extra = {} if point_weight is None else {"point_weight": point_weight}
     best = None
     if validation is not None:
         xv, tv, Gv, val_weight = (to(v) for v in validation)
@@ -393,12 +209,19 @@ def train_members(
                 best[n] = torch.where(better.view(-1, *[1] * (v.ndim - 1)), v, best[n])
 
     iterations = torch.full((M,), recipe.steps, dtype=torch.long)
+    falling = torch.full((M,), math.nan, dtype=torch.float64)
     if recipe.optimiser == "lbfgs":
         bar = progress_bar(range(recipe.steps), desc + " L-BFGS", progress)
         history = train_lbfgs(model, x, t, recipe.steps, G, weight, converged=recipe.converged,
-                              on_iteration=lambda *_: bar.update())  # fmt: skip
+                              on_iteration=lambda *_: bar.update(), caps=caps,
+                              on_stop=None if on_stop is None else lambda _, stopped: on_stop(model, stopped),
+                              **extra)  # fmt: skip
         bar.close()
         iterations = history.stopped_at
+        losses = history.loss.double()  # (iterations run, M): each model's objective, frozen after it stopped
+        last = losses[(iterations - 1).clamp_min(0), torch.arange(M)]
+        before = losses[(iterations - 51).clamp_min(0), torch.arange(M)]
+        falling = torch.where(iterations > 50, 1 - last / before, math.nan)
     else:
         train_ensemble(
             model, x, t, lr=recipe.lr, steps=recipe.steps, batch_size=recipe.batch_size, G=G, weight=weight,
@@ -406,13 +229,12 @@ def train_members(
             log_every=recipe.eval_every if best is not None else 0, inspect=keep_best if best is not None else None,
             weight_schedule=None if recipe.lam_decay == 1.0
             else (lambda i: recipe.lam_decay ** (i * min(recipe.batch_size, x.shape[1]) / x.shape[1])),
-            desc=desc,
-            hint=f"lr = {recipe.lr:g} too large for this data; try sobolev.fit(..., lr={recipe.lr / 10:g})",
-            progress=progress,
+            desc=desc, hint=f"lr = {recipe.lr:g} too large for this data; try sobolev.fit(..., lr={recipe.lr / 10:g})",
+            progress=progress, **extra,
         )  # fmt: skip
     if best is not None:
         model.params.update(best)
-    train_loss = model.losses(x, t, G, weight)
+    train_loss = model.losses(x, t, G, weight, **extra)
     if not bool(torch.isfinite(train_loss).all()):
         bad = torch.nonzero(~torch.isfinite(train_loss)).flatten().tolist()
         remedy = ("try sobolev.fit(..., optimiser='adam')" if recipe.optimiser == "lbfgs"
@@ -420,36 +242,312 @@ def train_members(
         raise NonFiniteLossError(
             f"{desc}: member(s) {bad} of {M} diverged (training loss not finite) with {recipe.optimiser}; {remedy}"
         )
-    return model, train_loss, iterations
+    return Trained(model, train_loss, iterations, falling)
+
+
+@dataclass
+class _Batch:
+    """The models of one training run of :func:`fit`, stacked on the model axis: for each output ``k`` and candidate
+    ``c`` (derivative weight ``lams[k, c]``), ``folds`` fold models (cross-validation; with ``holdout`` a single one,
+    holding out one fold of a ``recipe.folds`` split) then ``members``; model ``((k·C) + c)·(F + R) + slot``."""
+
+    lams: Tensor  # (K, C)
+    folds: int
+    members: int
+    holdout: bool = False
+
+    @property
+    def outputs(self) -> int:
+        return self.lams.shape[0]
+
+    @property
+    def candidates(self) -> int:
+        return self.lams.shape[1]
+
+    @property
+    def slots(self) -> int:
+        return self.folds + self.members
+
+    @property
+    def size(self) -> int:
+        return self.outputs * self.candidates * self.slots
+
+    @property
+    def slot(self) -> Tensor:
+        return torch.arange(self.size) % self.slots
+
+    def index(self, k: int, c: int, slot: int) -> int:
+        return (k * self.candidates + c) * self.slots + slot
+
+    def output_of(self) -> Tensor:
+        return torch.arange(self.outputs).repeat_interleave(self.candidates * self.slots)
+
+    def lam_of(self) -> Tensor:
+        return self.lams.double().reshape(-1).repeat_interleave(self.slots)
+
+    def members_of(self, chosen: list[int], folds: bool = False) -> Tensor:
+        """The final members of each output's chosen candidate, output by output (its fold models with ``folds``)."""
+        slots = range(self.folds) if folds else range(self.folds, self.slots)
+        return torch.tensor([self.index(k, c, slot) for k, c in enumerate(chosen) for slot in slots])
+
+
+def _standardise(s: Samples) -> tuple[list[Normaliser], Tensor, Tensor, Tensor | None]:
+    """One normaliser per output from the samples, and the standardised ``x (K, N, D)``, ``y (K, N)``,
+    ``dydx (K, N, D)``; refuses derivative labels whose scale contradicts the values' (overflow)."""
+    K = s.outputs
+    norms = [Normaliser.from_samples(s.x, s.y[:, k]) for k in range(K)]
+    xs = torch.stack([nm.x(s.x) for nm in norms])
+    ys = torch.stack([nm.y(s.y[:, k]) for k, nm in enumerate(norms)])
+    gs = None if s.dydx is None else torch.stack([nm.g(s.dydx[:, k]) for k, nm in enumerate(norms)])
+    if gs is not None:
+        biggest = float(gs.abs().nan_to_num(0.0).max())
+        if not biggest <= MAX_STANDARDISED_SLOPE:
+            raise ValueError(
+                f"dydx: labels up to {biggest:.3g} in standardised units (× std(x) / std(y)): derivatives more than "
+                f"{MAX_STANDARDISED_SLOPE:g} times the values' scale contradict them (check their units, or whether "
+                "dydx and y belong together)"
+            )
+    return norms, xs, ys, gs
+
+
+@dataclass
+class Selected:
+    """What :func:`train_sets` returns: the trained batch, the final members of each set (``keep``, indices into the
+    batch's model axis, ``recipe.models`` per set in set order), the choice behind them (``None`` when the weight
+    was given), the weight each set trains with, and the recipe used (its ``models`` may be the fold count)."""
+
+    trained: Trained
+    keep: Tensor
+    choice: Choice | None
+    lams: list[float]
+    recipe: Recipe
+    models_trained: int
+
+    def params(self) -> dict[str, Tensor]:
+        """The kept members' weights ``{name: (K · models, ...)}``, on the CPU."""
+        return {n: v[self.keep].detach().cpu() for n, v in self.trained.model.params.items()}
+
+
+def train_sets(
+    xs: Tensor, ys: Tensor, gs: Tensor | None, recipe: Recipe, progress: bool | TextIO = False,
+    label_weights: Tensor | None = None, seeds: list[int] | None = None, desc: str = "sobolev.fit",
+) -> Selected:  # fmt: skip
+    """The engine of :func:`fit` on ``K`` standardised training sets at once (its outputs, or many data sets a caller
+    stacks: seeds, functions, label sources), ``xs (K, N, D)``, ``ys (K, N)``, ``gs (K, N, D)`` or ``None``. Each set
+    gets ``recipe.models`` members; with ``recipe.select`` each set chooses its own derivative weight among
+    ``recipe.lam_grid`` from its own held-out error, as :func:`fit` does; ``label_weights (N, K, D)`` scale labels.
+    ``seeds``: each set's first initial-weight seed (default ``recipe.seed`` for every set): its fold model and member
+    ``i`` start from seed ``seeds[k] + i``, so sets with equal seeds start alike (paired comparisons)."""
+    K, N = xs.shape[0], xs.shape[1]
+    if seeds is not None and len(seeds) != K:
+        raise ValueError(f"seeds: expected one per training set ({K}), got {len(seeds)}")
+    if recipe.select and recipe.folds > N:
+        recipe = replace(recipe, folds=N)  # fewer points than folds: leave one out
+    data = (None, xs, ys, gs)
+    noisy = recipe.validation > 0
+    grid = torch.tensor(recipe.lam_grid, dtype=torch.float64).expand(K, -1)
+    choice, position = None, [0] * K  # position: each set's candidate in the final batch
+    if not recipe.select or gs is None:  # one weight, given (or values only)
+        batch = _Batch(torch.full((K, 1), recipe.lam, dtype=torch.float64), 0, recipe.models)
+        trained, _ = _run(batch, data, label_weights, recipe, progress, seeds=seeds, desc=desc)
+    elif recipe.optimiser == "adam" and not noisy:
+        # Minibatch Adam has no early end to share: choose first on one held-out fold per candidate (one run of C
+        # models), then train the members at the chosen weight (a second run): about (C + R) / R a plain fit.
+        batch = _Batch(grid, 1, 0, holdout=True)
+        trained, _ = _run(batch, data, label_weights, recipe, progress, seeds=seeds, desc=desc)
+        choice = _choose(trained.model, batch, data, None, recipe)
+        batch = _Batch(torch.tensor([[choice.lam(k)] for k in range(K)], dtype=torch.float64), 0, recipe.models)
+        trained, _ = _run(batch, data, label_weights, recipe, progress, seeds=seeds, desc=desc)
+    else:  # L-BFGS: folds and members of every candidate in one run; members of the losers stop at the choice
+        F = 0 if noisy else recipe.folds
+        if F and not recipe.refit:  # the chosen weight's fold models are the ensemble
+            recipe = replace(recipe, models=F)
+        batch = _Batch(grid, F, recipe.models if not F or recipe.refit else 0)
+        trained, val_rows = _run(batch, data, label_weights, recipe, progress, select=True, seeds=seeds, desc=desc)
+        choice = _choose(trained.model, batch, data, val_rows, recipe)
+        position = [int(c) for c in choice.chosen]
+    keep = batch.members_of(position, folds=batch.members == 0)
+    lams = [choice.lam(k) for k in range(K)] if choice is not None else [recipe.lam if gs is not None else 0.0] * K
+    return Selected(trained, keep, choice, lams, recipe, batch.size)
 
 
 def _train(s: Samples, recipe: Recipe, progress: bool | TextIO, label_weights: Tensor | None = None) -> FittedModel:
-    K, R, D = s.outputs, recipe.models, s.dim
-    train_rows, val_rows = _member_sets(s, recipe)
-    # One normaliser per output, from the points every member may train on.
-    norms = [Normaliser.from_samples(s.x, s.y[:, k]) for k in range(K)]
-    xs = torch.stack([nm.x(s.x) for nm in norms])  # (K, N, D)
-    ys = torch.stack([nm.y(s.y[:, k]) for k, nm in enumerate(norms)])  # (K, N)
-    gs = None if s.dydx is None else torch.stack([nm.g(s.dydx[:, k]) for k, nm in enumerate(norms)])
-    out = torch.arange(K).repeat_interleave(R).unsqueeze(1)  # member -> output
-    x, t = xs[out, train_rows], ys[out, train_rows]
+    K, D, N = s.outputs, s.dim, s.n
+    norms, xs, ys, gs = _standardise(s)
+    out = train_sets(xs, ys, gs, recipe, progress, label_weights)
+    recipe, trained, keep, choice = out.recipe, out.trained, out.keep, out.choice
+    info = {"n": N, "dim": D, "outputs": K, "scalar_output": s.scalar_output, "derivatives": gs is not None,
+            "train_loss": float(trained.train_loss[keep].mean()), "iterations": trained.iterations[keep].tolist(),
+            "falling": [None if math.isnan(v) else v for v in trained.falling[keep].tolist()],
+            "models_trained": out.models_trained}  # fmt: skip
+    if choice is not None:
+        info |= {"selection": choice.rows(), "selection_method": choice.method, "chosen_lam": out.lams}
+    fitted = FittedModel(out.params(), norms, replace(recipe, lam=out.lams[0]) if K == 1 else recipe, info)
+    info["diagnostics"] = _diagnose(fitted, s, choice, recipe, recipe.validation > 0)
+    for message in info["diagnostics"]["warnings"]:
+        warnings.warn(FitWarning(f"sobolev.fit: {message}"), stacklevel=3)
+    return fitted
+
+
+def _run(
+    batch: _Batch,
+    data: tuple[list[Normaliser] | None, Tensor, Tensor, Tensor | None],
+    label_weights: Tensor | None,
+    recipe: Recipe,
+    progress: bool | TextIO,
+    select: bool = False,
+    seeds: list[int] | None = None,
+    desc: str = "sobolev.fit",
+) -> tuple[Trained, Tensor | None]:
+    """Train ``batch``'s models on the standardised ``data`` (:func:`_standardise`); with ``select`` (L-BFGS), the
+    fold models stop at ``recipe.selection_steps`` and, once all have, the losing candidates' members stop too.
+    Returns the trained models and each model's held-out rows (noisy labels), or ``None``."""
+    _, xs, ys, gs = data
+    N, D = xs.shape[1], xs.shape[2]
+    F, R, slot = batch.folds, batch.members, batch.slot
+    out, lam = batch.output_of(), batch.lam_of()
+    first = [recipe.seed] * batch.outputs if seeds is None else list(seeds)
+    model_seeds = [first[int(k)] + (int(v) if v < F else int(v) - F) for k, v in zip(out, slot, strict=True)]
+    # Each model's training rows: all N points (fold models hold theirs out by point weight), or, with noisy
+    # labels, each member's own random split (a validation share held out for early stopping and selection).
+    train_rows, val_rows = _member_rows(N, recipe, slot, F)
+    x, t = xs[out.unsqueeze(1), train_rows], ys[out.unsqueeze(1), train_rows]
+    point_weight = None
+    if F:
+        masks = fold_point_weights(fold_ids(N, recipe.folds if batch.holdout else F, recipe.seed),
+                                   recipe.folds if batch.holdout else F)  # fmt: skip
+        point_weight = torch.where((slot < F).unsqueeze(1), masks[slot.clamp_max(F - 1)], torch.ones(1, N).double())
     G = weight = val_weight = None
     if gs is not None:
-        G = gs[out, train_rows]
-        weight = val_weight = balance(G, recipe.lam)
-        if label_weights is not None:  # per label: (M, N_train, D), the balance times the confidence
-            lw = label_weights.permute(1, 0, 2)  # (K, N, D)
-            weight = val_weight.unsqueeze(1) * lw[out, train_rows]
-            val_weight = None if val_rows is None else val_weight.unsqueeze(1) * lw[out, val_rows]
-    seeds = [recipe.seed + r for _ in range(K) for r in range(R)]
+        G = gs[out.unsqueeze(1), train_rows]
+        weight = val_weight = balance(gs[out], lam)  # the scale of all N labels, the same for a candidate's models
+        if label_weights is not None:  # per label: (M, N_train, D), the weight times the confidence
+            lw = label_weights.permute(1, 0, 2)[out]  # (M, N, D)
+            weight = val_weight.unsqueeze(1) * lw.gather(1, train_rows.unsqueeze(2).expand(-1, -1, D))
+            if val_rows is not None:
+                val_weight = val_weight.unsqueeze(1) * lw.gather(1, val_rows.unsqueeze(2).expand(-1, -1, D))
     validation = None
     if val_rows is not None:
-        validation = (xs[out, val_rows], ys[out, val_rows], None if gs is None else gs[out, val_rows], val_weight)
-    desc = f"sobolev.fit: {'Sobolev' if G is not None else 'regular'} N={s.n} D={D} ({K * R} models)"
-    model, train_loss, iterations = train_members(x, t, G, weight, recipe, seeds, validation, desc, progress)
-    info = {"n": s.n, "dim": D, "outputs": K, "scalar_output": s.scalar_output, "derivatives": G is not None,
-            "train_loss": float(train_loss.mean()), "iterations": int(iterations.max())}  # fmt: skip
-    return FittedModel(model.state_dict(), norms, recipe, info)
+        validation = (xs[out.unsqueeze(1), val_rows], ys[out.unsqueeze(1), val_rows],
+                      None if gs is None else gs[out.unsqueeze(1), val_rows], val_weight)  # fmt: skip
+    desc = f"{desc}: {'Sobolev' if G is not None else 'regular'} N={N} D={D} ({batch.size} models)"
+    caps = on_stop = None
+    if select and F and recipe.optimiser == "lbfgs":
+        fold = slot < F
+        caps = torch.where(fold, min(recipe.selection_steps, recipe.steps), recipe.steps)
+        pending = set(torch.nonzero(fold).flatten().tolist())
+
+        def on_stop(model: BatchedTanhMLP, stopped: Tensor) -> Tensor | None:
+            """Once every fold model has stopped, choose; the other candidates' members stop with them."""
+            pending.difference_update(stopped.tolist())
+            if pending or not R:
+                return None
+            winners = _choose(model, batch, data, val_rows, recipe).chosen
+            keep = set(batch.members_of([int(c) for c in winners]).tolist())
+            return torch.tensor([m for m in range(batch.size) if slot[m] >= F and m not in keep], dtype=torch.long)
+
+    trained = train_members(x, t, G, weight, recipe, model_seeds, validation, desc, progress, point_weight, caps,
+                            on_stop)  # fmt: skip
+    return trained, val_rows
 
 
-__all__ = ["FittedModel", "Prediction", "Recipe", "balance", "choose_recipe", "fit", "train_members"]
+def _member_rows(N: int, recipe: Recipe, slot: Tensor, F: int) -> tuple[Tensor, Tensor | None]:
+    """Per-model training and validation rows ``(M, N_train)``, ``(M, N_val)`` (or ``None``): every point,
+    or each member's own random split when it holds out ``recipe.validation`` of the points (noisy labels;
+    member ``r`` draws the same split for every candidate, so candidates are compared on the same points)."""
+    M = len(slot)
+    n_val = int(recipe.validation * N)
+    if recipe.validation and not 1 <= n_val < N - 1:
+        raise ValueError(f"validation: {recipe.validation} of {N} points holds out {n_val}; need 1 to {N - 2}")
+    if not n_val:
+        return torch.arange(N).expand(M, N), None
+    order = torch.stack([torch.randperm(N, generator=torch.Generator().manual_seed(recipe.seed + int(r) - F))
+                         for r in slot])  # fmt: skip
+    return order[:, n_val:], order[:, :n_val]
+
+
+def _choose(model: BatchedTanhMLP, batch: _Batch, data: tuple, val_rows: Tensor | None, recipe: Recipe) -> Choice:
+    """Each output's candidate of lowest held-out value error: pooled over the folds' held-out points, over one
+    held-out fold (``batch.holdout``), or over the members' own held-out points (noisy labels)."""
+    _, xs, ys, _ = data
+    K, C, N = batch.outputs, batch.candidates, xs.shape[1]
+    dtype = model.params["W1"].dtype
+    out = batch.output_of()
+    values = model.predict(xs[out].to(dtype))[0].double().cpu().view(K, C, batch.slots, N)
+    targets = ys.unsqueeze(1).expand(K, C, N).reshape(K * C, N)
+    variance = ys.var(1, unbiased=False)
+    lams = tuple(batch.lams[0].tolist())
+    if batch.holdout:
+        held = (fold_ids(N, recipe.folds, recipe.seed) == 0).double().expand(K * C, 1, N)
+        errors = holdout_errors(values[:, :, :1].reshape(K * C, 1, N), targets, held)
+        method = f"one held-out fold ({1 / recipe.folds:.0%} of the points)"
+    elif batch.folds:
+        ids = fold_ids(N, batch.folds, recipe.seed)
+        errors = cross_validated_errors(values[:, :, : batch.folds].reshape(K * C, batch.folds, N), targets, ids)
+        method = f"{batch.folds}-fold cross-validation"
+    else:
+        held = torch.zeros(K * C * batch.slots, N)
+        held.scatter_(1, val_rows, 1.0)
+        errors = holdout_errors(values.reshape(K * C, batch.slots, N), targets, held.view(K * C, batch.slots, N))
+        method = f"each member's {recipe.validation:.0%} held-out points"
+    return Choice.lowest(lams, errors.view(K, C), variance, method)
+
+
+def _diagnose(fitted: FittedModel, s: Samples, choice: Choice | None, recipe: Recipe, noisy: bool) -> dict[str, Any]:
+    """Training R² of values and derivatives per output, the held-out R² of the chosen weight, the members at the
+    iteration cap, and the warnings a user must see."""
+    pred = fitted.predict_with_spread(s.x)
+    value = pred.value.reshape(s.n, -1)
+    r2_values = (1 - ((value - s.y).pow(2).sum(0) / (s.y - s.y.mean(0)).pow(2).sum(0).clamp_min(1e-300))).tolist()
+    r2_derivatives: list[float | None] = [None] * s.outputs
+    if s.dydx is not None:
+        g = pred.derivatives.reshape(s.n, s.outputs, s.dim)
+        for k in range(s.outputs):
+            labels, fitted_g = s.dydx[:, k], g[:, k]
+            known = ~torch.isnan(labels)
+            centred = torch.where(known, labels - torch.nanmean(labels, 0), 0.0).pow(2).sum()
+            scale = centred if float(centred) > 0 else torch.where(known, labels, 0.0).pow(2).sum()
+            resid = torch.where(known, fitted_g - labels, 0.0).pow(2).sum()
+            r2_derivatives[k] = float(1 - resid / scale) if float(scale) > 0 else None
+    heldout = [None] * s.outputs
+    if choice is not None:
+        heldout = [1 - float(choice.errors[k, choice.chosen[k]] / choice.variance[k]) for k in range(s.outputs)]
+    its = fitted.info["iterations"]
+    at_cap = sum(int(v) >= recipe.steps for v in its) if recipe.optimiser == "lbfgs" else 0
+    falls = [f for v, f in zip(its, fitted.info["falling"], strict=True) if int(v) >= recipe.steps and f is not None]
+    still = sorted(falls)[len(falls) // 2] if falls else 0.0  # the median capped member's last-window decrease
+    problems = []
+    for k in range(s.outputs):
+        out = f" (output {k})" if s.outputs > 1 else ""
+        if not noisy and r2_values[k] < MIN_TRAIN_R2:
+            problems.append(
+                f"the model explains {r2_values[k]:.1%} of the variance of its own training values{out}, less than "
+                f"{MIN_TRAIN_R2:.0%}: it underfits. Try more iterations (steps=...), a wider network (hidden=...), or "
+                "check that the values and derivative labels belong together"
+            )
+        if noisy and heldout[k] is not None and heldout[k] < 0:
+            problems.append(f"on held-out points the model{out} does worse than predicting the mean (R² "
+                            f"{heldout[k]:.3g}): the labels may be too noisy for {s.n} points")  # fmt: skip
+    if at_cap and at_cap == len(its) and still > STILL_FALLING:
+        problems.append(
+            f"every member stopped at the cap of {recipe.steps} L-BFGS iterations with its objective "
+            f"still falling ({still:.0%} over the last 50): not converged; try steps={2 * recipe.steps}"
+        )
+    return {"train_r2_values": r2_values, "train_r2_derivatives": r2_derivatives, "heldout_r2": heldout,
+            "members_at_cap": at_cap, "falling_at_cap": still, "warnings": problems}  # fmt: skip
+
+
+__all__ = [
+    "FULL_BATCH_MAX",
+    "LAM_GRID",
+    "FitWarning",
+    "FittedModel",
+    "Prediction",
+    "Recipe",
+    "Trained",
+    "balance",
+    "choose_recipe",
+    "fit",
+    "train_members",
+    "train_sets",
+]

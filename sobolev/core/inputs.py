@@ -7,12 +7,15 @@ allowed, so bad data is reported as data (not, later, as a diverging learning ra
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from sobolev.common.utils import short
 
 
 def as_tensor(name: str, value: Any) -> Tensor:
@@ -135,12 +138,34 @@ def check_samples(x: Any, y: Any, dydx: Any = None, min_points: int = 2) -> Samp
     return Samples(xt, yt, gt, scalar)
 
 
-def check_number(name: str, value: Any, low: float, high: float = math.inf, integer: bool = False) -> None:
-    """``value`` is a finite number (an integer when ``integer``) in ``[low, high]``."""
-    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not low <= value <= high:
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name}: expected {kind} in [{low:g}, {high:g}], got {value!r}")
+def check_number(name: str, value: Any, low: float, high: float = math.inf, integer: bool = False) -> Any:
+    """``value`` is a finite number (an integer when ``integer``) in ``[low, high]``; returns it as a Python
+    ``int`` or ``float``. Numbers of any numeric type are accepted (numpy scalars, 0-d arrays and tensors too);
+    booleans, strings and complex numbers are not. Bounds are compared before any conversion, so ``10**400``
+    is refused as out of range, not by an ``OverflowError``."""
+    kind = "an integer" if integer else "a finite number"
+    bounds = f"[{low:,}, {high:,}]" if integer and math.isfinite(high) else f"[{low:g}, {high:g}]"
+    refused = ValueError(f"{name}: expected {kind} in {bounds}, got {short(value)}")
+    if isinstance(value, Tensor | np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise refused
+    if integer:
+        if not isinstance(value, numbers.Integral):
+            raise refused
+        value = int(value)
+    elif isinstance(value, numbers.Integral):
+        value = int(value)
+    else:
+        value = float(value)
+    if not (low <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
+        raise refused
+    if integer:
+        return value
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range (only with an infinite bound)
+        raise refused from None
 
 
 def check_label_weights(weights: Any, samples: Samples) -> Tensor:

@@ -224,6 +224,15 @@ def per_label_weights(weight: Tensor, M: int) -> Tensor:
     return weight if weight.ndim == 3 else weight.view(M, 1, -1)
 
 
+def normalised_point_weight(point_weight: Tensor, M: int, B: int) -> Tensor:
+    """Per-point weights ``(M, B)`` rescaled to mean 1 per model, so that ``mean_b p_b e_b`` is the weighted mean
+    of ``e``. A model whose weights are all 0 (a minibatch that drew only points held out of it) keeps zeros: its
+    loss and gradient are 0."""
+    if point_weight.shape != (M, B):
+        raise ValueError(f"point_weight: expected shape {(M, B)}, got {tuple(point_weight.shape)}")
+    return point_weight / point_weight.mean(1, keepdim=True).clamp_min(torch.finfo(point_weight.dtype).tiny)
+
+
 def weighted_sobolev_loss(y: Tensor, t: Tensor, g: Tensor, G: Tensor, value_weight: Tensor, weight: Tensor) -> Tensor:
     """Per-model ``α mean_b (y - t)² + mean_b Σ_j w_j (gⱼ - Gⱼ)²`` for batched ensembles, ``(M,)``.
 

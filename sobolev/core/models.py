@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sobolev.core.losses import per_label_weights, weighted_sobolev_loss
+from sobolev.core.losses import normalised_point_weight, per_label_weights, weighted_sobolev_loss
 
 # ``_relu_grad(v, z, 0)`` is ``v ⊙ 1[z > 0]`` in one fused pass: autograd's own ReLU backward.
 _relu_grad = torch.ops.aten.threshold_backward
@@ -136,11 +136,14 @@ class BatchedNet:
         weight: Tensor | None = None,
         value_weight: Tensor | None = None,
         chunk: int = 4096,
+        point_weight: Tensor | None = None,
     ) -> Tensor:
         """The training objective of ``loss_and_grads`` on a whole set, ``(M,)``, without its
-        gradients (summed over chunks of ``chunk`` points); a NaN in ``G`` (a missing label) adds nothing."""
+        gradients (summed over chunks of ``chunk`` points); a NaN in ``G`` (a missing label) adds nothing.
+        ``point_weight (M, N)``: a weighted mean over the points, as in ``loss_and_grads``."""
         self._check_x(x)
         M, N, D = x.shape
+        pw = None if point_weight is None else normalised_point_weight(point_weight, M, N)
         alpha = torch.ones(M, device=x.device, dtype=x.dtype) if value_weight is None else value_weight
         # Regular training: derivative weights 0 (and any target), so one formula serves both.
         if G is None:
@@ -153,7 +156,12 @@ class BatchedNet:
             target = g if G is None else G[:, i : i + chunk]
             target = torch.where(torch.isnan(target), g, target)  # a missing label: zero residual
             wc = w[:, i : i + chunk] if w.ndim == 3 else w  # per-label weights follow their points
-            total += weighted_sobolev_loss(y, t[:, i : i + chunk], g, target, alpha, wc) * y.shape[1]
+            if pw is None:
+                total += weighted_sobolev_loss(y, t[:, i : i + chunk], g, target, alpha, wc) * y.shape[1]
+                continue
+            p = pw[:, i : i + chunk]
+            value = (p * (y - t[:, i : i + chunk]).pow(2)).sum(1)
+            total += alpha * value + ((g - target).pow(2) * per_label_weights(wc, M) * p.unsqueeze(2)).sum((1, 2))
         return total / N
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -50,6 +50,14 @@ def make_sample(fn: BenchmarkFunction, n: int, seed: int, split: str = "train") 
     return Sample(x, y.float(), grad.float())
 
 
+def _moments(v: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation along ``dim``, computed on ``v`` divided by its largest magnitude: values
+    near float64's range (1e160 and beyond) would overflow when squared."""
+    scale = v.abs().amax(dim, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+    u = v / scale
+    return (u.mean(dim) * scale.squeeze(dim)), (u.std(dim) * scale.squeeze(dim))
+
+
 @dataclass(frozen=True)
 class Normaliser:
     """An affine change of variables ``x' = (x - c) / s``, ``y' = (y - μ) / σ``: the one normaliser.
@@ -87,10 +95,11 @@ class Normaliser:
         is not known): ``x (N, d)``, ``y (N,)`` give one normaliser; stacked sets ``x (M, N, d)``,
         ``y (M, N)`` a batch of ``M``. A constant input or output keeps scale 1."""
         if x.ndim == 3:
-            x_std, y_std = x.std(1), y.std(1)
-            return cls(x.mean(1), torch.where(x_std > 0, x_std, 1.0), y.mean(1), torch.where(y_std > 0, y_std, 1.0))
-        x_std, y_std = x.std(0), float(y.std()) if y.numel() > 1 else 0.0
-        return cls(x.mean(0), torch.where(x_std > 0, x_std, 1.0), float(y.mean()), y_std or 1.0)
+            (x_mean, x_std), (y_mean, y_std) = _moments(x, 1), _moments(y, 1)
+            return cls(x_mean, torch.where(x_std > 0, x_std, 1.0), y_mean, torch.where(y_std > 0, y_std, 1.0))
+        (x_mean, x_std), (y_mean, y_std) = _moments(x, 0), _moments(y, 0)
+        y_std = float(y_std) if y.numel() > 1 else 0.0
+        return cls(x_mean, torch.where(x_std > 0, x_std, 1.0), float(y_mean), y_std or 1.0)
 
     @property
     def batched(self) -> bool:

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from sobolev.core.losses import per_label_weights
+from sobolev.core.losses import normalised_point_weight, per_label_weights
 from sobolev.core.models import BatchedNet, StepResult
 from sobolev.core.optimisers import flat_parameters
 
@@ -129,11 +129,15 @@ class BatchedTanhMLP(BatchedNet):
         G: Tensor | None = None,
         weight: Tensor | None = None,
         value_weight: Tensor | None = None,
+        point_weight: Tensor | None = None,
     ) -> StepResult:
         """Per-model loss ``α mean_b (m-t)² + mean_b Σ_j w_j (∂ⱼm - Gⱼ)²`` and its parameter gradients.
 
         As :meth:`sobolev.core.models.BatchedMLP.loss_and_grads`; a NaN in ``G (M, B, D)``
         marks a missing label, whose term is zero (it neither counts nor sends gradient).
+        ``point_weight (M, B)`` (≥ 0, a positive sum per model) makes both means weighted means
+        over the points: 0 leaves a point out (a cross-validation fold held out of one model),
+        and both returned terms are then those weighted means.
         """
         self._check_step(x, t, G, weight, value_weight)
         M, B = x.shape[:2]
@@ -141,7 +145,10 @@ class BatchedTanhMLP(BatchedNet):
         L = self.layers
         hs, ss, y = self._forward(x)
         resid = y - t
+        pw = None if point_weight is None else normalised_point_weight(point_weight, M, B)
         ey = resid * (2.0 / B) if value_weight is None else resid * (value_weight * (2.0 / B)).unsqueeze(1)
+        if pw is not None:
+            ey = ey * pw
         grads: dict[str, Tensor] = {
             "b_out": ey.sum(1),
             "w_out": torch.bmm(ey.unsqueeze(1), hs[-1]).squeeze(1),
@@ -156,6 +163,8 @@ class BatchedTanhMLP(BatchedNet):
             # in the value loss, which is never masked.
             gres = torch.nan_to_num(g - G, nan=0.0, posinf=math.inf, neginf=-math.inf)
             w = per_label_weights(weight, M)
+            if pw is not None:
+                w = w * pw.unsqueeze(2)
             grad_loss = (gres.pow(2) * w).sum(2).mean(1)
             eg = gres * (w * (2.0 / B))  # dL/d(∇ₓm)
             grads["W1"] = torch.bmm(us[0].transpose(1, 2), eg)
@@ -178,4 +187,5 @@ class BatchedTanhMLP(BatchedNet):
             if i > 1:
                 back = torch.bmm(dz, p[f"W{i}"])
                 dh[i - 1] = back if dh[i - 1] is None else dh[i - 1] + back
-        return StepResult(resid.pow(2).mean(1), grad_loss, grads)
+        value_loss = resid.pow(2).mean(1) if pw is None else (resid.pow(2) * pw).mean(1)
+        return StepResult(value_loss, grad_loss, grads)

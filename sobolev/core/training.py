@@ -152,6 +152,7 @@ def train_ensemble(
     p_bound: float | None = None,
     inspect: Callable[[int], None] | None = None,
     weight_schedule: Callable[[int], float] | None = None,
+    point_weight: Tensor | None = None,
     desc: str = "train",
     hint: str = "learning rate too large",
     describe: Callable[[list[int]], str] | None = None,
@@ -181,6 +182,8 @@ def train_ensemble(
         inspect: called as ``inspect(step)`` after each logged update (e.g. to record weight norms).
         weight_schedule: the derivative weights of update ``i`` are ``weight × weight_schedule(i)``
             (e.g. a decay that trusts estimated derivatives less as training goes on).
+        point_weight: how much each point counts, ``(M, N)`` (0: held out of that model; models that take it,
+            :class:`~sobolev.core.tanh_mlp.BatchedTanhMLP`); minibatches carry their points' weights.
         desc, hint, describe, progress: as in :func:`train_loop`; a model that diverges
             keeps training on NaN (models are independent) and its losses are NaN.
 
@@ -209,22 +212,25 @@ def train_ensemble(
         if inspect is not None:
             inspect(i)
 
+    extra = {} if point_weight is None else {"point_weight": point_weight}
+
     def step(i: int) -> Tensor:
         if full:
-            xb, tb, Gb, wb = x, t, G, weight
+            xb, tb, Gb, wb, pb = x, t, G, weight, extra
         else:
             idx = torch.randint(N, (M, batch_size), generator=generator, device="cpu").to(x.device)
             xb, tb = x[rows, idx], t[rows, idx]
             Gb = None if G is None else G[rows, idx]
             wb = weight[rows, idx] if weight is not None and weight.ndim == 3 else weight
+            pb = {} if point_weight is None else {"point_weight": point_weight[rows, idx]}
         if weight_schedule is not None and wb is not None:
             wb = wb * weight_schedule(i)
         if schedule != "constant" or warmup:
             opt.scale_lr(lr_factor(i, steps, schedule, warmup))
-        res = model.loss_and_grads(xb, tb, Gb, wb, value_weight)
+        res = model.loss_and_grads(xb, tb, Gb, wb, value_weight, **pb)
         opt.step(res.grads)
         if i in evaluate_at:
-            full_loss[i] = model.losses(x, t, G, weight, value_weight).cpu()
+            full_loss[i] = model.losses(x, t, G, weight, value_weight, **extra).cpu()
         value = res.value_loss if value_weight is None else value_weight * res.value_loss
         return value if res.grad_loss is None else value + res.grad_loss
 
