@@ -1,9 +1,12 @@
-"""How often a decision rule is wrong when there is no effect: its measured coverage and false
-decisions at few seeds, and how skewed the committed per-seed values are.
+"""How often a decision rule is wrong when there is no effect, and how often it finds an effect that is there:
+measured level (coverage, false decisions) and power at few seeds, for every path a claim takes, and how skewed
+the committed per-seed values are.
 
-``python -m sobolev.common.decision_level`` prints both tables. ``tests/common/test_stats.py`` asserts the
-rule of :mod:`sobolev.common.stats` keeps its level and that weaker rules (the percentile
-bootstrap it replaced, a 50% interval, [min, max], mean ± 1 SE) do not.
+``python -m sobolev.common.decision_level`` prints the tables. ``tests/common/test_stats.py`` asserts that each
+path of :mod:`sobolev.common.stats` keeps its level (the t interval, the censored median interval, effects
+compared with effects, a family of cells under Holm) and has power (an effect of 1 sd at 10 seeds is decided in
+most replicates), and that weaker rules (the percentile bootstrap it replaced, a 50% interval, [min, max],
+mean ± 1 SE) and over-cautious ones (a rule that never decides, a 99.9% interval) fail one or the other.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from scipy import stats as sps
 
 from sobolev.common.compare import select_lr
 from sobolev.common.install import settled
-from sobolev.common.stats import LEVEL, MIN_SEEDS, t_interval
+from sobolev.common.stats import LEVEL, LOSS, MIN_SEEDS, holm, median_interval_exact, paired_ratio, t_interval
 
 # A rule maps per-seed values (reps, n) to interval bounds ((reps,), (reps,)).
 Rule = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -32,6 +35,9 @@ SAMPLERS: dict[str, Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
     "t, 3 df": lambda rng, shape: rng.standard_t(3, shape),
     "skewed (centred lognormal)": _centred_lognormal,
 }
+# A median interval tests the median: its "no effect" is a median of 0 (for the mean-centred lognormal above the
+# median is −0.65, so that sampler would measure power, not level).
+MEDIAN_SAMPLERS = {**SAMPLERS, "skewed (centred lognormal)": lambda rng, shape: rng.lognormal(0.0, 1.0, shape) - 1.0}
 
 
 def t_rule(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,12 +55,78 @@ def percentile_bootstrap_rule(values: np.ndarray, n_boot: int = 1000, seed: int 
     return np.percentile(means, tail, axis=1), np.percentile(means, 100 - tail, axis=1)
 
 
-def level(rule: Rule, n: int, sampler: str = "normal", reps: int = 4000, seed: int = 0) -> tuple[float, float]:
+def censored_rule(values: np.ndarray, censor_share: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """The censored path (:func:`~sobolev.common.stats.paired_ratio_censored`): the largest ``censor_share`` of all
+    simulated values become ``+inf`` (runs that never reached the target), then each row gets the order-statistic
+    median interval. Censoring keeps the order, so the interval's level is that of the uncensored values."""
+    cut = np.quantile(values, 1 - censor_share)
+    censored = np.where(values > cut, np.inf, values)
+    bounds = [median_interval_exact(row, LEVEL)[1:] for row in censored]
+    return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+
+
+def effect_difference_rule(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Effects compared with effects (:func:`~sobolev.common.stats.paired_effect_difference`): two paired effects
+    per seed (their difference is ``values``, split here as ``values + e`` and ``e`` with a shared seed effect ``e``
+    that must cancel), then the t interval of the per-seed difference."""
+    shared = np.random.default_rng(1).standard_normal(values.shape) * 3.0
+    first, second = values + shared, shared
+    _, low, high = t_interval(first - second, LEVEL)
+    return low, high
+
+
+def power(rule: Rule, n: int, effect: float = 1.0, sampler: str = "normal", reps: int = 2000, seed: int = 0,
+          samplers: dict | None = None) -> float:  # fmt: skip
+    """The share of ``reps`` simulated comparisons of ``n`` paired seeds, with a true effect of ``effect`` standard
+    deviations, that ``rule`` decides (its interval excludes 0 on at least :data:`MIN_SEEDS` seeds)."""
+    if n < MIN_SEEDS:
+        return 0.0
+    values = (samplers or SAMPLERS)[sampler](np.random.default_rng(seed), (reps, n)) + effect
+    low, high = rule(values)
+    return float(((low > 0) | (high < 0)).mean())
+
+
+def family_false_loss(cells: int, n: int, holm_adjusted: bool, reps: int = 2000, seed: int = 0) -> float:
+    """A claim over ``cells`` cells with no true effect anywhere, ``n`` seeds each: the share of replicates in which
+    some cell is decided a loss (the claim would print NOT reproduced), with and without Holm's adjustment."""
+    rng = np.random.default_rng(seed)
+    false = 0
+    for _ in range(reps):
+        values = rng.standard_normal((cells, n))
+        ivs = [paired_ratio(np.exp(v), np.ones(n)) for v in values]
+        verdicts = (
+            holm([iv.verdict for iv in ivs], [iv.t_p_value for iv in ivs])
+            if holm_adjusted
+            else [iv.verdict for iv in ivs]
+        )
+        false += LOSS in verdicts
+    return false / reps
+
+
+def paths_table(seeds: tuple[int, ...] = (5, 10), reps: int = 2000) -> pd.DataFrame:
+    """Level (coverage, false decisions under no effect) and power (an effect of 1 sd decided) of every decision path
+    a claim takes, for every sampler and seed count."""
+    rules = {"t interval (ratios, differences)": (t_rule, SAMPLERS),
+             "censored median interval (30% never)": (censored_rule, MEDIAN_SAMPLERS),
+             "effect against effect": (effect_difference_rule, SAMPLERS)}  # fmt: skip
+    rows = []
+    for name, (rule, samplers) in rules.items():
+        for sampler in samplers:
+            for n in seeds:
+                coverage, false = level(rule, n, sampler, reps, samplers=samplers)
+                rows.append({"path": name, "values": sampler, "seeds": n, "coverage": round(coverage, 3),
+                             "false_decisions": round(false, 3),
+                             "power_1sd": round(power(rule, n, 1.0, sampler, reps, samplers=samplers), 3)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def level(rule: Rule, n: int, sampler: str = "normal", reps: int = 4000, seed: int = 0,
+          samplers: dict | None = None) -> tuple[float, float]:  # fmt: skip
     """``(coverage, false_decisions)`` of ``rule`` over ``reps`` simulated comparisons of ``n``
     paired seeds with a true effect of zero: coverage is the share of intervals containing 0; a
     false decision is an interval excluding 0 on at least :data:`MIN_SEEDS` seeds (what a verdict
     needs), so below that count the rule decides nothing by construction."""
-    values = SAMPLERS[sampler](np.random.default_rng(seed), (reps, n))
+    values = (samplers or SAMPLERS)[sampler](np.random.default_rng(seed), (reps, n))
     low, high = rule(values)
     covered = (low <= 0) & (high >= 0)
     return float(covered.mean()), float((~covered).mean()) if n >= MIN_SEEDS else 0.0
@@ -117,7 +189,8 @@ def resampled_level(groups: list[np.ndarray], n: int, rule: Rule = t_rule, reps:
 
 def committed_groups(results: Path) -> dict[str, list[np.ndarray]]:
     """Per-seed paired log ratios (test MSE, Sobolev-type arm over its baseline) of the committed
-    runs of Sections 4.1 and 5.2, one array per cell, keyed by section."""
+    runs of Section 4.1, one array per cell, keyed by section (the other sections' cells are checked by the
+    simulated paths of :func:`paths_table`)."""
     out: dict[str, list[np.ndarray]] = {}
     reg = settled(results / "regression") / "runs.csv"
     if reg.exists():
@@ -143,9 +216,17 @@ def _log_ratio_groups(runs: pd.DataFrame, col: str, pairs: list[tuple[str, str]]
 if __name__ == "__main__":
     from sobolev.common.paths import RESULTS
 
-    pd.set_option("display.width", 120)
+    pd.set_option("display.width", 140)
     print("Student-t rule (this package's), true effect 0, 4000 replicates per row:")
     print(level_table().to_string(index=False))
+    print("\nEvery decision path: level under no effect, power at an effect of 1 sd (2000 replicates per row):")
+    print(paths_table().to_string(index=False))
+    print("\nA claim over a family of cells with no true effect: share of replicates with a false decided loss")
+    for cells in (4, 16, 64):
+        print(
+            f"  {cells} cells of 5 seeds: unadjusted {family_false_loss(cells, 5, False):.3f}, "
+            f"Holm {family_false_loss(cells, 5, True):.3f}"
+        )
     print("\nPercentile bootstrap (the rule it replaced):")
     print(level_table(percentile_bootstrap_rule).to_string(index=False))
     for section, groups in committed_groups(RESULTS).items():

@@ -12,6 +12,19 @@ covers the truth 74-90% of the time (at 3 seeds it is exactly [min, max] of the 
 t interval keeps its level for normal and heavy-tailed per-seed values at every seed count
 (measured: :mod:`sobolev.common.decision_level`, asserted by ``tests/common/test_stats.py``).
 
+Other paths a claim takes, each with its level (and power) measured in :mod:`sobolev.common.decision_level`:
+
+* **censored values** (a run that never reaches a target: ``inf``): :func:`paired_ratio_censored`, the
+  distribution-free interval of the median paired log ratio from order statistics (the sign test's
+  dual), which ranks "never" as the worst outcome and keeps its level whatever the distribution; at 5
+  seeds no such interval can exclude no difference (the sign test's smallest two-sided p is 1/16);
+* **effects compared with effects** (is the gain larger at one setting than at another?): the per-seed
+  differences of two paired effects through the same t interval (:func:`paired_effect_difference`);
+* **families of cells** (a claim that fails on any decided loss among many cells): Holm's step-down
+  adjustment of the cells' t-test p-values (:func:`holm`, :func:`all_win`), so a claim's chance of a false
+  loss stays at 5% however many cells it covers;
+* **non-inferiority** ("competitive"): the interval against a stated margin (:func:`non_inferior`).
+
 Percentile bootstraps remain only as *descriptive* intervals of medians (:func:`median_interval`),
 which decide nothing.
 """
@@ -43,15 +56,39 @@ def count_verdicts(verdicts: Sequence[str]) -> str:
     return f"{v.count(WIN)} win / {v.count(LOSS)} loss / {v.count(UNDECIDED)} undecided"
 
 
-def all_win(verdicts: Sequence[str]) -> bool | None:
-    """A claim over cells: holds (``True``) when every cell is a win, fails (``False``) when any
-    is a loss, and is undecided (``None``) otherwise, including when there are no cells."""
+def all_win(verdicts: Sequence[str], p_values: Sequence[float] | None = None) -> bool | None:
+    """A claim over cells: holds (``True``) when every cell is a win, fails (``False``) when a cell is a loss, and
+    is undecided (``None``) otherwise, including when there are no cells.
+
+    "Every cell wins" needs no adjustment for many cells (each cell must win at the full level: an
+    intersection-union test). "Some cell loses" does: with the cells' t-test ``p_values`` (:attr:`Interval.t_p_value`)
+    a loss counts only when it survives Holm's adjustment over the family (:func:`holm`), so the chance of a
+    false "fails" stays at 5% however many cells the claim covers."""
     v = list(verdicts)
     if not v:
         return None
     if all(x == WIN for x in v):
         return True
-    return False if LOSS in v else None
+    adjusted = v if p_values is None else holm(v, list(p_values))
+    return False if LOSS in adjusted else None
+
+
+def holm(verdicts: Sequence[str], p_values: Sequence[float], alpha: float = 1 - LEVEL) -> list[str]:
+    """Holm's step-down adjustment of a family of decided cells: ``verdicts`` (each cell's own, at the full level)
+    and their two-sided t-test ``p_values``; a decided cell keeps its verdict only if its p-value passes Holm's
+    threshold ``alpha / (m − rank)`` among the family's ``m`` cells (undecided cells count in ``m``)."""
+    v, ps = list(verdicts), np.asarray(p_values, float)
+    if len(v) != len(ps):
+        raise ValueError(f"verdicts and p_values must have equal length, got {len(v)} and {len(ps)}")
+    ps = np.where(np.array([x != UNDECIDED for x in v], bool), ps, np.nan)
+    out = [UNDECIDED] * len(v)
+    m = len(v)
+    order = [i for i in np.argsort(np.where(np.isnan(ps), np.inf, ps), kind="stable") if not np.isnan(ps[i])]
+    for rank, i in enumerate(order):
+        if ps[i] > alpha / (m - rank):
+            break
+        out[i] = v[i]
+    return out
 
 
 def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,9 +132,11 @@ def _half_widths(level: float, most: int) -> np.ndarray:
 
 
 def seeds_needed(effect: float, spread: float, level: float = LEVEL, most: int = 10_000) -> int | None:
-    """The fewest seeds whose t interval would exclude no difference if the mean per-seed effect
-    and its standard deviation stayed what they are (at least :data:`MIN_SEEDS`); ``None`` when
-    the effect is zero or not finite, or more than ``most`` seeds would be needed."""
+    """A planning figure, not evidence: the fewest seeds whose t interval would exclude no difference *if* the
+    true mean effect and spread were the ones observed (at least :data:`MIN_SEEDS`). Computed from the observed
+    effect it is optimistic (observed effects of undecided cells are inflated by chance), and adding seeds until
+    a cell decides would break the rule's level: it sizes a *new* experiment, never extends this one. ``None``
+    when the effect is zero or not finite, or more than ``most`` seeds would be needed."""
     if not (np.isfinite(effect) and np.isfinite(spread)) or effect == 0:
         return None
     enough = np.flatnonzero(_half_widths(level, most) * spread < abs(effect))
@@ -128,8 +167,8 @@ class Interval:
     def verdict(self) -> str:
         """``win``, ``loss`` or ``undecided`` for the first method of the pair (undecided below
         :data:`MIN_SEEDS` seeds)."""
-        if self.n < MIN_SEEDS or not np.isfinite(self.low) or not np.isfinite(self.high):
-            return UNDECIDED
+        if self.n < MIN_SEEDS or np.isnan(self.low) or np.isnan(self.high):
+            return UNDECIDED  # an infinite bound is a bound (a censored median interval); (-inf, inf) holds the null
         below, above = self.high < self.null, self.low > self.null
         if not (below or above):
             return UNDECIDED
@@ -137,15 +176,39 @@ class Interval:
 
     @property
     def seeds_needed(self) -> int | None:
-        """Seeds that would decide this comparison at its measured effect and spread (see :func:`seeds_needed`)."""
+        """A planning figure for a new experiment (see :func:`seeds_needed`), not evidence about this one."""
         return seeds_needed(self.effect, self.spread)
 
+    @property
+    def t_p_value(self) -> float:
+        """The two-sided p-value of the t test behind the interval (on log ratios for ratios), recovered from the
+        interval's half-width; what :func:`holm` adjusts. NaN without a finite interval."""
+        return self.p_against(self.null)
+
+    def p_against(self, value: float) -> float:
+        """The two-sided t-test p-value of the hypothesis that the true effect is ``value`` (a ratio for ratio
+        intervals: the test runs on its log), recovered from the interval's centre and half-width."""
+        if self.n < 2 or not (np.isfinite(self.low) and np.isfinite(self.high)):
+            return float("nan")
+        log = self.null == 1.0
+        if log and not (self.low > 0 and self.estimate > 0 and value > 0):
+            return float("nan")
+        centre = math.log(self.estimate) if log else self.estimate
+        half = (math.log(self.high) - math.log(self.low)) / 2 if log else (self.high - self.low) / 2
+        target = math.log(value) if log else value
+        if half <= 0:
+            return 0.0 if centre != target else 1.0
+        t = (centre - target) / (half / sps.t.ppf((1 + LEVEL) / 2, self.n - 1))
+        return float(2 * sps.t.sf(abs(t), self.n - 1))
+
     def evidence(self) -> dict[str, float]:
-        """Table columns beside the estimate and interval: ``p`` (sign-flip) and ``seeds_needed`` (for an
-        undecided comparison, the seeds that would decide it at its measured effect and spread; NaN when
-        decided, or when no count would)."""
+        """Table columns beside the estimate and interval: ``p`` (sign-flip) and ``seeds_to_plan`` (for an
+        undecided comparison, the seeds a *new* experiment would need if the observed effect and spread were the
+        truth: a planning figure, optimistic, never a reason to add seeds to this one; NaN when decided, or when
+        no count would)."""
         needed = self.seeds_needed if self.verdict == UNDECIDED else None
-        return {"p": self.p_value, "seeds_needed": float(needed) if needed is not None else float("nan")}
+        return {"p": self.p_value, "p_t": self.t_p_value,
+                "seeds_to_plan": float(needed) if needed is not None else float("nan")}  # fmt: skip
 
     def __str__(self) -> str:
         return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}]"
@@ -221,6 +284,77 @@ def welch_interval(
         df = var**2 / np.sum(parts**2 / np.array([len(g) - 1 for g in arrays]))
         half = float(sps.t.ppf((1 + level) / 2, df) * math.sqrt(var))
     return Interval(estimate, estimate - half, estimate + half, n, 0.0, lower_is_better)
+
+
+def median_interval_exact(values: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
+    """``(median, low, high)`` of ``values`` ``(n,)`` with the distribution-free interval of the median from order
+    statistics, ``[v_(k), v_(n+1−k)]`` for the largest ``k`` with ``P(Bin(n, ½) < k) ≤ (1 − level) / 2``: its
+    coverage is at least ``level`` for any continuous distribution, and it is the dual of the sign test. Values
+    may be ``±inf`` (censored). ``(-inf, inf)`` when ``n`` is too small to reach ``level`` (n ≤ 5 at 95%)."""
+    v = np.sort(np.asarray(values, float))
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("-inf"), float("inf")
+    median = float(np.median(v)) if np.isfinite(v).all() else float(v[(n - 1) // 2] if n % 2 else
+                                                                        _mid(v[n // 2 - 1], v[n // 2]))  # fmt: skip
+    tail = (1 - level) / 2
+    k = 0
+    while k + 1 <= n // 2 and sps.binom.cdf(k, n, 0.5) <= tail:
+        k += 1
+    if k == 0:
+        return median, float("-inf"), float("inf")
+    return median, float(v[k - 1]), float(v[n - k])
+
+
+def _mid(a: float, b: float) -> float:
+    """The midpoint of two sorted values, ``inf`` when the larger is (a median that is censored)."""
+    return float(b) if np.isinf(b) or np.isinf(a) else float((a + b) / 2)
+
+
+def paired_ratio_censored(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
+    """:func:`paired_ratio` for values that may be ``inf`` (a run that never reached its target, slower than any
+    finite value): with every value finite it *is* :func:`paired_ratio`; otherwise the per-seed log ratios (``inf``
+    for a censored ``a``) get the distribution-free median interval (:func:`median_interval_exact`) and the exact
+    two-sided sign test, so "never" counts as the worst outcome and the level holds whatever the distribution.
+    The estimate is the median ratio (``inf`` when most pairs never arrived)."""
+    a, b = _pair(a, b)
+    if np.isfinite(a).all() and np.isfinite(b).all():
+        return paired_ratio(a, b, level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(np.isinf(a) & np.isfinite(b), np.inf, np.log(a) - np.log(b))
+    if np.isnan(logs).any():
+        return Interval(float("nan"), 0.0, float("inf"), len(a), 1.0)
+    median, low, high = median_interval_exact(logs, level)
+    signs = np.sign(logs[logs != 0])
+    below, m = int((signs < 0).sum()), len(signs)
+    p = float(min(1.0, 2 * sps.binom.cdf(min(below, m - below), m, 0.5))) if m else 1.0
+    return Interval(float(np.exp(median)), float(np.exp(low)), float(np.exp(high)), len(a), 1.0, True, p)
+
+
+def paired_effect_difference(first: Sequence[float], second: Sequence[float], level: float = LEVEL) -> Interval:
+    """Is an effect larger at one setting than at another? ``first`` and ``second`` are the per-seed effects (log
+    ratios, or differences) at the two settings, paired by seed; the t interval of their per-seed difference
+    ``first − second`` (for log ratios: the log of the ratio of ratios, reported as that ratio)."""
+    return paired_ratio(np.exp(first), np.exp(second), level)
+
+
+def family_verdicts(intervals: Sequence[Interval], alpha: float = 1 - LEVEL) -> list[str]:
+    """:func:`holm` on a family of :class:`Interval`: the chance that any cell of the family is decided wrongly
+    stays at ``alpha`` however many cells there are."""
+    return holm([iv.verdict for iv in intervals], [iv.t_p_value for iv in intervals], alpha)
+
+
+def non_inferior(iv: Interval, margin: float) -> str:
+    """Is the first method no worse than ``margin`` times the second (a ratio interval of errors, lower better)?
+    ``"yes"`` when the whole interval lies at or below ``margin`` (a one-sided test at the interval's level: "not
+    worse by more than the margin"), ``"no"`` when it lies above, ``"undecided"`` otherwise (and below
+    :data:`MIN_SEEDS` seeds). What "competitive" means when it is claimed: being better is allowed, being worse
+    by more than the margin is not; the absence of a decided loss is no evidence of it."""
+    if iv.n < MIN_SEEDS or np.isnan(iv.low) or np.isnan(iv.high):
+        return UNDECIDED
+    if iv.high <= margin:
+        return "yes"
+    return "no" if iv.low > margin else UNDECIDED
 
 
 def bootstrap_means(values: np.ndarray, n_boot: int, seed: int = 0, statistic=np.mean) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from sobolev.common.claims import Claim
 from sobolev.common.plotting import save_all
-from sobolev.common.stats import LOSS, MIN_SEEDS, UNDECIDED, WIN, median_interval, paired_difference
+from sobolev.common.stats import LOSS, MIN_SEEDS, UNDECIDED, WIN, all_win, median_interval, paired_difference
 from sobolev.common.utils import atomic_write_json, atomic_write_text, json_safe
 from sobolev.deviations.compute import METHOD_ORDER, Result, main_runs, switch_width
 from sobolev.deviations.plots import figures
@@ -96,26 +96,24 @@ def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def exaggeration(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per width, method and split: the mean slope over seeds with its t interval, against 1
-    (``exaggerates``: the interval lies above 1; ``faithful``: it contains 1; ``softens``: below)."""
+def exaggeration(runs: pd.DataFrame, keys: tuple[str, ...] = ("width", "method", "split")) -> pd.DataFrame:
+    """Per cell of ``keys`` (MNIST-1D: width, method and split; Atari: game, fraction, method and split): the mean
+    slope over seeds with its t interval, against 1 (``exaggerates``: the interval lies above 1; ``undecided``: it
+    contains 1; ``softens``: below), the t-test p-value (``p_t``, for a family's Holm adjustment)."""
     rows = []
-    for (width, method, split), g in main_runs(runs).groupby(["width", "method", "split"]):
+    for key, g in runs.groupby(list(keys)):
         d = paired_difference(g.slope.to_numpy(), np.ones(len(g)))
         word = {WIN: "exaggerates", LOSS: "softens"}.get(d.verdict, "undecided")
-        rows.append(
-            {
-                "width": width,
-                "method": method,
-                "split": split,
-                "slope": 1 + d.estimate,
-                "low": 1 + d.low,
-                "high": 1 + d.high,
-                "seeds": d.n,
-                "verdict": word,
-            }
-        )
+        rows.append({**dict(zip(keys, key, strict=True)), "slope": 1 + d.estimate, "low": 1 + d.low,
+                     "high": 1 + d.high, "seeds": d.n, "verdict": word, "p_t": d.t_p_value})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def exaggerates(rows: pd.DataFrame) -> bool | None:
+    """A family of slope cells (:func:`exaggeration`): holds when every cell exaggerates, fails when a cell softens
+    after Holm's adjustment over the family, undecided otherwise."""
+    verdicts = rows.verdict.map({"exaggerates": WIN, "softens": LOSS}).fillna(UNDECIDED)
+    return all_win(list(verdicts), list(rows.p_t))
 
 
 def switch_table(runs: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
@@ -184,7 +182,7 @@ def mnist_claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, 
         Claim(
             "Regular distillation: the student exaggerates the teacher's confidence levels (slope of student on "
             "teacher logit above 1; Nagarajan et al.)",
-            True if (reg.verdict == "exaggerates").all() else (False if (reg.verdict == "softens").any() else None),
+            exaggerates(reg),
             "; ".join(
                 f"width {r.width} {r.split}: slope {r.slope:.3g} [{r.low:.3g}, {r.high:.3g}]" for r in reg.itertuples()
             ),
@@ -210,7 +208,7 @@ def mnist_claims(summary: pd.DataFrame, exag: pd.DataFrame, comp: pd.DataFrame, 
         frame = cells(comp, quantity=quantity, compare="sobolev − regular", split="test")
         out.append(
             Claim(
-                f"Deviating less pays: Sobolev students' test {quantity} ≥ regular students'",
+                f"Deviating less pays: Sobolev students' test {quantity} is higher than regular students'",
                 verdict(frame, WIN),
                 say(frame),
             )
@@ -263,10 +261,10 @@ def metrics_from(
     bins: pd.DataFrame,
     verdicts: list[Claim],
     settings: dict,
-    atari: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    atari: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
 ) -> dict:
     """What the stage writes to ``metrics.json`` (valid JSON: no NaN); ``atari``: Section 4.2's students'
-    (:func:`atari_table`, :func:`atari_comparisons`) when analysed."""
+    (:func:`atari_table`, :func:`exaggeration`, :func:`atari_comparisons`) when analysed."""
     low = bins[bins.bin == 0].groupby(["width", "method", "split"])[["teacher_p", "student_p", "deviation", "lower"]]
 
     return json_safe(
@@ -281,7 +279,11 @@ def metrics_from(
             "claims": [c.to_dict() for c in verdicts],
             "atari": None
             if atari is None
-            else {"table": atari[0].to_dict("records"), "comparisons": atari[1].to_dict("records")},
+            else {
+                "table": atari[0].to_dict("records"),
+                "exaggeration": atari[1].to_dict("records"),
+                "comparisons": atari[2].to_dict("records"),
+            },
         }
     )
 
@@ -343,63 +345,56 @@ def atari_table(atari: pd.DataFrame) -> pd.DataFrame:
     return out.join(atari.groupby(["game", "fraction", "method", "split"]).size().rename("seeds")).reset_index()
 
 
+ATARI_ARMS = ("sobolev", "balanced")  # Section 4.2's Sobolev arms (the paper's weighting, the balanced one)
+
+
 def atari_comparisons(atari: pd.DataFrame) -> pd.DataFrame:
-    """Sobolev − regular on the same seeds per game, fraction and split, with 95% intervals: the slope
-    against 1 for each method, ``|log slope|``, ``|low deviation|`` (below 0: Sobolev deviates less) and
-    the agreement (above 0: Sobolev agrees more); decided only with at least :data:`MIN_SEEDS` seeds."""
+    """Each Sobolev arm − regular on the same seeds per game, fraction and split, with 95% intervals:
+    ``|log slope|`` (distance from a faithful copy), ``|low deviation|`` (below 0: the arm deviates less) and the
+    agreement (above 0: the arm agrees more); decided only with at least :data:`MIN_SEEDS` seeds."""
     rows = []
     for key, g in atari.groupby(ATARI_KEYS):
-        if not {"regular", "sobolev"} <= set(g.method):
-            continue
         pair = g.pivot(index="seed", columns="method")
-        for name, col, transform, lower_better in QUANTITIES:
-            if col in g:  # the Atari students have no labels: no accuracy
-                a, b = pair[col]["sobolev"].to_numpy(), pair[col]["regular"].to_numpy()
-                rows.append(
-                    {
-                        **dict(zip(ATARI_KEYS, key, strict=True)),
-                        "quantity": name,
-                        **_difference(transform(a), transform(b), lower_better),
-                    }
-                )
+        for arm in ATARI_ARMS:
+            if not {"regular", arm} <= set(g.method):
+                continue
+            for name, col, transform, lower_better in QUANTITIES:
+                if col in g:  # the Atari students have no labels: no accuracy
+                    a, b = pair[col][arm].to_numpy(), pair[col]["regular"].to_numpy()
+                    rows.append({**dict(zip(ATARI_KEYS, key, strict=True)), "arm": arm, "quantity": name,
+                                 **_difference(transform(a), transform(b), lower_better)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def atari_claims(table: pd.DataFrame, comp: pd.DataFrame) -> list[Claim]:
-    """Section 4.2's students: does regular distillation exaggerate, and does Sobolev distillation
-    exaggerate and deviate less? (Section 4.2 trains few seeds: undecided below :data:`MIN_SEEDS`.)"""
-    out = []
-    reg = table[table.method == "regular"]
-    seeds = int(table.seeds.min()) if len(table) else 0
-    note = f" (Section 4.2 trains {seeds} seeds, fewer than {MIN_SEEDS}: not decided)" if seeds < MIN_SEEDS else ""
-    above = int((reg.slope > 1).sum())
-    out.append(
-        Claim(
-            "Atari (Section 4.2's students): regular distillation exaggerates the teacher's confidence (slope above 1)",
-            None if note else (True if above == len(reg) else (False if above < len(reg) / 2 else None)),
-            "median slope per game, fraction and split: "
-            + "; ".join(f"{r.game} {r.fraction:g} {r.split}: {r.slope:.3g}" for r in reg.itertuples())
-            + note,
-        )
-    )
+def atari_claims(exag: pd.DataFrame, comp: pd.DataFrame) -> list[Claim]:
+    """Section 4.2's students, decided as the MNIST-1D students are: does regular distillation exaggerate (the slope's
+    t interval above 1 in every game, fraction and split), and does each Sobolev arm exaggerate and deviate less
+    (paired differences, Holm over the family of cells for a failure)?"""
+    reg = exag[exag.method == "regular"]
+    out = [Claim(
+        "Atari (Section 4.2's students): regular distillation exaggerates the teacher's confidence (slope's t interval "
+        "above 1 in every game, fraction and split)",
+        exaggerates(reg),
+        "; ".join(f"{r.game} {r.fraction:g} {r.split}: slope {r.slope:.3g} [{r.low:.3g}, {r.high:.3g}] ({r.seeds} "
+                  "seeds)" for r in reg.itertuples()),
+    )]  # fmt: skip
     texts = (
         ("|log slope|", "come closer to a faithful copy of the teacher's confidence (|log slope|)"),
         ("|low deviation|", "deviate less on the least-confident states"),
     )
-    for quantity, text in texts:
-        frame = comp[comp.quantity == quantity] if len(comp) else comp
-        wins, losses = int((frame.verdict == WIN).sum()), int((frame.verdict == LOSS).sum())
-        out.append(
-            Claim(
-                f"Atari: Sobolev students {text} than regular students (paired, Sobolev − regular)",
-                None if note or not len(frame) else (True if wins == len(frame) else (False if losses else None)),
-                "; ".join(
-                    f"{r.game} {r.fraction:g} {r.split}: {r.difference:+.3g} [{r.low:+.3g}, {r.high:+.3g}]"
-                    for r in frame.itertuples()
-                )
-                + note,
-            )
-        )
+    for arm in ATARI_ARMS:
+        mine = comp[comp.arm == arm] if len(comp) else comp
+        if not len(mine):
+            continue
+        name = "Sobolev students" if arm == "sobolev" else "balanced Sobolev students (α tuned)"
+        for quantity, text in texts:
+            frame = mine[mine.quantity == quantity]
+            out.append(Claim(
+                f"Atari: {name} {text} than regular students (paired, arm − regular)",
+                all_win(list(frame.verdict), list(frame.p_t)) if len(frame) else None,
+                "; ".join(f"{r.game} {r.fraction:g} {r.split}: {r.difference:+.3g} [{r.low:+.3g}, {r.high:+.3g}]"
+                          for r in frame.itertuples()),
+            ))  # fmt: skip
     return out
 
 
@@ -407,38 +402,42 @@ SETTINGS = ("samples", "train_fraction", "teacher_width", "student_widths", "ste
             "switch_width", "switch_at", "bins", "atari_games")  # fmt: skip
 
 
-def atari(result: Result) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Section 4.2's students' table and paired comparisons (``None`` when none were analysed)."""
+def atari(result: Result) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """Section 4.2's students' table, slopes against 1 and paired comparisons (``None`` when none were analysed)."""
     if not len(result.atari_runs):
         return None
-    return atari_table(result.atari_runs), atari_comparisons(result.atari_runs)
+    runs = result.atari_runs
+    return atari_table(runs), exaggeration(runs, ("game", "fraction", "method", "split")), atari_comparisons(runs)
 
 
 def claims(result: Result) -> list[Claim]:
     """The section's verdicts: the MNIST-1D students' (:func:`mnist_claims`), then the Atari students'."""
     runs, both = result.runs, atari(result)
-    found = mnist_claims(summary_table(runs), exaggeration(runs), comparisons(runs), switch_table(runs))
-    return found + (atari_claims(*both) if both else [])
+    found = mnist_claims(summary_table(runs), exaggeration(main_runs(runs)), comparisons(runs), switch_table(runs))
+    return found + (atari_claims(both[1], both[2]) if both else [])
 
 
 def metrics(result: Result) -> dict:
     """What the stage writes to ``metrics.json`` (:func:`metrics_from`)."""
     runs, cfg = result.runs, result.cfg
     return metrics_from(
-        result.teacher, summary_table(runs), exaggeration(runs), comparisons(runs), switch_table(runs), result.bins,
+        result.teacher, summary_table(runs), exaggeration(main_runs(runs)), comparisons(runs), switch_table(runs),
+        result.bins,
         claims(result), {k: getattr(cfg, k) for k in SETTINGS}, atari(result),
     )  # fmt: skip
 
 
 def save(result: Result, output_dir: str | Path | None) -> None:
     """Write the stage's outputs (:data:`~sobolev.deviations.config.OUTPUTS`) into ``output_dir``:
-    ``metrics.json``, ``runs.csv``, ``bins.csv`` and every figure, checked, as
+    ``metrics.json``, ``runs.csv``, ``atari_runs.csv`` (Section 4.2's students, one row per student and split: the
+    per-seed values behind every Atari comparison), ``bins.csv`` and every figure, checked, as
     ``figures/<name>.png`` (``None``: check the figures only)."""
     if output_dir is None:
         return save_all(figures(result), None)
     out = Path(output_dir)
     atomic_write_json(out / "metrics.json", metrics(result))
     atomic_write_text(out / "runs.csv", result.runs.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "atari_runs.csv", result.atari_runs.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "bins.csv", result.bins.to_csv(index=False, float_format="%.6g"))
     save_all(figures(result), out)
 

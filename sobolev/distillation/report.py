@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,15 @@ import pandas as pd
 from sobolev.common.claims import Claim, format_claims
 from sobolev.common.plotting import save_all
 from sobolev.common.stats import (
-    LOSS,
-    MIN_SEEDS,
     UNDECIDED,
     WIN,
     Interval,
     all_win,
     median_interval,
     paired_difference,
+    paired_effect_difference,
     paired_ratio,
+    paired_ratio_censored,
     welch_interval,
 )
 from sobolev.common.utils import atomic_write_json
@@ -137,32 +136,13 @@ def iterations_to(curves: pd.DataFrame, by_lr: bool = False, arm: str = "sobolev
     return pd.DataFrame(rows, columns=[*keys, "regular", arm])
 
 
-@dataclass(frozen=True)
-class CensoredRatio(Interval):
-    """:class:`~sobolev.common.stats.Interval` of iterations-to-target ratios where ``never`` of the ``n`` Sobolev
-    runs never reached the target (censored: slower than any finite ratio). Its verdict is a loss when it rests
-    on at least ``MIN_SEEDS`` pairs and the pairs that did finish do not show Sobolev decidedly faster."""
-
-    never: int = 0
-    finite_faster: bool = False
-
-    @property
-    def verdict(self) -> str:
-        return LOSS if self.n >= MIN_SEEDS and not self.finite_faster else UNDECIDED
-
-
 def iterations_ratio(sobolev: np.ndarray, regular: np.ndarray) -> Interval:
-    """Iterations to the target, Sobolev / regular, paired by seed. Regular always reaches its own
-    threshold; a Sobolev run that never does (``inf``) was slower in its pair. With every pair finite this
-    is :func:`~sobolev.common.stats.paired_ratio`; otherwise a :class:`CensoredRatio` (estimate ``inf``)."""
-    sobolev, regular = np.asarray(sobolev, float), np.asarray(regular, float)
-    never = np.isinf(sobolev)
-    if not never.any():
-        return paired_ratio(sobolev, regular)
-    finite = paired_ratio(sobolev[~never], regular[~never])
-    low = finite.low if (~never).any() else math.inf
-    return CensoredRatio(math.inf, low, math.inf, len(sobolev), 1.0, never=int(never.sum()),
-                         finite_faster=finite.verdict == WIN)  # fmt: skip
+    """Iterations to the target, Sobolev / regular, paired by seed. Regular always reaches its own threshold; a
+    Sobolev run that never does (``inf``) was slower in its pair: a censored value, which
+    :func:`~sobolev.common.stats.paired_ratio_censored` ranks as the worst outcome (distribution-free median
+    interval; at 5 seeds with any censored pair nothing can be decided at 95%). With every pair finite it is the
+    paired t interval of :func:`~sobolev.common.stats.paired_ratio`."""
+    return paired_ratio_censored(np.asarray(sobolev, float), np.asarray(regular, float))
 
 
 def selected_table(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -228,7 +208,7 @@ def comparisons(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
                 rows.append({"arm": arm, "quantity": name, "game": game, "fraction": fraction, "seeds": iv.n,
                              "sobolev": float(np.median(sob)), "regular": float(np.median(reg)),
                              "estimate": iv.estimate, "low": iv.low, "high": iv.high, "null": iv.null,
-                             "verdict": iv.verdict, "never": getattr(iv, "never", 0), **iv.evidence()})  # fmt: skip
+                             "verdict": iv.verdict, "never": int(np.isinf(sob).sum()), **iv.evidence()})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -288,27 +268,49 @@ def _cells(rows: pd.DataFrame, fmt: str = "{:.3g}") -> str:
 
 
 def _undecided_note(row) -> str:
-    """For an undecided cell: its seeds, and how many would decide it at its measured effect and spread."""
+    """For an undecided cell: its seeds (and the runs that never reached the target, where there are)."""
     if row.verdict != UNDECIDED:
         return ""
-    needed = getattr(row, "seeds_needed", math.nan)
-    more = f"; ≈{needed:.0f} would decide it" if np.isfinite(needed) else "; no seed count would at this effect"
-    return f" ({row.seeds} seeds{more})"
+    never = getattr(row, "never", 0)
+    return f" ({row.seeds} seeds" + (f", {never} never reached it)" if never else ")")
 
 
-def low_data_gain(rows: list[tuple[str, pd.Series, pd.Series]]) -> bool | None:
-    """``rows``: per game, the test-KL comparison at the smallest and at the largest fraction. Holds when in
-    every game the smallest fraction is a decided win with a ratio below the largest's; fails when in some game
-    the smallest fraction is a decided loss, or a decided win at the largest fraction is not matched at the
-    smallest (the gain is not largest there); undecided otherwise."""
+def low_data_gain(comp: pd.DataFrame, final: pd.DataFrame, arm: str) -> tuple[bool | None, str]:
+    """Is the test-KL gain largest in the low-data regime? Per game, the per-seed log ratio arm / regular at the
+    smallest fraction minus the one at the largest, with its t interval (the ratio of ratios,
+    :func:`~sobolev.common.stats.paired_effect_difference`): holds when in every game that ratio of ratios is
+    decidedly below 1 (the arm's relative gain is larger with less data) and the smallest fraction is itself a
+    decided win; fails when in some game it is decidedly above 1 (Holm over the games); undecided otherwise.
+    Returns the verdict and its evidence."""
+    rows, verdicts, ps, wins = [], [], [], []
+    for game, part in final.groupby("game"):
+        fractions = sorted(part.fraction.unique())
+        if len(fractions) < 2:
+            continue
+        logs = {}
+        for f in (fractions[0], fractions[-1]):
+            wide = part[part.fraction == f].pivot_table(index="seed", columns="method", values="test_kl")
+            if {"regular", arm} <= set(wide.columns):
+                wide = wide[["regular", arm]].dropna()
+                logs[f] = np.log(wide[arm]) - np.log(wide["regular"])
+        if len(logs) < 2:
+            continue
+        seeds = logs[fractions[0]].index.intersection(logs[fractions[-1]].index)
+        iv = paired_effect_difference(logs[fractions[0]][seeds].to_numpy(), logs[fractions[-1]][seeds].to_numpy())
+        small = comp[(comp.game == game) & (comp.fraction == fractions[0])]
+        wins.append(bool(len(small)) and small.verdict.iloc[0] == WIN)
+        verdicts.append(iv.verdict)
+        ps.append(iv.t_p_value)
+        rows.append(f"{game}: ratio at {fractions[0]:g} / ratio at {fractions[-1]:g} = {iv} ({iv.verdict}, {iv.n} "
+                    f"seeds)")  # fmt: skip
     if not rows:
-        return None
-    holds = [s.verdict == WIN and s.estimate < lg.estimate for _, s, lg in rows]
-    fails = [s.verdict == LOSS or (lg.verdict == WIN and s.verdict != WIN) for _, s, lg in rows]
-    return False if any(fails) else (True if all(holds) else None)
+        return None, "fewer than two fractions"
+    decided = all_win(verdicts, ps)
+    holds = decided is True and all(wins)
+    return (True if holds else (False if decided is False else None)), "; ".join(rows)
 
 
-def claims_from(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
+def claims_from(comp: pd.DataFrame, ctrl: pd.DataFrame, runs: pd.DataFrame) -> list[Claim]:
     """The paper's Section 4.2 claims for each Sobolev arm in ``comp`` (the paper's weighting first, then the
     balanced one), each decided from paired seeds in every game and fraction; then the equal-learning-rate
     control's (the paper's arm; only where :func:`control` has rows: a grid of more than one point)."""
@@ -316,7 +318,7 @@ def claims_from(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
     for arm, prefix in ARMS.items():
         part = comp[comp.arm == arm] if "arm" in comp else comp.iloc[:0]
         if len(part):
-            out += _arm_claims(part, prefix)
+            out += _arm_claims(part, prefix, with_gap(runs[runs.chosen]), arm)
     if len(ctrl):
         out.append(Claim(
             "at the same learning rate, Sobolev students are still closer to the teacher (test KL ratio, tuning "
@@ -334,8 +336,9 @@ def claims_from(comp: pd.DataFrame, ctrl: pd.DataFrame) -> list[Claim]:
     return out
 
 
-def _arm_claims(comp: pd.DataFrame, prefix: str) -> list[Claim]:
-    """The paper's six claims on the students for one arm's comparisons, each text led by ``prefix``."""
+def _arm_claims(comp: pd.DataFrame, prefix: str, final: pd.DataFrame, arm: str) -> list[Claim]:
+    """The paper's six claims on the students for one arm's comparisons (``final``: the chosen runs at their
+    selected checkpoints), each text led by ``prefix``."""
     out = []
 
     def q(name: str) -> pd.DataFrame:
@@ -348,31 +351,24 @@ def _arm_claims(comp: pd.DataFrame, prefix: str) -> list[Claim]:
     out.append(Claim(
         text("Sobolev students are closer to the teacher in every game and fraction (test KL at the selected "
              "checkpoint, ratio Sobolev / regular)"),
-        all_win(list(kl.verdict)), _cells(kl),
+        all_win(kl.verdict, kl.p_t), _cells(kl),
     ))  # fmt: skip
     out.append(Claim(
         text("... and agree more often on the most probable action (test action error, Sobolev − regular)"),
-        all_win(list(err.verdict)), _cells(err, "{:+.3f}"),
+        all_win(err.verdict, err.p_t), _cells(err, "{:+.3f}"),
     ))  # fmt: skip
-    # Low data: the paired log-ratio at the smallest fraction is below the one at the largest.
-    low_rows = []
-    for game, part in kl.groupby("game"):
-        if part.fraction.nunique() < 2:
-            continue
-        small, large = part.fraction.min(), part.fraction.max()
-        low_rows.append((game, part[part.fraction == small].iloc[0], part[part.fraction == large].iloc[0]))
+    # Low data: the per-seed log ratio at the smallest fraction against the one at the largest, paired by seed.
+    verdict, evidence = low_data_gain(kl, final, arm)
     out.append(Claim(
-        text("the gain is largest in the low-data regime (test-KL ratio decided below 1 at the smallest fraction "
-             "and below the ratio at the largest)"),
-        low_data_gain(low_rows),
-        "; ".join(f"{g}: {s.fraction:g}: {s.estimate:.3g} [{s.low:.3g}, {s.high:.3g}] ({s.verdict}), {lg.fraction:g}: "
-                  f"{lg.estimate:.3g} [{lg.low:.3g}, {lg.high:.3g}] ({lg.verdict})" for g, s, lg in low_rows),
+        text("the gain is largest in the low-data regime (paired by seed: the test-KL ratio at the smallest "
+             "fraction decidedly below the ratio at the largest, and a decided win there)"),
+        verdict, evidence,
     ))  # fmt: skip
     gap = q("test − train KL gap")
     out.append(Claim(
         text("Sobolev students generalise better: a smaller gap between test and train KL at the selected "
              "checkpoint (Sobolev − regular)"),
-        all_win(list(gap.verdict)),
+        all_win(gap.verdict, gap.p_t),
         "; ".join(f"{r.game} {r.fraction:g}: gap Sobolev {r.sobolev:.3g}, regular {r.regular:.3g}, difference "
                   f"{r.estimate:+.3g} [{r.low:+.3g}, {r.high:+.3g}]{_undecided_note(r)}" for r in gap.itertuples()),
     ))  # fmt: skip
@@ -380,7 +376,7 @@ def _arm_claims(comp: pd.DataFrame, prefix: str) -> list[Claim]:
     out.append(Claim(
         text("regular distillation overfits with more iterations, Sobolev less (rise of test KL from its lowest to "
              "the run's end, patience evaluations after the best validation KL; Sobolev − regular)"),
-        all_win(list(rise.verdict)),
+        all_win(rise.verdict, rise.p_t),
         "; ".join(f"{r.game} {r.fraction:g}: regular +{100 * r.regular:.1f}%, Sobolev +{100 * r.sobolev:.1f}%, "
                   f"difference {100 * r.estimate:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}] points"
                   + _undecided_note(r)
@@ -390,7 +386,7 @@ def _arm_claims(comp: pd.DataFrame, prefix: str) -> list[Claim]:
     out.append(Claim(
         text(f"Sobolev students learn faster (iterations until the validation KL is within {FAST_WITHIN} × "
              "regular's best, ratio Sobolev / regular; at each method's chosen learning rate)"),
-        all_win(list(fast.verdict)), _cells(fast),
+        all_win(fast.verdict, fast.p_t), _cells(fast),
     ))  # fmt: skip
     return out
 
@@ -414,7 +410,7 @@ def claims(result: Result) -> list[Claim]:
     students (:func:`claims_from`)."""
     comp = comparisons(result.runs, result.curves)
     ctrl = control(result.runs, result.curves, result.summaries)
-    return teacher_claims(result.teachers) + claims_from(comp, ctrl)
+    return teacher_claims(result.teachers) + claims_from(comp, ctrl, result.runs)
 
 
 def metrics(result: Result) -> dict:

@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sobolev.common.stats import LOSS, UNDECIDED, WIN, Interval, paired_difference, paired_ratio
+from sobolev.common.stats import (
+    LOSS,
+    MIN_SEEDS,
+    UNDECIDED,
+    WIN,
+    Interval,
+    paired_difference,
+    paired_effect_difference,
+    paired_ratio,
+)
 from sobolev.common.utils import pick_device, set_threads
 from sobolev.core.engine import evaluation_sets
 from sobolev.core.functions import get_function
@@ -111,18 +120,60 @@ def curve(runs: pd.DataFrame, error: str = "test_mse", shown: str = "test_nmse")
     return pd.DataFrame(out)
 
 
-def updates_needed(table: pd.DataFrame, within: float) -> pd.DataFrame:
-    """Per function and loss: the fewest anchors (rounds) whose median error is within ``within``
-    (relative) of full training's (K = 1), over the K grid; NaN when none but K = 1 is."""
+def recovery(runs: pd.DataFrame, within: float, error: str = "test_mse") -> pd.DataFrame:
+    """How much of full training (K = 1) each K recovers, decided on paired seeds: per function, loss and K at the
+    full budget, the geometric-mean ratio error(K) / error(K = 1) over seeds (the same seed: the same data and
+    initial weights) with its t interval; ``within``: ``"yes"`` when the whole interval lies at or below
+    ``1 + within``, ``"no"`` when it lies above, ``"undecided"`` otherwise (and below :data:`MIN_SEEDS` seeds)."""
+    end = final(runs)
     out = []
-    for fn, g in table.groupby("function", sort=True):
+    for (fn, method), g in end.groupby(["function", "method"], sort=True):
+        full = g[g.every == 1].set_index("seed")[error]
+        for every, cell in g.groupby("every", sort=True):
+            mine = cell.set_index("seed")[error].reindex(full.index)
+            r = paired_ratio(mine.to_numpy(), full.to_numpy())
+            decided = r.n >= MIN_SEEDS and np.isfinite(r.low)
+            word = (
+                ("yes" if r.high <= 1 + within else "no" if r.low > 1 + within else "undecided")
+                if decided
+                else "undecided"
+            )
+            out.append({"function": fn, "method": method, "every": int(every), "rounds": int(cell.rounds.iloc[0]),
+                        "ratio": r.estimate, "low": r.low, "high": r.high, "seeds": r.n, "within": word,
+                        "p_t": r.t_p_value})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def updates_needed(rec: pd.DataFrame) -> pd.DataFrame:
+    """Per function and loss, from :func:`recovery`: the fewest anchors (rounds) whose error is decidedly within the
+    margin of full training's (NaN when no K but K = 1 is), and the fixed-feature end's ratio to full training."""
+    out = []
+    for (fn, method), g in rec.groupby(["function", "method"], sort=True):
         g = g.sort_values("rounds")
-        for method in METHODS:
-            full = float(g.loc[g.every == 1, method].iloc[0])
-            ok = g[g[method] <= (1 + within) * full]
-            out.append({"function": fn, "method": method, "full_error": full,
-                        "rounds_needed": int(ok.rounds.min()), "fixed_feature_error": float(g[method].iloc[0]),
-                        "fixed_over_full": float(g[method].iloc[0] / full)})  # fmt: skip
+        ok = g[(g.every != 1) & (g.within == "yes")]
+        fixed = g[g.every == g.every.max()].iloc[0]
+        out.append({"function": fn, "method": method,
+                    "rounds_needed": float(ok.rounds.min()) if len(ok) else float("nan"),
+                    "fixed_over_full": float(fixed.ratio), "fixed_low": float(fixed.low),
+                    "fixed_high": float(fixed.high)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def recovery_difference(runs: pd.DataFrame, every: int, error: str = "test_mse") -> pd.DataFrame:
+    """Does Sobolev training recover more of its full training than regular training at ``every`` (K)? Per function,
+    the per-seed ratio of ratios (Sobolev's error(K) / error(1)) over (regular's error(K) / error(1)), paired by seed,
+    with its t interval (:func:`~sobolev.common.stats.paired_effect_difference`): below 1, Sobolev loses less of its
+    own full training's accuracy to fewer feature updates."""
+    end = final(runs)
+    out = []
+    for fn, g in end.groupby("function", sort=True):
+        wide = g.pivot_table(index="seed", columns=["method", "every"], values=error)
+        if not all((m, k) in wide.columns for m in METHODS for k in (1, every)):
+            continue
+        logs = {m: np.log(wide[(m, every)]) - np.log(wide[(m, 1)]) for m in METHODS}
+        r = paired_effect_difference(logs["sobolev"].to_numpy(), logs["regular"].to_numpy())
+        out.append({"function": fn, "every": int(every), "ratio": r.estimate, "low": r.low, "high": r.high,
+                    "seeds": r.n, "verdict": r.verdict, "p_t": r.t_p_value})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -156,26 +207,30 @@ class Result:
     Attributes:
         cfg: the section's config.
         runs: every regression run at every checkpoint (:func:`run_all`).
-        table: Sobolev / regular per function and K (:func:`curve`); ``needed``: the feature
-            updates each method needs to come within ``cfg.within`` of its K = 1 error
-            (:func:`updates_needed`).
+        table: Sobolev / regular per function and K (:func:`curve`); ``recovery``: each K's error against full
+            training's (K = 1) per function and loss, decided on paired seeds (:func:`recovery`).
         digit_runs: every digits student at every checkpoint, and ``teacher`` the teacher's
             accuracy and the students' data (:func:`~sobolev.features.classification.run_classification`).
-        digits, accuracy, digits_needed: the students' curve (test KL to the teacher), test
-            accuracies and updates needed.
+        digits, accuracy, digits_recovery: the students' curve (test KL to the teacher), test
+            accuracies and recovery.
         phase: the phase diagram's function at every checkpoint (:func:`phase`).
     """
 
     cfg: FeaturesConfig
     runs: pd.DataFrame
     table: pd.DataFrame
-    needed: pd.DataFrame
+    recovery: pd.DataFrame
     digit_runs: pd.DataFrame
     teacher: dict
     digits: pd.DataFrame
     accuracy: pd.DataFrame
-    digits_needed: pd.DataFrame
+    digits_recovery: pd.DataFrame
     phase: pd.DataFrame
+
+    @property
+    def digit_tasks(self) -> pd.DataFrame:
+        """The digits students' runs as one "function" (``digits``), the shape :func:`recovery_difference` reads."""
+        return self.digit_runs.assign(function="digits")
 
 
 def run(cfg: FeaturesConfig, progress: bool | TextIO = True) -> Result:
@@ -185,6 +240,13 @@ def run(cfg: FeaturesConfig, progress: bool | TextIO = True) -> Result:
     digit_runs, teacher = run_classification(cfg, progress=progress)
     digits = curve(digit_runs.assign(function="digits"), error="test_kl", shown="test_kl")
     return Result(
-        cfg, runs, table, updates_needed(table, cfg.within), digit_runs, teacher, digits, accuracy_table(digit_runs),
-        updates_needed(digits, cfg.within), phase(runs, cfg.phase_function),
+        cfg, runs, table, recovery(runs, cfg.within), digit_runs, teacher, digits, accuracy_table(digit_runs),
+        recovery(digit_runs.assign(function="digits"), cfg.within, error="test_kl"), phase(runs, cfg.phase_function),
     )  # fmt: skip
+
+
+def few_updates(steps: int, every: list[int]) -> int:
+    """ "A few feature updates": the smallest K of the grid (the most anchors) whose run uses at most a tenth of the
+    ``steps`` updates as anchors; the largest K when none does."""
+    few = [k for k in every if rounds(steps, k) <= max(steps // 10, 1)]
+    return min(few) if few else max(every)

@@ -36,7 +36,6 @@ class InexactConfig(SectionConfig):
     budgets: list[int] = param(items(integer(3, 1_000_000), increasing=True), "evaluations of the black box")
     budget_seeds: list[int] = param(items(integer(1, 10_000), repeats=True), "paired seeds per budget")
     knn_k: int = param(integer(1, 1000), "neighbours of the k-NN estimate (at least 2d in d inputs)")
-    lam: float = param(number(0, 1e6, open_low=True), "derivative weight of the budget's Sobolev fits")
     n_test: int = param(integer(10, 10_000_000), "uniform test points per function")
     device: str = param(device)
     threads: int = param(threads)

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 
-from sobolev.common.plotting import style
+from sobolev.common.plotting import PALETTE, style
 from sobolev.inexact.compute import JENN_THRESHOLD, LABELS, METHODS, Result, advantage, percent
 
-COLORS = {"values": "#4C72B0", "finite_differences": "#55A868", "knn": "#8172B3", "exact": "#DD8452"}
+COLORS = {m: PALETTE[m.removesuffix("_shuffled")] for m in METHODS}  # a shuffled control in its source's colour
+STYLES = {m: "--" if m.endswith("_shuffled") else "-" for m in METHODS}
 
 
 LAM_COLORS = ("#DD8452", "#C44E52", "#937860", "#DA8BC3")
@@ -87,7 +88,8 @@ def budget_figure(budget_runs: pd.DataFrame) -> plt.Figure:
                 ax.scatter(s.budget * (1 + 0.06 * (METHODS.index(method) - 1.5)), s.test_nmse, s=6, alpha=0.35,
                            color=COLORS[method], lw=0)  # fmt: skip
                 med = s.groupby("budget").test_nmse.median()
-                ax.plot(med.index, med.values, "o-", ms=3, lw=1.2, color=COLORS[method], label=LABELS[method])
+                ax.plot(med.index, med.values, marker="o", ls=STYLES[method], ms=3, lw=1.2, color=COLORS[method],
+                        label=LABELS[method])  # fmt: skip
             ax.axhline(1, color="k", lw=0.8, ls="--", label="predicting the mean (test error = Var f)")
             _budget_axis(ax, sorted(sub.budget.unique()))
             ax.set_yscale("log")

@@ -46,6 +46,7 @@ class TrustConfig(SectionConfig):
     sweep_optimisers: list[str] = param(items(choice(OPTIMISERS)))
     good_factor: float = param(number(1, 1e6, open_low=True))
     norm_steps: int = param(integer(10, 10_000_000))
+    norm_seeds: int = param(integer(1, 10_000), "paired seeds of the weight-norm runs (Fromage, LARS)")
     norm_lr: float = param(LR)
     p_bound: float = param(number(0, 1e6, open_low=True))
     trust_eps: list[float] = param(items(number(0, 10, open_low=True), increasing=True))

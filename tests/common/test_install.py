@@ -181,8 +181,7 @@ def test_chain_results_and_every_stage_settle_first(tmp_path):
     journal = games / JOURNAL.format(key="s42-teacher-breakout")
     journal.write_text(json.dumps({"key": "s42-teacher-breakout", "staged": str(staged),
                                    "names": ["teacher.pt", "teacher_training.json"]}))  # fmt: skip
-    params = {"scale": "default", "distillation": read_params()["distillation"]}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(read_params()))  # the whole committed file: it is validated
     with pytest.raises(Exception, match="load"):  # record then fails to load the fake teacher: it got that far
         run_stage("s42-record", "breakout", tmp_path / "params.yaml", tmp_path, progress=False)
     assert (games / "teacher.pt").read_text() == "new" and not journal.exists()

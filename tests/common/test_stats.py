@@ -171,3 +171,92 @@ def test_welch_interval_rejects_empty_groups():
         welch_interval([[1.0, 2.0], []], [1.0, -1.0])
     with pytest.raises(ValueError, match="groups and weights"):
         welch_interval([[1.0, 2.0]], [1.0, -1.0])
+
+
+# --- every path a claim takes: level and power ---------------------------------------------------
+
+
+@pytest.mark.parametrize("sampler", ["normal", "t, 3 df", "skewed (centred lognormal)"])
+def test_the_censored_path_keeps_its_level_and_has_power(sampler):
+    """Runs that never reach their target (30% of values +inf): the order-statistic median interval covers the
+    zero median at least 95% of the time at 5 and 10 seeds, whatever the distribution (it is distribution-free),
+    and still decides an effect of 1 sd at 10 normal seeds in a good share of replicates."""
+    from sobolev.common.decision_level import MEDIAN_SAMPLERS, censored_rule, power
+
+    for n in (5, 10):
+        coverage, false = level(censored_rule, n, sampler, reps=1500, samplers=MEDIAN_SAMPLERS)
+        assert coverage >= 0.94 and false <= 0.06, (sampler, n, coverage)
+    if sampler == "normal":
+        assert power(censored_rule, 10, 1.0, sampler, reps=1500, samplers=MEDIAN_SAMPLERS) > 0.35
+
+
+def test_effects_compared_with_effects_keep_the_level_with_a_shared_seed_effect():
+    from sobolev.common.decision_level import effect_difference_rule
+
+    for n in (5, 10):
+        coverage, false = level(effect_difference_rule, n, "normal", reps=2000)
+        assert coverage >= 0.93 and false <= 0.06
+
+
+def test_power_an_effect_of_one_sd_is_decided_at_ten_seeds():
+    """The level test cannot catch a rule that never decides; this one does: at 10 seeds an effect of one standard
+    deviation is decided in most replicates by the package's rule, and hardly ever by over-cautious rules."""
+    from sobolev.common.decision_level import power
+
+    assert power(t_rule, 10, 1.0) > 0.7
+    assert power(t_rule, 5, 1.0) > 0.25 and power(t_rule, 3, 5.0) == 0.0  # fewer than 5 seeds decide nothing
+
+    def never(v):
+        return np.full(len(v), -np.inf), np.full(len(v), np.inf)
+
+    def interval_999(v):
+        _, low, high = t_interval(v, level=0.999)
+        return low, high
+
+    assert power(never, 10, 1.0) == 0.0 and power(interval_999, 10, 1.0) < 0.35
+
+
+def test_holm_keeps_a_claims_false_loss_rate_over_many_cells():
+    """ "Any decided loss → NOT reproduced" over many null cells: without adjustment a false loss is likely (most of
+    64 cells), with Holm it stays near 5% or below."""
+    from sobolev.common.decision_level import family_false_loss
+
+    assert family_false_loss(16, 5, holm_adjusted=False, reps=400) > 0.2
+    assert family_false_loss(16, 5, holm_adjusted=True, reps=400) <= 0.07
+    assert family_false_loss(64, 5, holm_adjusted=True, reps=200) <= 0.08
+
+
+def test_holm_and_all_win_with_p_values():
+    from sobolev.common.stats import holm
+
+    assert holm([WIN, LOSS, UNDECIDED], [0.001, 0.04, 0.5]) == [WIN, UNDECIDED, UNDECIDED]  # 0.04 > 0.05 / 2
+    assert holm([WIN, LOSS], [0.01, 0.02]) == [WIN, LOSS]  # 0.01 ≤ 0.025, then 0.02 ≤ 0.05
+    assert all_win([WIN, WIN], [0.04, 0.04]) is True  # every cell wins: no adjustment needed
+    assert all_win([WIN, LOSS, UNDECIDED, UNDECIDED], [0.01, 0.04, 0.5, 0.5]) is None  # the loss does not survive
+    assert all_win([WIN, LOSS], [0.01, 0.001]) is False
+
+
+def test_censored_ratios_rank_never_as_the_worst_outcome():
+    from sobolev.common.stats import median_interval_exact, paired_ratio_censored
+
+    assert median_interval_exact(np.arange(5.0))[1:] == (-np.inf, np.inf)  # 5 values cannot reach 95%
+    med, low, high = median_interval_exact(np.arange(10.0))
+    assert (med, low, high) == (4.5, 1.0, 8.0)  # k = 2: P(Bin(10, ½) ≤ 1) = 0.011
+    six = paired_ratio_censored([np.inf] * 6, [10.0] * 6)
+    assert six.verdict == LOSS and six.estimate == np.inf and six.p_value == pytest.approx(2 / 64)
+    assert paired_ratio_censored([np.inf] * 5, [10.0] * 5).verdict == UNDECIDED
+    mixed = paired_ratio_censored([1.0, 1.0, 1.0, 1.0, np.inf], [10.0] * 5)
+    assert mixed.verdict == UNDECIDED and mixed.estimate == pytest.approx(0.1)
+    finite = paired_ratio_censored([1.0, 2.0, 1.5, 1.2, 1.1], [10.0] * 5)
+    assert finite.low == paired_ratio([1.0, 2.0, 1.5, 1.2, 1.1], [10.0] * 5).low  # no censoring: the t path
+
+
+def test_non_inferiority_against_a_margin():
+    from sobolev.common.stats import Interval, non_inferior
+
+    assert non_inferior(Interval(1.2, 0.9, 1.6, 10, 1.0), 2.0) == "yes"  # at most 2× worse, decidedly
+    assert non_inferior(Interval(3.0, 2.5, 3.5, 10, 1.0), 2.0) == "no"
+    assert non_inferior(Interval(1.5, 0.9, 2.5, 10, 1.0), 2.0) == UNDECIDED
+    assert non_inferior(Interval(1.2, 0.9, 1.6, 4, 1.0), 2.0) == UNDECIDED  # too few seeds
+    iv = paired_ratio(np.exp(np.random.default_rng(0).normal(0, 0.3, 8)), np.ones(8))
+    assert iv.p_against(np.exp(np.log(iv.high) + 1)) < 0.05 and iv.p_against(iv.estimate) == pytest.approx(1.0)

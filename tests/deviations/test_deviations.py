@@ -179,11 +179,12 @@ def test_report_decides_the_known_structure():
     import json
 
     from sobolev.deviations import report
+    from sobolev.deviations.compute import main_runs
 
     runs = synthetic_runs()
     summary = report.summary_table(runs)
     assert summary.iloc[0][["width", "split", "method"]].tolist() == [64, "train", "labels"]
-    exag = report.exaggeration(runs).set_index(["width", "method", "split"])
+    exag = report.exaggeration(main_runs(runs)).set_index(["width", "method", "split"])
     assert exag.loc[(64, "regular", "test"), "verdict"] == "exaggerates"
     assert exag.loc[(64, "regular", "test"), "slope"] == pytest.approx(1.5, abs=0.01)
     comp = report.comparisons(runs)
@@ -198,7 +199,7 @@ def test_report_decides_the_known_structure():
     assert switch.loc[("sobolev", 0.75), "share"] == pytest.approx(0.04 / 0.12, abs=0.01)
     verdicts = {
         c.text.split(":")[0]: c
-        for c in report.mnist_claims(summary, report.exaggeration(runs), comp, report.switch_table(runs))
+        for c in report.mnist_claims(summary, report.exaggeration(main_runs(runs)), comp, report.switch_table(runs))
     }
     holds = [c.holds for c in verdicts.values()]
     assert holds[0] is True  # regular exaggerates everywhere
@@ -275,10 +276,11 @@ def test_atari_students_are_read_as_plain_tensors_and_measured(tmp_path, monkeyp
     faithful = runs[runs.method == "sobolev"]
     assert faithful.slope.tolist() == pytest.approx([1.0] * 4) and (faithful.agreement == 1.0).all()
     assert (runs[runs.method == "regular"].slope > 1.5).all()
-    table, comp = report.atari_table(runs), report.atari_comparisons(runs)
-    assert set(comp.verdict) == {"undecided"}  # two seeds decide nothing
-    claims = report.atari_claims(table, comp)
-    assert all(c.holds is None and "fewer than 5" in c.evidence for c in claims)
+    exag, comp = report.exaggeration(runs, ("game", "fraction", "method", "split")), report.atari_comparisons(runs)
+    assert set(comp.verdict) == {"undecided"} and set(comp.arm) == {"sobolev"}  # two seeds decide nothing
+    claims = report.atari_claims(exag, comp)
+    assert len(claims) == 3 and all(c.holds is None for c in claims)
+    assert "(2 seeds)" in claims[0].evidence  # the regular students' slopes: decided on their own seeds
     monkeypatch.setattr(atari, "students_path", lambda game: tmp_path / "none.pt")
     with pytest.raises(FileNotFoundError, match=r"dvc repro s42-distill@pong"):
         atari.load_students("pong")

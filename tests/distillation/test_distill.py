@@ -399,25 +399,27 @@ def test_report_decides_claims_from_paired_seeds():
     # A one-point grid: the "control" would be the main comparison again, so there is none (and no claim).
     assert report.control(runs, curves, summaries).empty
     assert not any(c.text.startswith("at the same learning rate") for c in report.claims_from(comp, report.control(
-        runs, curves, summaries)))  # fmt: skip
+        runs, curves, summaries), runs))  # fmt: skip
     g_runs, g_curves = _runs_and_curves(0.25, grid_lrs=(1e-3, 1e-4))
     ctrl = report.control(g_runs, g_curves, summaries)  # both chose 1e-3: one control row per game, the grid's runs
     assert len(ctrl) == 2 and (ctrl.verdict == "win").all() and set(ctrl.lr_chosen_by) == {"regular and sobolev"}
-    holds = {c.text.split(" (")[0]: c.holds for c in report.claims_from(comp, ctrl)}
+    holds = {c.text.split(" (")[0]: c.holds for c in report.claims_from(comp, ctrl, runs)}
     assert holds["Sobolev students are closer to the teacher in every game and fraction"] is True
     assert holds["regular distillation overfits with more iterations, Sobolev less"] is True
     gap = next(v for k, v in holds.items() if k.startswith("Sobolev students generalise better"))
     assert gap is True  # test − train: Sobolev 0.25 − 0.3 < 0, regular 0.5 − 0.2 > 0
     assert holds["the gain is largest in the low-data regime"] is None  # the same ratio at both fractions
     # Sobolev worse in every seed: the closeness claim is lost, not undecided.
-    comp = report.comparisons(*_runs_and_curves(0.8))
-    assert report.claims_from(comp, report.control(*_runs_and_curves(0.8), {}))[0].holds is False
+    worse = _runs_and_curves(0.8)
+    comp = report.comparisons(*worse)
+    assert report.claims_from(comp, report.control(*worse, {}), worse[0])[0].holds is False
     # Three seeds all better: an interval below 1 but fewer than 5 seeds, so nothing is decided.
-    assert report.claims_from(report.comparisons(*_runs_and_curves(0.25, seeds=3)), ctrl.iloc[:0])[0].holds is None
+    three = _runs_and_curves(0.25, seeds=3)
+    assert report.claims_from(report.comparisons(*three), ctrl.iloc[:0], three[0])[0].holds is None
     # Two seeds that disagree: undecided.
     runs, curves = _runs_and_curves(0.25, seeds=2)
     runs.loc[(runs.method == "sobolev") & (runs.seed == 1), "test_kl"] = 0.9
-    assert report.claims_from(report.comparisons(runs, curves), report.control(runs, curves, {}))[0].holds is None
+    assert report.claims_from(report.comparisons(runs, curves), report.control(runs, curves, {}), runs)[0].holds is None
 
 
 def test_each_sobolev_arm_is_decided_against_regular_on_its_own():
@@ -439,7 +441,7 @@ def test_each_sobolev_arm_is_decided_against_regular_on_its_own():
     kl = comp[comp.quantity == "test KL"].set_index(["arm", "game", "fraction"])
     assert (kl.loc["sobolev"].verdict == "loss").all() and (kl.loc["balanced"].verdict == "win").all()
     assert kl.loc[("balanced", "pong", 0.1), "regular"] == pytest.approx(0.5)  # regular's own runs, not the arm's
-    found = report.claims_from(comp, report.control(runs, curves, {}))
+    found = report.claims_from(comp, report.control(runs, curves, {}), runs)
     closer = [c for c in found if "closer to the teacher in every game" in c.text]
     assert [(c.text.startswith(report.ARMS["balanced"]), c.holds) for c in closer] == [(False, False), (True, True)]
     assert len(found) == 12  # six claims per arm
@@ -463,35 +465,44 @@ def test_teacher_beats_chance_is_decided_on_game_scores():
     assert [c.holds for c in report.teacher_claims(t)] == [None, False]
 
 
-def test_low_data_claim_fails_when_the_smallest_fraction_is_a_decided_loss():
-    """The old rule ``all(ok) or None`` could never print NOT reproduced; a decided loss at the smallest
-    fraction must."""
-    import pandas as pd
-
-    from sobolev.distillation.report import low_data_gain
-
-    def cell(fraction, estimate, verdict):
-        return pd.Series({"fraction": fraction, "estimate": estimate, "verdict": verdict})
-
-    assert low_data_gain([("breakout", cell(0.1, 1.4, "loss"), cell(0.5, 0.9, "undecided"))]) is False
-    assert low_data_gain([("breakout", cell(0.1, 0.9, "undecided"), cell(0.5, 0.5, "win"))]) is False
-    assert low_data_gain([("pong", cell(0.1, 0.3, "win"), cell(0.5, 0.6, "win"))]) is True
-    assert low_data_gain([("pong", cell(0.1, 0.9, "undecided"), cell(0.5, 0.95, "undecided"))]) is None
-
-
-def test_a_run_that_never_reaches_the_target_loses_the_iterations_comparison():
-    """Sobolev never within 1.1 × regular's best: it must lose "learns faster", not be credited its last iteration."""
+def test_the_low_data_claim_compares_the_two_ratios_seed_by_seed():
+    """ "The gain is largest with less data" is an interval on the per-seed ratio of ratios (smallest fraction over
+    largest), not a comparison of two point estimates: the same gain at both fractions is undecided, a gain only at
+    the smallest fraction holds, a gain only at the largest fails."""
     from sobolev.distillation import report
 
-    runs, curves = _runs_and_curves(0.25)
-    never = (curves.method == "sobolev") & (curves.game == "pong") & (curves.fraction == 0.5)
-    curves.loc[never, "kl"] = 5.0  # never below 1.1 × 0.5
-    fast = report.comparisons(runs, curves)
-    fast = fast[fast.quantity == "iterations to 1.1 × regular's best val KL"].set_index(["game", "fraction"])
-    assert fast.loc[("pong", 0.5), "verdict"] == "loss" and fast.loc[("pong", 0.5), "sobolev"] == math.inf
-    assert fast.loc[("pong", 0.1), "verdict"] == "undecided"  # both reach it at iteration 10
-    few = report.iterations_ratio(np.array([math.inf, 10.0, 10.0]), np.array([10.0, 10.0, 10.0]))
-    assert few.verdict == "undecided"  # fewer than 5 pairs decide nothing
+    def verdict(small: float, large: float) -> bool | None:
+        runs, curves = _runs_and_curves(small)
+        bigger, _ = _runs_and_curves(large)
+        at_large = runs.fraction == 0.5
+        runs.loc[at_large, "test_kl"] = bigger.loc[at_large, "test_kl"].to_numpy()
+        comp = report.comparisons(runs, curves)
+        return report.low_data_gain(comp[comp.quantity == "test KL"], report.with_gap(runs[runs.chosen]),
+                                    "sobolev")[0]  # fmt: skip
+
+    assert verdict(0.25, 0.25) is None  # the same ratio at both fractions
+    assert verdict(0.25, 0.9) is True  # Sobolev wins with 10% of the data only
+    assert verdict(0.9, 0.25) is False  # the gain is larger with more data
+
+
+def test_a_run_that_never_reaches_the_target_is_censored_not_credited():
+    """Sobolev never within 1.1 × regular's best: the worst outcome of its pair, never its last iteration. A
+    level-keeping test for censored pairs (the sign test's dual interval) cannot decide on 5 pairs (p ≥ 1/16 even
+    when all 5 never arrive); on 6 pairs that all never arrive it is a decided loss."""
+    from sobolev.distillation import report
+
+    for seeds, expected in ((5, "undecided"), (6, "loss")):
+        runs, curves = _runs_and_curves(0.25, seeds=seeds)
+        never = (curves.method == "sobolev") & (curves.game == "pong") & (curves.fraction == 0.5)
+        curves.loc[never, "kl"] = 5.0  # never below 1.1 × 0.5
+        fast = report.comparisons(runs, curves)
+        fast = fast[fast.quantity == "iterations to 1.1 × regular's best val KL"].set_index(["game", "fraction"])
+        assert fast.loc[("pong", 0.5), "verdict"] == expected and fast.loc[("pong", 0.5), "sobolev"] == math.inf
+        assert fast.loc[("pong", 0.5), "never"] == seeds
+        assert fast.loc[("pong", 0.1), "verdict"] == "undecided"  # both reach it at iteration 10
+    # four pairs 10× faster and one that never arrives: undecided (it was a "loss" under the old rule)
+    mixed = report.iterations_ratio(np.array([1.0, 1.0, 1.0, 1.0, math.inf]), np.full(5, 10.0))
+    assert mixed.verdict == "undecided" and mixed.estimate == pytest.approx(0.1)
 
 
 def test_figures_pass_the_figure_check_and_show_where_fewer_seeds_remain():

@@ -77,6 +77,11 @@ def test_distillation_paper_scale_starts(tmp_path):
            "eval_train_states": 100, "eval_states": 100, "fractions": [0.3, 0.5], "tune_fraction": 0.3}  # fmt: skip
     section["paper"] = {**section["paper"], **cut}
     section["games"] = ["breakout"]  # the one hub zip made above
+    # the whole file is validated: Section 5.4 may read only the games Section 4.2 trains, at every scale
+    params["deviations"] = {**params["deviations"], "atari_games": ["breakout"]}
+    for block in ("ci", "paper"):
+        if "atari_games" in params["deviations"].get(block, {}):
+            params["deviations"][block] = {**params["deviations"][block], "atari_games": []}
     root = tmp_path / "repo"
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump({**params, "scale": "paper"}))

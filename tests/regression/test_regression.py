@@ -338,9 +338,24 @@ def test_only_ackley_loses_needs_a_decided_ackley_loss():
                              "verdict": [*ackley, *booth]})  # fmt: skip
 
     assert report.only_ackley_loses(cells(["loss", "undecided"], ["win", "win"])) is True
+    # "only" needs the others decided: an undecided other function leaves it undecided
+    assert report.only_ackley_loses(cells(["loss", "undecided"], ["win", "undecided"])) is None
     assert report.only_ackley_loses(cells(["undecided", "undecided"], ["win", "win"])) is None
     assert report.only_ackley_loses(cells(["win", "win"], ["win", "win"])) is False
     assert report.only_ackley_loses(cells(["loss", "loss"], ["loss", "win"])) is False
+
+
+def test_order_of_magnitude_is_decided_on_each_wins_interval():
+    """A win whose interval straddles 0.1 is undecided about 10×, not a case against it."""
+    import pandas as pd
+
+    def won(*bounds):
+        return pd.DataFrame([{"ratio": (lo * hi) ** 0.5, "low": lo, "high": hi} for lo, hi in bounds])
+
+    assert report.order_of_magnitude(won((0.01, 0.05), (0.02, 0.09)))[0] is True
+    assert report.order_of_magnitude(won((0.05, 0.2), (0.05, 0.3)))[0] is None  # straddling: undecided
+    assert report.order_of_magnitude(won((0.2, 0.5), (0.3, 0.6), (0.01, 0.05)))[0] is False
+    assert report.order_of_magnitude(won())[0] is None
 
 
 def test_orders_of_magnitude_wording_matches_its_threshold():
