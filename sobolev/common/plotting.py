@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-METHOD_COLORS = {"regular": "#4C72B0", "sobolev": "#DD8452", "balanced": "#55A868"}
+# One colour per method across the whole repository (seaborn's "colorblind" palette), read from here by every
+# section's figures. Qualified names ("regular-standard", "sobolev (balanced)") take their method's colour.
+PALETTE = {
+    "regular": "#0173B2", "sobolev": "#DE8F05", "balanced": "#029E73", "labels": "#949494",
+    "values": "#0173B2", "exact": "#DE8F05", "finite_differences": "#CC78BC", "knn": "#CA9161",
+    "shuffled": "#949494", "standard": "#0173B2", "differential": "#DE8F05",
+    "no_backprop": "#949494", "direct": "#CC78BC", "small_model": "#CA9161", "critic": "#56B4E9",
+    "backprop": "#0173B2", "adam": "#0173B2", "fromage": "#D55E00", "lars": "#029E73", "lars-momentum": "#56B4E9",
+}  # fmt: skip
+METHOD_COLORS = {m: PALETTE[m] for m in ("regular", "sobolev", "balanced")}
 
 
 def style() -> None:
