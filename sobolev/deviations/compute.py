@@ -68,7 +68,7 @@ def run_all(cfg: DeviationsConfig, progress: bool | TextIO = False) -> tuple[pd.
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True), info
 
 
-METHOD_ORDER = ("labels", "regular", "sobolev")
+METHOD_ORDER = ("labels", "regular", "sobolev", "balanced")  # balanced: Section 4.2's tuned-weight arm
 
 
 def main_runs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -59,4 +59,4 @@ class DeviationsConfig(SectionConfig):
 
 
 # What the stage writes besides its executed notebook (declared once; the pipeline installs exactly these).
-OUTPUTS = ("figures", "runs.csv", "atari_runs.csv", "bins.csv", "metrics.json")
+OUTPUTS = ("figures", "runs.csv", "atari_runs.csv", "bins.csv", "atari_bins.csv", "metrics.json")

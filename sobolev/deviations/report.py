@@ -430,7 +430,8 @@ def metrics(result: Result) -> dict:
 def save(result: Result, output_dir: str | Path | None) -> None:
     """Write the stage's outputs (:data:`~sobolev.deviations.config.OUTPUTS`) into ``output_dir``:
     ``metrics.json``, ``runs.csv``, ``atari_runs.csv`` (Section 4.2's students, one row per student and split: the
-    per-seed values behind every Atari comparison), ``bins.csv`` and every figure, checked, as
+    per-seed values behind every Atari comparison), ``bins.csv`` and ``atari_bins.csv`` (the binned deviations
+    behind the figures) and every figure, checked, as
     ``figures/<name>.png`` (``None``: check the figures only)."""
     if output_dir is None:
         return save_all(figures(result), None)
@@ -439,6 +440,7 @@ def save(result: Result, output_dir: str | Path | None) -> None:
     atomic_write_text(out / "runs.csv", result.runs.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "atari_runs.csv", result.atari_runs.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "bins.csv", result.bins.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "atari_bins.csv", result.atari_bins.to_csv(index=False, float_format="%.6g"))
     save_all(figures(result), out)
 
 

@@ -8,50 +8,57 @@ import pandas as pd
 import torch
 from matplotlib import pyplot as plt
 
-from sobolev.common.plotting import style
+from sobolev.common.plotting import PALETTE, finish, style
 from sobolev.differential.compute import REFERENCE, Result
 from sobolev.differential.simulators import BachelierBasket, make_simulator
 from sobolev.differential.training import Ensemble
 
-COLORS = {"standard": "#4C72B0", "differential": "#DD8452"}
+COLORS = {m: PALETTE[m] for m in ("standard", "differential")}
+SHIFT = {"standard": 1 / 1.07, "differential": 1.07}  # the methods side by side at each size (log axis)
 
 
 def error_curves(runs: pd.DataFrame) -> plt.Figure:
-    """RMSE × 100 against training size, every seed a point and the median a line, for both methods;
-    rows: value and first-asset delta; columns: problems (log-log). Collapsed runs (``collapsed``) are
-    ringed in red: they stay in the medians, and the reader sees which points they are."""
+    """RMSE × 100 against training size, every seed a point and the median a line, for both methods side by
+    side; rows: value and first-asset delta; columns: problems (log-log). Collapsed runs (``collapsed``) are
+    drawn as red diamonds, each its own, spread across its method's column: they stay in the medians, and the
+    reader sees which and how many points they are."""
     style()
     problems = list(dict.fromkeys(runs.problem))
-    fig, axes = plt.subplots(2, len(problems), figsize=(3.3 * len(problems), 5.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(problems), figsize=(3.6 * len(problems), 6.4), squeeze=False)
     for j, name in enumerate(problems):
         sub = runs[runs.problem == name]
         for i, q in enumerate(("value", "delta")):
             ax = axes[i, j]
-            ringed = False
             for method, color in COLORS.items():
                 m = sub[sub.method == method]
-                ax.scatter(m.n_train, m[f"{q}_rmse"], s=10, color=color, alpha=0.6)
-                bad = m[m.collapsed]  # near-constant fits: kept in the medians, ringed so the reader sees them
-                ax.scatter(bad.n_train, bad[f"{q}_rmse"], s=45, facecolor="none", edgecolor="firebrick", lw=1,
-                           zorder=4, label="collapsed run" if len(bad) and not ringed else None)  # fmt: skip
-                ringed |= len(bad) > 0
+                good, bad = m[~m.collapsed], m[m.collapsed]
+                ax.scatter(good.n_train * SHIFT[method], good[f"{q}_rmse"], s=10, color=color, alpha=0.6,
+                           label=f"{method}, every seed")  # fmt: skip
+                if len(bad):  # near-constant fits: kept in the medians, each drawn apart so the reader counts them
+                    spread = bad.groupby("n_train").cumcount().to_numpy() - (len(bad) - 1) / 2
+                    ax.scatter(bad.n_train * SHIFT[method] * 1.04**spread, bad[f"{q}_rmse"], s=28, marker="D",
+                               color="firebrick", zorder=4, label="collapsed run")  # fmt: skip
                 med = m.groupby("n_train")[f"{q}_rmse"].median()
-                ax.plot(med.index, med.values, "-o", color=color, ms=3, label=method)
+                ax.plot(med.index * SHIFT[method], med.values, "-o", color=color, ms=3, label=f"{method}, median")
             if q == "value":
                 ref = [(n, v) for (p, n), v in REFERENCE.items() if p == name]
                 for k, method in enumerate(("standard", "differential")):
                     if ref:
-                        ax.scatter([n for n, _ in ref], [v[k] for _, v in ref], marker="x", color=COLORS[method],
-                                   label=f"reference ({method}, 1 run)")  # fmt: skip
+                        ax.scatter([n * SHIFT[method] for n, _ in ref], [v[k] for _, v in ref], marker="x", s=40,
+                                   color=COLORS[method], label=f"reference ({method}, 1 run)")  # fmt: skip
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_title(f"{name}: {q}", fontsize=9)
+            ax.set_title(f"{name}: {q}")
             ax.set_xlabel("training samples")
-        axes[0, j].legend(fontsize=6)
     axes[0, 0].set_ylabel("value RMSE × 100")
     axes[1, 0].set_ylabel("delta (asset 1) RMSE × 100")
+    labels = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labels.setdefault(label, handle)  # every entry once, from whichever panel has it
+    fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=4, fontsize=9, frameon=False)
     fig.suptitle("Test error against training size: every seed (points), median (line)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, (0.25 * -(-len(labels) // 4) + 0.15) / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -66,14 +73,15 @@ def predicted_vs_true(sim: BachelierBasket, shown: tuple[Ensemble, torch.Tensor]
     for k, (ax, truth, pred) in enumerate(((axes[0], sim.price(test), value), (axes[1], sim.delta(test)[:, 0],
                                                                                deriv[:, :, 0]))):  # fmt: skip
         for method, m in (("standard", 0), ("differential", seeds)):
-            ax.scatter(basket, pred[m].numpy(), s=2, alpha=0.4, color=COLORS[method], label=f"{method} (seed 0)")
-        ax.plot(basket[order], truth.numpy()[order], "k-", lw=1, label="truth")
+            ax.scatter(basket, pred[m].numpy(), s=2, alpha=0.4, color=COLORS[method],
+                       label=f"{method} (seed 0)" if k == 0 else None)  # fmt: skip
+        ax.plot(basket[order], truth.numpy()[order], "k-", lw=1, label="truth" if k == 0 else None)
         ax.set_xlabel("basket value Σ aᵢ Sᵢ at T₁")
         ax.set_ylabel(["option price at T₁", "∂ price / ∂ S₁"][k])
         ax.set_title(["price", "delta of asset 1"][k])
-        ax.legend(fontsize=7, markerscale=4)
+    fig.legend(loc="lower center", ncol=3, fontsize=9, markerscale=4, frameon=False)
     fig.suptitle(f"Bachelier basket, d = {sim.dim}, {ens.model.n_models // 2} seeds per method; seed 0 shown")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -86,4 +94,4 @@ def figures(result: Result, names: list[str] | None = None) -> dict[str, plt.Fig
         makers[f"predictions_{cfg.shown}"] = lambda: predicted_vs_true(
             make_simulator(cfg.shown, cfg.market_seed), result.shown, cfg.seeds
         )
-    return {name: make() for name, make in makers.items() if names is None or name in names}
+    return {name: finish(make()) for name, make in makers.items() if names is None or name in names}

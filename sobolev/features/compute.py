@@ -103,7 +103,8 @@ def effect_verdict(r: Interval) -> str:
 def curve(runs: pd.DataFrame, error: str = "test_mse", shown: str = "test_nmse") -> pd.DataFrame:
     """Per function (or task), K and loss at the full budget: the median ``shown`` error over seeds,
     and the paired Sobolev / regular ratio of ``error`` with its t interval and verdict (win = Sobolev
-    better; see :func:`effect_verdict`). For the digits students: ``error = shown = "test_kl"`` (to the
+    better; see :func:`effect_verdict`; ``interval_verdict``: the interval's own, before the minimum effect and
+    the ``fits`` condition). For the digits students: ``error = shown = "test_kl"`` (to the
     teacher). ``fits``: with ``shown = "test_nmse"``, whether either arm's median beats predicting the mean
     (normalised MSE below 1); a cell where neither does is no evidence either way (undecided)."""
     end = final(runs)
@@ -115,7 +116,7 @@ def curve(runs: pd.DataFrame, error: str = "test_mse", shown: str = "test_nmse")
         fits = shown != "test_nmse" or min(regular, sobolev) < 1
         out.append({"function": fn, "every": int(every), "rounds": int(cell.rounds.iloc[0]),
                     "regular": regular, "sobolev": sobolev, "ratio": r.estimate, "low": r.low, "high": r.high,
-                    **r.evidence(), "seeds": r.n, "fits": fits,
+                    **r.evidence(), "seeds": r.n, "fits": fits, "interval_verdict": r.verdict,
                     "verdict": effect_verdict(r) if fits else UNDECIDED})  # fmt: skip
     return pd.DataFrame(out)
 

@@ -8,9 +8,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 
-from sobolev.common.plotting import METHOD_COLORS, style
+from sobolev.common.plotting import METHOD_COLORS, finish, style
 from sobolev.common.stats import UNDECIDED
-from sobolev.features.compute import METHODS, Result, final
+from sobolev.features.compute import METHODS, MIN_EFFECT, Result, final
 
 
 def curves_figure(runs: pd.DataFrame) -> plt.Figure:
@@ -33,38 +33,51 @@ def curves_figure(runs: pd.DataFrame) -> plt.Figure:
                ylabel="test MSE / Var f")  # fmt: skip
     for ax in axes.flat[len(functions) :]:
         ax.axis("off")
-    axes[0, 0].legend(fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(METHODS), fontsize=9, frameon=False)
     fig.suptitle("Left end: features frozen at initialisation (NTK); right end: ordinary training (K = 1)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
 def ratio_figure(table: pd.DataFrame) -> plt.Figure:
     """Sobolev / regular test MSE against the number of anchors with 95% intervals, one panel per
-    function (shared log axes, so bands never overlap); filled markers: decided, open: undecided."""
+    function (shared log axes); filled markers: the interval excludes 1, open: it does not. The claims
+    count an effect only beyond :data:`~sobolev.features.compute.MIN_EFFECT` (dotted lines) and only where
+    either arm fits better than the mean (crossed markers: neither does)."""
     style()
     functions = sorted(set(table.function))
     ncol = min(4, len(functions))
     nrow = int(np.ceil(len(functions) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.6 * nrow + 0.4), squeeze=False, sharex=True,
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.7 * nrow + 0.9), squeeze=False, sharex=True,
                              sharey=True)  # fmt: skip
     for ax, fn in zip(axes.flat, functions, strict=False):
         g = table[table.function == fn].sort_values("rounds")
-        ax.plot(g.rounds, g.ratio, "-", color="C0")
-        ax.fill_between(g.rounds, g.low, g.high, color="C0", alpha=0.2)
-        decided = (g.verdict != UNDECIDED).to_numpy()
-        ax.scatter(g.rounds[decided], g.ratio[decided], color="C0", zorder=3, label="decided")
-        ax.scatter(g.rounds[~decided], g.ratio[~decided], facecolor="white", edgecolor="C0", zorder=3,
-                   label="undecided")  # fmt: skip
+        ax.plot(g.rounds, g.ratio, "-", color="0.3")
+        ax.fill_between(g.rounds, g.low, g.high, color="0.3", alpha=0.15)
+        excludes = (g.interval_verdict != UNDECIDED).to_numpy()
+        fits = g.fits.to_numpy(bool)
+        ax.scatter(g.rounds[excludes & fits], g.ratio[excludes & fits], color="0.1", zorder=3,
+                   label="interval excludes 1")  # fmt: skip
+        ax.scatter(g.rounds[~excludes & fits], g.ratio[~excludes & fits], facecolor="white", edgecolor="0.1",
+                   zorder=3, label="interval includes 1")  # fmt: skip
+        ax.scatter(g.rounds[~fits], g.ratio[~fits], marker="x", color="0.1", zorder=3,
+                   label="neither arm beats the mean")  # fmt: skip
         ax.axhline(1, color="black", lw=0.8)
+        for level in (1 - MIN_EFFECT, 1 / (1 - MIN_EFFECT)):
+            ax.axhline(level, color="black", lw=0.8, ls=":")
         ax.set(xscale="log", yscale="log", title=fn.replace("_", "-"), xlabel="anchors (log)")
     for ax in axes.flat[len(functions) :]:
         ax.axis("off")
     for row in axes:
         row[0].set_ylabel("test MSE ratio,\nSobolev / regular")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Sobolev / regular against feature sets seen (95% t interval; below 1: Sobolev better)")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle(
+        f"Sobolev / regular against feature sets seen: paired ratio with its 95% t interval (below 1: "
+        f"Sobolev better;\ndotted: ±{MIN_EFFECT:.0%}, the smallest difference the claims count as an effect)"
+    )
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -121,4 +134,4 @@ def figures(result: Result, names: list[str] | None = None) -> dict[str, plt.Fig
         "digits_students": lambda: digits_figure(result.digit_runs, result.teacher["teacher_test_accuracy"]),
         "phase_diagram": lambda: phase_figure(result.phase, cfg.phase_function),
     }
-    return {name: make() for name, make in makers.items() if names is None or name in names}
+    return {name: finish(make()) for name, make in makers.items() if names is None or name in names}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 
-from sobolev.common.plotting import PALETTE, style
+from sobolev.common.plotting import PALETTE, finish, style
 from sobolev.inexact.compute import JENN_THRESHOLD, LABELS, METHODS, Result, advantage, percent
 
 COLORS = {m: PALETTE[m.removesuffix("_shuffled")] for m in METHODS}  # a shuffled control in its source's colour
@@ -49,7 +49,7 @@ def advantage_figure(noise_runs: pd.DataFrame) -> plt.Figure:
         ax.axhline(1, color="k", lw=0.8, ls="--")
         ax.axvline(pos.get(JENN_THRESHOLD, np.nan), color="grey", lw=0.8, ls=":")
         ax.set_yscale("log")
-        ax.set_xticks(range(len(levels)), [percent(v) for v in levels], fontsize=7)
+        ax.set_xticks(range(len(levels)), [percent(v) for v in levels], fontsize=8, rotation=45)
         ax.set_title(fn, fontsize=9)
     for ax in axes.flat[len(functions) :]:
         ax.set_visible(False)
@@ -57,11 +57,12 @@ def advantage_figure(noise_runs: pd.DataFrame) -> plt.Figure:
         ax.set_ylabel("test error: Sobolev / regular")
     for ax in axes[-1, :]:
         ax.set_xlabel("relative noise of the derivative labels")
-    axes[0, 0].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     seeds = noise_runs.seed.nunique()
     fig.suptitle(f"Below 1: Sobolev more accurate than regular training\n{seeds} paired seeds (dots), geometric mean "
                  f"with 95% t interval; dotted: JENN's ~{percent(JENN_THRESHOLD)}", fontsize=9)  # fmt: skip
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -70,16 +71,19 @@ def budget_figure(budget_runs: pd.DataFrame) -> plt.Figure:
     seed (dots) and the median (line) of each use of the budget."""
     style()
     dims = sorted(budget_runs.dim.unique())
-    by_dim = {d: list(dict.fromkeys(budget_runs[budget_runs.dim == d].function)) for d in dims}
-    rows = max(len(v) for v in by_dim.values())
+    # one row per family (Ackley, Rosenbrock, ...), one column per dimension: a row compares one function across d
+    family = budget_runs.function.str.replace(r"_\d+d$", "", regex=True)
+    families = list(dict.fromkeys(family))
+    where = {(f, d): fn for f, d, fn in zip(family, budget_runs.dim, budget_runs.function, strict=True)}
+    rows = len(families)
     fig, axes = plt.subplots(rows, len(dims), figsize=(3.7 * len(dims), 2.9 * rows), squeeze=False)
     for j, d in enumerate(dims):
         for i in range(rows):
             ax = axes[i, j]
-            if i >= len(by_dim[d]):
+            if (families[i], d) not in where:
                 ax.set_visible(False)
                 continue
-            fn = by_dim[d][i]
+            fn = where[(families[i], d)]
             sub = budget_runs[budget_runs.function == fn]
             for method in METHODS:
                 s = sub[sub.method == method]
@@ -95,36 +99,41 @@ def budget_figure(budget_runs: pd.DataFrame) -> plt.Figure:
             ax.set_yscale("log")
             ax.set_title(f"{fn} (d = {d})", fontsize=9)
             ax.set_xlabel("black-box evaluations m")
-        axes[0, j].set_ylabel("test MSE / Var f")
-    for ax in axes[:, 0]:
+    for ax in axes.flat:
         ax.set_ylabel("test MSE / Var f")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.01))
-    fig.suptitle("One budget of m evaluations, four uses: every seed (dots), median (lines)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle("One budget of m evaluations, each use of it: every seed (dots), median (lines); rows: a function, "
+                 "columns: its dimension")  # fmt: skip
+    fig.tight_layout(rect=(0, (0.3 * -(-len(labels) // 3) + 0.1) / fig.get_figheight(), 1, 1))
     return fig
 
 
 def label_error_figure(budget_runs: pd.DataFrame) -> plt.Figure:
-    """Relative RMS error of the estimated derivative labels against m, per dimension: k-NN estimates
-    from the samples and forward differences (median over functions and seeds)."""
+    """Relative RMS error of the estimated derivative labels against m: k-NN estimates from the samples (left)
+    and forward differences (right), one line per dimension (median over functions and seeds), each dimension
+    with its own marker and a small offset, so lines that coincide stay visible."""
     style()
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    methods = [m for m in ("knn", "finite_differences") if (budget_runs.method == m).any()]
     dims = sorted(budget_runs.dim.unique())
-    for method, ls in (("knn", "-"), ("finite_differences", "--")):
+    fig, axes = plt.subplots(1, max(1, len(methods)), figsize=(5.0 * max(1, len(methods)), 3.8), squeeze=False,
+                             sharey=True)  # fmt: skip
+    markers = ("o", "s", "^", "D", "v")
+    for ax, method in zip(axes[0], methods, strict=False):
         for k, d in enumerate(dims):
             s = budget_runs[(budget_runs.method == method) & (budget_runs.dim == d)]
             if s.empty:
                 continue
             med = s.groupby("budget").gradient_error.median()
-            ax.plot(med.index, med.values, ls, marker="o", ms=3, color=plt.cm.viridis(0.8 * k / max(1, len(dims) - 1)),
-                    label=f"{'k-NN' if method == 'knn' else 'forward differences'}, d = {d}")  # fmt: skip
-    _budget_axis(ax, sorted(budget_runs.budget.unique()))
-    ax.set_yscale("log")
-    ax.set_xlabel("black-box evaluations m")
-    ax.set_ylabel("relative RMS error of the labels")
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("How wrong the estimated derivatives are (median over functions and seeds)", fontsize=9)
+            shift = 1.06 ** (k - (len(dims) - 1) / 2)
+            ax.plot(med.index * shift, med.values, "-", marker=markers[k % len(markers)], ms=5, mfc="none",
+                    color=plt.cm.viridis(0.8 * k / max(1, len(dims) - 1)), label=f"d = {d}")  # fmt: skip
+        _budget_axis(ax, sorted(budget_runs.budget.unique()))
+        ax.set_yscale("log")
+        ax.set(xlabel="black-box evaluations m", title=LABELS.get(method, method))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="dimension")
+    axes[0, 0].set_ylabel("relative RMS error of the labels")
+    fig.suptitle("How wrong the estimated derivatives are (median over functions and seeds)")
     fig.tight_layout()
     return fig
 
@@ -144,4 +153,4 @@ def figures(result: Result, names: list[str] | None = None) -> dict[str, plt.Fig
         "error_vs_budget": lambda: budget_figure(result.budget_runs),
         "label_error": lambda: label_error_figure(result.budget_runs),
     }
-    return {name: make() for name, make in makers.items() if names is None or name in names}
+    return {name: finish(make()) for name, make in makers.items() if names is None or name in names}

@@ -7,13 +7,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from matplotlib import colors, ticker
 from matplotlib import pyplot as plt
 from torch import Tensor
 
-from sobolev.common.plotting import style
+from sobolev.common.plotting import PALETTE, finish, style
 from sobolev.common.stats import UNDECIDED
 from sobolev.core.functions import BenchmarkFunction, get_function
 from sobolev.regression.compute import GridResult, Result, core_runs
@@ -22,7 +21,11 @@ from sobolev.regression.config import ARM_LABELS, baseline_of
 Predictor = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-ARM_COLORS = dict(zip(ARM_LABELS, sns.color_palette("colorblind", 5).as_hex(), strict=True))
+# An arm's colour is its method's (regular, Sobolev, balanced: one palette for the repository); raw and
+# standardised labels of one method differ by marker and line style instead.
+ARM_COLORS = {arm: PALETTE[arm.split("-")[0]] for arm in ARM_LABELS}
+ARM_MARKERS = {arm: "o" if arm.endswith("raw") else "s" for arm in ARM_LABELS}
+ARM_LINES = {arm: "-" if arm.endswith("raw") else "--" for arm in ARM_LABELS}
 
 
 def figure2(chosen: pd.DataFrame, title: str = "") -> plt.Figure:
@@ -48,7 +51,7 @@ def figure2(chosen: pd.DataFrame, title: str = "") -> plt.Figure:
                 v = sub[(sub.arm == arm) & (sub.n_train == n)].test_nmse.to_numpy(float)
                 x0 = j - 0.4 + (k + 0.5) * width
                 jitter = np.linspace(-width / 4, width / 4, len(v)) if len(v) > 1 else np.zeros(len(v))
-                ax.scatter(x0 + jitter, v, s=9, color=ARM_COLORS[arm], alpha=0.75,
+                ax.scatter(x0 + jitter, v, s=10, color=ARM_COLORS[arm], marker=ARM_MARKERS[arm], alpha=0.75,
                            label=ARM_LABELS[arm] if j == 0 else None)  # fmt: skip
                 if len(v):
                     ax.hlines(np.median(v), x0 - width / 2.2, x0 + width / 2.2, color="black", lw=1.2)
@@ -60,9 +63,13 @@ def figure2(chosen: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.set_xlabel("training points")
     for row in axes:
         row[0].set_ylabel("test MSE / Var(f)")
-    axes.flat[0].legend(fontsize=6, loc="lower left")
     for extra in axes.flat[n_panels:]:
         extra.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if n_panels < nrow * ncol:  # the legend in the empty slot, never over a panel's points
+        axes.flat[-1].legend(handles, labels, loc="center", fontsize=9, title="arm")
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=len(arms), fontsize=9, frameon=False)
     fig.suptitle(title or "Test MSE relative to the function's variance: every seed (points), median (bar); "
                  "paired ratios: paired_ratios.png")  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))  # a quarter inch for the title
@@ -87,7 +94,7 @@ def paired_ratios(cells: pd.DataFrame) -> plt.Figure:
             color = ARM_COLORS[r.arm]
             face = "white" if r.verdict == UNDECIDED else color
             ax.errorbar(r.ratio, y, xerr=[[r.ratio - r.low], [r.high - r.ratio]], fmt=markers[r.n_train],
-                        color=color, ms=5, capsize=2, lw=1, mfc=face)  # fmt: skip
+                        color=color, ms=5, capsize=2, lw=1, mfc=face, label="_nolegend_")  # fmt: skip
         ax.axvline(1.0, color="black", lw=0.8)
         ax.set_xscale("log")
         ax.set_yticks(range(len(functions)), [f.replace("_", "-") for f in functions])
@@ -104,6 +111,17 @@ def paired_ratios(cells: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+FLAT_SHARE = 0.2  # a linear colour scale leaving more than this share of the grid in its lowest level is too flat
+
+
+def colour_scale(truth: np.ndarray, levels: int = 20) -> bool:
+    """Whether the truth's contours need a log scale in ``f − min f``: on a linear scale of ``levels`` levels over
+    its range, more than :data:`FLAT_SHARE` of the grid would fall in the lowest level (Rosenbrock, Beale, Booth:
+    their valleys would be one flat colour and panels of very different error would look alike)."""
+    zmin, spread = float(truth.min()), float(truth.max() - truth.min())
+    return bool(spread > 0 and np.mean(truth - zmin < spread / levels) > FLAT_SHARE)
+
+
 def surfaces(
     fn: BenchmarkFunction,
     predictors: dict[str, Predictor],
@@ -113,12 +131,13 @@ def surfaces(
     title: str = "",
 ) -> plt.Figure:
     """Figure 3 / SM Figures 5-11: the function and each model as filled contours on one
-    colour scale with a colour bar (top row), each model's own training points overlaid, and
-    the direction of each gradient field underneath (bottom row; arrow colour: log₁₀ of its norm).
+    colour scale with a colour bar (top row), each model's own training points overlaid; each model's
+    error |model − truth| on one log colour scale shared by the models (middle row: where a model is wrong,
+    and by how much, side by side); the direction of each gradient field (bottom row; arrow colour: log₁₀
+    of its norm, the truth's scale).
 
-    The colour scale is the truth's range. Where the truth spans decades above its minimum (its
-    median excursion below 1/20 of its range: Beale, Rosenbrock), it is logarithmic in
-    ``f − min f``, so the valleys are not one flat colour.
+    The colour scale of the top row is the truth's range, logarithmic in ``f − min f`` where a linear
+    one would be flat (:func:`colour_scale`).
 
     Args:
         predictors: label → function mapping raw points ``(B, 2)`` to values ``(B,)`` and
@@ -136,7 +155,7 @@ def surfaces(
     truth = values["truth"]
     zmin, zmax = float(truth.min()), float(truth.max())  # the truth's range: a model's excursions saturate
     spread = zmax - zmin
-    log_scale = bool(np.median(truth - zmin) < spread / 20)
+    log_scale = colour_scale(truth)
     if log_scale:  # contours of f − min f on geometric levels over four decades
         floor = spread * 1e-4
         levels, norm, shown = np.geomspace(floor, spread, 21), colors.LogNorm(floor, spread), "f − min f (log scale)"
@@ -144,39 +163,48 @@ def surfaces(
     else:
         levels, norm, shown = np.linspace(zmin, zmax, 21), None, "f"
         clipped = {k: np.clip(v, levels[0], levels[-1]) for k, v in values.items()}
+    errors = {k: np.abs(v - truth) for k, v in values.items() if k != "truth"}
+    err_hi = max(spread, 1e-12)  # errors from 1e-4 of the truth's range to all of it, one scale for every model
+    err_levels = np.geomspace(err_hi * 1e-4, err_hi, 17)
     fields = {k: p(coarse)[1].reshape(arrows, arrows, -1).numpy() for k, p in panels.items()}
     log_norms = {k: np.log10(np.linalg.norm(g, axis=-1) + 1e-12) for k, g in fields.items()}
     clim = (float(log_norms["truth"].min()), float(log_norms["truth"].max()))  # one colour scale: the truth's
     reds = colors.ListedColormap(plt.get_cmap("Reds")(np.linspace(0.3, 1.0, 256)))  # no near-white arrows
     n = len(panels)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 6.6), squeeze=False)
+    fig, axes = plt.subplots(3, n, figsize=(3.9 * n, 10.2), squeeze=False)
     for i, label in enumerate(panels):
         ax = axes[0, i]
         cs = ax.contourf(gx.numpy(), gy.numpy(), clipped[label], levels=levels, norm=norm, cmap="viridis")
         points = (train_x or {}).get(label)
         if points is not None:
-            ax.scatter(points[:, 0], points[:, 1], s=8, c="white", edgecolors="black", linewidths=0.5)
-        ax.set_title(label, fontsize=8)
-        ax.set_xlabel("x₁", fontsize=7)
-        ax.set_ylabel("x₂", fontsize=7)
-        ax.tick_params(labelsize=7)
+            ax.scatter(points[:, 0], points[:, 1], s=10, c="white", edgecolors="black", linewidths=0.5)
+        ax.set(title=label, xlabel="x₁", ylabel="x₂")
         locator = ticker.LogLocator(numticks=5) if log_scale else ticker.MaxNLocator(5)
         bar = fig.colorbar(cs, ax=ax, fraction=0.046, pad=0.02, ticks=locator)
-        bar.ax.tick_params(labelsize=6)
         if i == n - 1:
-            bar.set_label(shown, fontsize=7)
-        ax2 = axes[1, i]
+            bar.set_label(shown)
+        ax1 = axes[1, i]
+        if label == "truth":
+            ax1.axis("off")
+            ax1.text(0.5, 0.5, "|model − truth|\n(each model below its\nsurface; one log scale)", ha="center",
+                     va="center", transform=ax1.transAxes)  # fmt: skip
+        else:
+            err = np.clip(errors[label], err_levels[0], err_levels[-1])
+            ce = ax1.contourf(gx.numpy(), gy.numpy(), err, levels=err_levels, norm=colors.LogNorm(*err_levels[[0, -1]]),
+                              cmap="magma_r")  # fmt: skip
+            ax1.set(title=f"|error|, median {np.median(errors[label]):.2g}", xlabel="x₁", ylabel="x₂")
+            ebar = fig.colorbar(ce, ax=ax1, fraction=0.046, pad=0.02, ticks=ticker.LogLocator(numticks=5))
+            if i == n - 1:
+                ebar.set_label("|model − f| (log scale)")
+        ax2 = axes[2, i]
         g = fields[label]
         length = np.linalg.norm(g, axis=-1, keepdims=True)
         unit = g / np.where(length > 0, length, 1)  # direction only: magnitudes span decades
         q = ax2.quiver(ax_.numpy(), ay_.numpy(), unit[..., 0], unit[..., 1], log_norms[label], cmap=reds,
                        clim=clim, scale=arrows * 1.6)  # fmt: skip
-        fig.colorbar(q, ax=ax2, fraction=0.046, pad=0.02, label="log10 |∇|").ax.tick_params(labelsize=6)
-        ax2.set_title("gradient direction (colour: size)", fontsize=8)
-        ax2.set_xlabel("x₁", fontsize=7)
-        ax2.set_ylabel("x₂", fontsize=7)
-        ax2.tick_params(labelsize=7)
-    fig.suptitle(title or fn.name, fontsize=10)
+        fig.colorbar(q, ax=ax2, fraction=0.046, pad=0.02, label="log10 |∇|" if i == n - 1 else None)
+        ax2.set(title="gradient direction (colour: size)", xlabel="x₁", ylabel="x₂")
+    fig.suptitle(title or fn.name)
     fig.tight_layout()
     return fig
 
@@ -205,32 +233,38 @@ def surfaces_at(
 
 
 def weight_sweep(chosen: pd.DataFrame, n_train: int) -> plt.Figure:
-    """Test MSE / Var(f) of the swept arms against the derivative weight λ (every seed a point,
-    median line), with the baseline's median as a dashed line. The seeds behind each median are
-    printed under each λ: the main grid's weight has the grid's seeds, the sweep's weights fewer."""
+    """Test MSE / Var(f) of the swept arms against the derivative weight λ: every seed a point, the median
+    a bar, with the baseline's median as a dashed line. No line joins the medians: the main grid's weight
+    has the grid's seeds and the sweep's weights fewer (printed under each λ), so neighbouring medians are
+    not equally precise; the sweep is shown, not decided."""
     style()
     sub = chosen[chosen.n_train == n_train]
     swept = sorted({a for a in sub.arm if (sub[sub.arm == a].weight.nunique() > 1)})
     functions = sorted(sub.function.unique())
     ncol = min(4, len(functions))
     nrow = int(np.ceil(len(functions) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.1 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.8 * ncol, 3.3 * nrow + 0.6), squeeze=False)
     counts: set[int] = set()
+    offsets = dict(zip(swept, np.linspace(-0.08, 0.08, len(swept)) if len(swept) > 1 else [0.0], strict=True))
     for ax, fn in zip(axes.flat, functions, strict=False):
         for arm in swept:
             s = sub[(sub.function == fn) & (sub.arm == arm)]
-            ax.scatter(s.weight, s.test_nmse, s=8, color=ARM_COLORS[arm], alpha=0.6)
+            shift = 10 ** offsets[arm]  # arms side by side at each λ on the log axis
+            ax.scatter(s.weight * shift, s.test_nmse, s=10, color=ARM_COLORS[arm], marker=ARM_MARKERS[arm], alpha=0.6,
+                       label=ARM_LABELS[arm])  # fmt: skip
             med = s.groupby("weight").test_nmse.median()
             seeds = s.groupby("weight").seed.nunique()
             counts |= set(seeds.tolist())
-            ax.plot(med.index, med.values, "-", color=ARM_COLORS[arm], label=ARM_LABELS[arm])
+            for w, m in med.items():
+                ax.hlines(m, w * shift / 1.12, w * shift * 1.12, color="black", lw=1.4)
             ticks = seeds
-            base = sub[(sub.function == fn) & (sub.arm == f"regular-{arm.split('-')[1]}")]
+            base_arm = f"regular-{arm.split('-')[1]}"
+            base = sub[(sub.function == fn) & (sub.arm == base_arm)]
             if len(base):
-                ax.axhline(float(base.test_nmse.median()), ls="--", color=ARM_COLORS[f"regular-{arm.split('-')[1]}"],
-                           label=f"regular (median of {base.seed.nunique()} seeds)")  # fmt: skip
+                ax.axhline(float(base.test_nmse.median()), ls=ARM_LINES[base_arm], color=ARM_COLORS[base_arm],
+                           label=f"{ARM_LABELS[base_arm]}: median of {base.seed.nunique()} seeds")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xticks(list(ticks.index), [f"{w:g}\n({k} seeds)" for w, k in ticks.items()], fontsize=7)
+        ax.set_xticks(list(ticks.index), [f"{w:g}\n({k} seeds)" for w, k in ticks.items()])
         ax.minorticks_off()  # after the log scale, which would replace these ticks
         ax.set_yscale("log")
         ax.set_title(fn.replace("_", "-"))
@@ -239,10 +273,11 @@ def weight_sweep(chosen: pd.DataFrame, n_train: int) -> plt.Figure:
         ax.axis("off")
     for row in axes:
         row[0].set_ylabel("test MSE / Var(f)")
-    axes[0, 0].legend(fontsize=7)
-    mixed = " (medians over different seed counts: see under each λ)" if len(counts) > 1 else ""
-    fig.suptitle(f"Derivative weight λ, {n_train} training points: every seed, line through the medians{mixed}")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the title above the top tick labels
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9, frameon=False)
+    mixed = "; medians over different seed counts (under each λ): not joined" if len(counts) > 1 else ""
+    fig.suptitle(f"Derivative weight λ, {n_train} training points: every seed a point, the median a bar{mixed}")
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -261,4 +296,4 @@ def figures(result: Result, names: list[str] | None = None) -> dict[str, plt.Fig
         makers[f"surfaces_{name}"] = lambda name=name: surfaces_at(
             get_function(name), result.grid, chosen, min(cfg.sizes), shown
         )
-    return {name: make() for name, make in makers.items() if names is None or name in names}
+    return {name: finish(make()) for name, make in makers.items() if names is None or name in names}

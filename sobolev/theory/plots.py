@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sobolev.common.plotting import error_by_size, style
+from sobolev.common.plotting import PALETTE, error_by_size, finish, style
 from sobolev.theory import compute as T
 
 
@@ -27,13 +27,15 @@ def figure2_left(
     axes[2].plot(knots, with_slopes.particular, "C2-", label="unique fit (values + slopes)")
     for ax in axes:
         ax.plot(x_train, y_train, "ko", label="training points")
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the panel, never on a point
     for x0, y0, s0 in zip(x_train, y_train, dy_train, strict=True):
         axes[2].plot([x0 - 0.25, x0 + 0.25], [y0 - 0.25 * s0, y0 + 0.25 * s0], "r-", lw=3)
     for ax in axes:
         ax.set_ylabel("f(x)")
     axes[2].set_xlabel("x (PL knots at 0, 1, 2, 3; red: the training slopes)")
     axes[0].set_title("Figure 2 (left), computed")
+    fig.set_size_inches(7.5, 6)
+    fig.tight_layout()
     return fig
 
 
@@ -49,14 +51,15 @@ def prop3_gaussians(mu2: float, var2: float) -> plt.Figure:
     ax.set_xlabel("x")
     ax.set_ylabel("density p(x)")
     ax.set_title("Equal values at x = 0 and 3: values alone do not identify a Gaussian", fontsize=9)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
     return fig
 
 
 def theorem2(curves: dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]) -> plt.Figure:
     """One panel per (f, g) pair: ``curves[label] = (x, f(x), best h(x), network(x))``."""
     style()
-    fig, ax = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3), squeeze=False)
+    fig, ax = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
     for a, (label, (xs, f, h_best, net)) in zip(ax[0], curves.items(), strict=True):
         # The best h drawn wide and pale underneath, the network thin on top: both stay visible.
         a.plot(xs, f, "k-", lw=1, label="f")
@@ -65,7 +68,9 @@ def theorem2(curves: dict[str, tuple[Tensor, Tensor, Tensor, Tensor]]) -> plt.Fi
         a.set_title(label)
         a.set_xlabel("x")
         a.set_ylabel("value")
-        a.legend(fontsize=8)
+    handles, labels = ax[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -74,16 +79,18 @@ def identification_rank(rank_curves: dict[tuple[int, str], tuple[list[int], Tens
     panel per dimension d: ``rank_curves[d, label] = (point counts, mean rank / parameters, parameters)``."""
     style()
     dims = list(dict.fromkeys(d for d, _ in rank_curves))
-    fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.4 * len(dims), 3.6), squeeze=False)
     for ax, d in zip(axes[0], dims, strict=True):
         mine = {label: curve for (dim, label), curve in rank_curves.items() if dim == d}
         for label, (counts, fraction, _) in mine.items():
-            ax.plot(counts, fraction, "o-", label=label)
+            color = PALETTE["values"] if label == "values" else PALETTE["exact"]  # values + gradients: exact labels
+            ax.plot(counts, fraction, "o-", color=color, label=label)
         ax.set_xscale("log")
         ax.set_title(f"continuous PL, d={d} ({next(iter(mine.values()))[2]} parameters)")
         ax.set_xlabel("random points")
-    axes[0, 0].set_ylabel("fraction identified (rank / parameters)")
+    axes[0, 0].set_ylabel("fraction identified\n(rank / parameters)")
     axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
@@ -96,4 +103,4 @@ def figures(result: T.Result, names: list[str] | None = None) -> dict[str, plt.F
     """Section 3's figures by file name (``names``: only those), drawn from the parts' data:
     ``fig2_left``, ``prop3_gaussians``, ``theorem2``, ``identification_rank`` and ``pl_networks``."""
     makers = {name: make for part in result.parts.values() for name, make in part.figures.items()}
-    return {name: make() for name, make in makers.items() if names is None or name in names}
+    return {name: finish(make()) for name, make in makers.items() if names is None or name in names}

@@ -396,7 +396,10 @@ def test_the_sections_figures_pass_the_figure_check(tiny):
 def test_surfaces_show_each_models_own_training_points(tiny):
     chosen = R.chosen_runs(tiny.runs)
     fig = F.surfaces_at(get_function("booth"), tiny, chosen, 20, ("regular-raw", "sobolev-raw"))
-    top = [ax for ax in fig.axes if ax.get_title() and "∇" not in ax.get_title() and "gradient" not in ax.get_title()]
+    top = [ax for ax in fig.axes if ax.get_title() and "∇" not in ax.get_title() and "gradient" not in ax.get_title()
+           and not ax.get_title().startswith("|error|")]  # fmt: skip
+    errors = [ax for ax in fig.axes if ax.get_title().startswith("|error|")]
+    assert len(errors) == 2 and all(ax.collections for ax in errors)  # each model's error, under its surface
     truth, *models = top
     points = lambda ax: [c.get_offsets() for c in ax.collections if len(np.asarray(c.get_offsets())) == 20]  # noqa: E731
     assert points(truth) == []  # the truth saw no sample

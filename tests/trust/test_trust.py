@@ -230,7 +230,7 @@ def test_needs_no_tuning_is_decided_on_paired_seeds_and_not_on_two():
 
 
 def test_the_sections_figures_pass_the_figure_check(result):
-    from sobolev.common.plotting import figure_problems
+    from sobolev.common.plotting import figure_problems, finish
 
     cfg = tiny()
     cells = compute.sobolev_cells(compute.grid_arms(result.runs))
@@ -241,4 +241,4 @@ def test_the_sections_figures_pass_the_figure_check(result):
         "norms": plots.norm_figure(result.runs, result.norms),
         "trust": plots.trust_figure(table),
     }
-    assert {k: figure_problems(f) for k, f in figures.items()} == {k: [] for k in figures}
+    assert {k: figure_problems(finish(f)) for k, f in figures.items()} == {k: [] for k in figures}
