@@ -14,7 +14,8 @@ are interleaved, every library pinned to the same ``--threads`` (torch's threads
 BLAS's). JENN runs as its documentation shows: ``NeuralNet([d, 16, 16, 1]).fit(x, y, dydx, is_normalize=True,
 gamma=1 or 0, max_iter=2000)``; ``sobolev.fit`` at its defaults (``--variants`` adds others, each named); the GPs as
 ``benchmarks/gp_fitters.py`` describes. A library is not run where it is impractical: GPyTorch beyond
-``GPYTORCH_MAX_LABELS`` observations, the SMT models beyond ``--gp-max-points``, and any library at a larger size
+``GPYTORCH_MAX_LABELS`` observations (it and GEKPLS: n·(d + 1) values and gradients), kriging beyond
+``--gp-max-points``, and any library at a larger size
 once one of its fits took more than ``--max-seconds`` (the CSV's ``skipped`` rows say which and why).
 Writes a CSV of every fit and prints the median table.
 """
@@ -172,8 +173,9 @@ def applicable(library: str, labels: str, n: int, dim: int, gp_max_points: int) 
         return "KRG fits values only"
     if library in ("gekpls", "gpytorch") and labels == "without":
         return f"{library} is the gradient-enhanced GP; KRG is its values-only counterpart"
-    if library == "gpytorch" and n * (dim + 1) > gp_fitters.GPYTORCH_MAX_LABELS:
-        return f"an exact GP on {n * (dim + 1)} observations: beyond {gp_fitters.GPYTORCH_MAX_LABELS}, minutes per fit"
+    if library in ("gpytorch", "gekpls") and n * (dim + 1) > gp_fitters.GPYTORCH_MAX_LABELS:
+        return (f"a GP on {n * (dim + 1)} observations (values and gradients): beyond "
+                f"{gp_fitters.GPYTORCH_MAX_LABELS}, minutes to hours per fit")  # fmt: skip
     if library in ("krg", "gekpls") and n > gp_max_points:
         return f"kriging on {n} points: beyond --gp-max-points {gp_max_points}"
     return None

@@ -26,9 +26,10 @@ Fitter = Callable[[np.ndarray, np.ndarray, np.ndarray | None, int], Callable[[np
 
 
 def ours(x, y, g, seed):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model = sobolev.fit(x, y, g, seed=seed * 1000)
+    model.warned = "; ".join(sorted({str(w.message).splitlines()[0] for w in caught if "Fit" in w.category.__name__}))
     return lambda xt: (model.predict(xt), model.predict_derivatives(xt)), model
 
 
@@ -97,7 +98,8 @@ def case_rows(case: str, name: str, spec, n: int, seeds: int, fitters: dict[str,
                          "nmse": float(np.mean((value - yt) ** 2) / yt.var()),
                          "r2_value": 1 - float(np.mean((value - yt) ** 2) / yt.var()),
                          "r2_derivatives": 1 - float(np.mean((deriv - gt) ** 2) / gt.var()),
-                         "seconds": seconds, "model": repr(model) if model is not None else ""})  # fmt: skip
+                         "seconds": seconds, "model": repr(model) if model is not None else "",
+                         "warned": getattr(model, "warned", "")})  # fmt: skip
     return rows
 
 
@@ -117,7 +119,8 @@ def jenn_four_points(seeds: int) -> list[dict]:
                          "r2_value": 1 - float(np.mean((value - f(xt)) ** 2) / f(xt).var()),
                          "r2_derivatives": 1 - float(np.mean((deriv.reshape(-1) - g(xt)[:, 0]) ** 2)
                                                      / g(xt)[:, 0].var()),
-                         "model": repr(model) if model is not None else ""})  # fmt: skip
+                         "model": repr(model) if model is not None else "",
+                         "warned": getattr(model, "warned", "")})  # fmt: skip
     return rows
 
 
@@ -168,7 +171,26 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
                 row[col] = f"{g[col].median():.3g} [{g[col].min():.3g}, {g[col].max():.3g}]"
         if "r2_derivatives" in g and g.case.iloc[0] == "jenn_4_points":
             row["passes (R² > 0.9 both)"] = f"{int(((g.r2_value > 0.9) & (g.r2_derivatives > 0.9)).sum())}/{len(g)}"
+        if "warned" in g:
+            row["FitWarning"] = f"{int((g.warned.fillna('') != '').sum())}/{len(g)}"
         out.append(row)
+    return pd.DataFrame(out)
+
+
+def with_against_without(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per case, function and size: ``fit(x, y, dydx)`` against ``fit(x, y)`` on the same samples, the paired
+    ratio of test errors with its t interval (below 1: the derivatives helped) and its verdict."""
+    from sobolev.common.stats import paired_ratio
+
+    out = []
+    if "nmse" not in runs:
+        return pd.DataFrame(out)
+    for keys, g in runs[runs.nmse.notna()].groupby(["case", "function", "n"], sort=False):
+        wide = g.pivot_table(index="seed", columns="fitter", values="nmse", aggfunc="first")
+        if {"fit(x, y, dydx)", "fit(x, y)"} <= set(wide.columns):
+            iv = paired_ratio(wide["fit(x, y, dydx)"], wide["fit(x, y)"])
+            out.append({**dict(zip(["case", "function", "n"], keys, strict=True)), "with / without": str(iv),
+                        "derivatives": {"win": "help", "loss": "hurt"}.get(iv.verdict, "undecided")})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -177,12 +199,19 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["inert", "zero_column", "held_out", "jenn"],
                         choices=["inert", "zero_column", "held_out", "jenn"])  # fmt: skip
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", default="benchmarks/results-fit-hard-cases.csv")
     args = parser.parse_args()
-    runs = run(args.cases, args.seeds)
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):  # every library on the same threads (torch's and every BLAS's)
+        runs = run(args.cases, args.seeds)
     runs.to_csv(args.csv, index=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500):
         print(summary(runs).to_string(index=False))
+        print(with_against_without(runs).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -199,7 +199,7 @@ class FittedModel:
                              f"{i.get('selection_method', 'cross-validation')}: held-out R² {chosen.heldout_r2:.4g}"
                              f"{versus}")  # fmt: skip
         else:
-            lines.append(f"  derivative weight λ = {r.lam:g} (given)")
+            lines.append(f"  derivative weight λ = {r.lam:g} ({i.get('lam_source', 'given')})")
         its = i.get("iterations")
         if r.optimiser == "lbfgs" and its:
             cap = sum(int(v) >= r.steps for v in its)

@@ -36,9 +36,23 @@ from sobolev.common.utils import progress_bar
 from sobolev.core.fitted_model import FittedModel, Prediction
 from sobolev.core.inputs import Samples, check_label_weights, check_samples
 from sobolev.core.lbfgs import train_lbfgs
-from sobolev.core.recipe import FULL_BATCH_MAX, LAM_GRID, RECIPE_FIELDS, Recipe, check_device, choose_recipe
+from sobolev.core.recipe import (
+    FULL_BATCH_MAX,
+    LAM_GRID,
+    MIN_SELECT_POINTS,
+    RECIPE_FIELDS,
+    Recipe,
+    check_device,
+    choose_recipe,
+)
 from sobolev.core.samples import Normaliser
-from sobolev.core.selection import Choice, cross_validated_errors, fold_ids, fold_point_weights, holdout_errors
+from sobolev.core.selection import (
+    Choice,
+    cross_validated_residuals,
+    fold_ids,
+    fold_point_weights,
+    holdout_residuals,
+)
 from sobolev.core.tanh_mlp import BatchedTanhMLP
 from sobolev.core.training import NonFiniteLossError, train_ensemble
 
@@ -117,8 +131,12 @@ def fit(
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(RECIPE_FIELDS)}")
     recipe = replace(choose_recipe(s.n, s.dim, s.dydx is not None, noisy), **options)
+    source = "given"
     if "lam" in options:  # a weight given by the user is used as given
         recipe = replace(recipe, select=False)
+    elif s.dydx is not None and recipe.select and s.n < MIN_SELECT_POINTS:
+        recipe = replace(recipe, select=False)
+        source = f"the default: {s.n} points are too few to choose it by cross-validation (< {MIN_SELECT_POINTS})"
     if s.dydx is None:
         recipe = replace(recipe, select=False)
     recipe = recipe.checked()
@@ -126,9 +144,11 @@ def fit(
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     try:
-        return _train(s, recipe, progress, label_weights)
+        fitted = _train(s, recipe, progress, label_weights)
     finally:
         torch.set_num_threads(previous_threads)
+    fitted.info["lam_source"] = source
+    return fitted
 
 
 def balance(G: Tensor, lam: Tensor | float) -> Tensor:
@@ -467,8 +487,9 @@ def _member_rows(N: int, recipe: Recipe, slot: Tensor, F: int) -> tuple[Tensor, 
 
 
 def _choose(model: BatchedTanhMLP, batch: _Batch, data: tuple, val_rows: Tensor | None, recipe: Recipe) -> Choice:
-    """Each output's candidate of lowest held-out value error: pooled over the folds' held-out points, over one
-    held-out fold (``batch.holdout``), or over the members' own held-out points (noisy labels)."""
+    """Each output's weight by :meth:`Choice.prefer` (the default ``recipe.lam`` unless another candidate is clearly
+    better) on held-out value errors: the folds' held-out points, one held-out fold (``batch.holdout``), or the
+    members' own held-out points (noisy labels)."""
     _, xs, ys, _ = data
     K, C, N = batch.outputs, batch.candidates, xs.shape[1]
     dtype = model.params["W1"].dtype
@@ -479,18 +500,18 @@ def _choose(model: BatchedTanhMLP, batch: _Batch, data: tuple, val_rows: Tensor 
     lams = tuple(batch.lams[0].tolist())
     if batch.holdout:
         held = (fold_ids(N, recipe.folds, recipe.seed) == 0).double().expand(K * C, 1, N)
-        errors = holdout_errors(values[:, :, :1].reshape(K * C, 1, N), targets, held)
+        residuals = holdout_residuals(values[:, :, :1].reshape(K * C, 1, N), targets, held)
         method = f"one held-out fold ({1 / recipe.folds:.0%} of the points)"
     elif batch.folds:
         ids = fold_ids(N, batch.folds, recipe.seed)
-        errors = cross_validated_errors(values[:, :, : batch.folds].reshape(K * C, batch.folds, N), targets, ids)
+        residuals = cross_validated_residuals(values[:, :, : batch.folds].reshape(K * C, batch.folds, N), targets, ids)
         method = f"{batch.folds}-fold cross-validation"
     else:
         held = torch.zeros(K * C * batch.slots, N)
         held.scatter_(1, val_rows, 1.0)
-        errors = holdout_errors(values.reshape(K * C, batch.slots, N), targets, held.view(K * C, batch.slots, N))
+        residuals = holdout_residuals(values.reshape(K * C, batch.slots, N), targets, held.view(K * C, batch.slots, N))
         method = f"each member's {recipe.validation:.0%} held-out points"
-    return Choice.lowest(lams, errors.view(K, C), variance, method)
+    return Choice.prefer(lams, residuals.view(K, C, N), variance, method, recipe.lam)
 
 
 def _diagnose(fitted: FittedModel, s: Samples, choice: Choice | None, recipe: Recipe, noisy: bool) -> dict[str, Any]:
@@ -525,9 +546,11 @@ def _diagnose(fitted: FittedModel, s: Samples, choice: Choice | None, recipe: Re
                 f"{MIN_TRAIN_R2:.0%}: it underfits. Try more iterations (steps=...), a wider network (hidden=...), or "
                 "check that the values and derivative labels belong together"
             )
-        if noisy and heldout[k] is not None and heldout[k] < 0:
+        if heldout[k] is not None and heldout[k] < 0:
+            why = f"the labels may be too noisy for {s.n} points" if noisy else (
+                f"{s.n} points may be too few for this function: expect large errors away from them")
             problems.append(f"on held-out points the model{out} does worse than predicting the mean (R² "
-                            f"{heldout[k]:.3g}): the labels may be too noisy for {s.n} points")  # fmt: skip
+                            f"{heldout[k]:.3g}): {why}")  # fmt: skip
     if at_cap and at_cap == len(its) and still > STILL_FALLING:
         problems.append(
             f"every member stopped at the cap of {recipe.steps} L-BFGS iterations with its objective "

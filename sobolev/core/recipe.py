@@ -20,6 +20,10 @@ ADAM_STEPS = 3000
 #: The derivative weights λ the fit chooses among by cross-validation (0: values only); see the README.
 LAM_GRID = (0.0, 0.1, 1.0, 10.0)
 FOLDS = 5
+# Below this many points cross-validation scores extrapolation to the held-out ends, not the fit (on JENN's 4-point
+# test every weight but 0 extrapolates wildly at the left-out end while fitting the interior best): the default
+# weight is kept and the model says why.
+MIN_SELECT_POINTS = 10
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,10 @@ class Recipe:
             terms of a model predicting zero slopes weigh ``D`` times the value term of a model predicting
             the mean, whatever the function's scale. When :func:`sobolev.fit` chooses ``lam`` (``select``),
             this is the chosen value.
-        select: choose ``lam`` from the data: the candidate of ``lam_grid`` (0 = values only) with the lowest
-            held-out value error, by ``folds``-fold cross-validation in the same batched run
-            (:mod:`sobolev.core.selection`); ``sobolev.fit(..., lam=...)`` turns it off.
+        select: choose ``lam`` from the data among ``lam_grid`` (0 = values only) on held-out value errors, by
+            ``folds``-fold cross-validation in the same batched run: ``lam`` stays unless another candidate is
+            better by more than one standard error (:mod:`sobolev.core.selection`); ``sobolev.fit(..., lam=...)``
+            turns it off.
         refit: with ``select``, the fitted ensemble is ``models`` members trained on every point at the chosen
             weight (trained beside the fold models, in the same run); ``False`` keeps the chosen weight's
             ``folds`` fold models instead (each trained on ``(folds - 1) / folds`` of the points; cheaper).

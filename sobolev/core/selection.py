@@ -3,9 +3,12 @@ weight λ among a few candidates, 0 (values only) included, in the same batched 
 
 For each output and candidate λ, ``folds`` models train with one fold of the points held out (point weight 0
 in both loss terms, :func:`fold_point_weights`) beside the final members, which train on every point. Each fold
-model predicts the values it did not see; the candidate with the lowest pooled held-out value error (mean over
-every point, standardised units: 1 is the error of predicting the mean) is chosen and its full-data members are
-the fitted model. A tie goes to the smaller λ, values only first: derivatives must earn their weight.
+model predicts the values it did not see, and each candidate's held-out value error is pooled over every point
+(standardised units: 1 is the error of predicting the mean). The default weight (the recipe's ``lam``, 1) is kept
+unless another candidate beats it by more than one standard error of the paired per-point difference (the
+one-standard-error rule, :meth:`Choice.prefer`): the data must clearly favour another weight, as values only
+(λ = 0) where derivatives hurt; a difference within the noise of a handful of held-out points (JENN's 4-point
+test) keeps the default. Its full-data members are the fitted model.
 
 With noisy labels (``sobolev.fit(..., noisy=True)``) every member already holds out points to stop early; the
 candidates are then compared on those members' held-out value errors instead (:func:`holdout_errors`).
@@ -35,12 +38,25 @@ def fold_point_weights(ids: Tensor, folds: int) -> Tensor:
     return (ids.unsqueeze(0) != torch.arange(folds).unsqueeze(1)).double()
 
 
-def cross_validated_errors(values: Tensor, targets: Tensor, ids: Tensor) -> Tensor:
-    """Pooled held-out value error per group: ``values (G, folds, n)`` are the predictions of each group's fold
-    models at every point, ``targets (G, n)``; each point is scored by the one model that held it out.
-    Returns ``(G,)``: the mean over points of the squared held-out residual."""
+def cross_validated_residuals(values: Tensor, targets: Tensor, ids: Tensor) -> Tensor:
+    """Squared held-out residual of every point, ``(G, n)``: ``values (G, folds, n)`` are the predictions of each
+    group's fold models at every point, ``targets (G, n)``; each point is scored by the one model that held it out."""
     held_out = values.gather(1, ids.view(1, 1, -1).expand(values.shape[0], 1, -1)).squeeze(1)  # (G, n)
-    return (held_out - targets).pow(2).mean(1)
+    return (held_out - targets).pow(2)
+
+
+def cross_validated_errors(values: Tensor, targets: Tensor, ids: Tensor) -> Tensor:
+    """Pooled held-out value error per group, ``(G,)``: the mean of :func:`cross_validated_residuals` over points."""
+    return cross_validated_residuals(values, targets, ids).mean(1)
+
+
+def holdout_residuals(values: Tensor, targets: Tensor, held_out: Tensor) -> Tensor:
+    """Each point's squared held-out residual, averaged over the members that held it out, ``(G, n)`` (NaN where no
+    member held it out): ``values (G, R, n)`` of each group's ``R`` members, ``targets (G, n)``, ``held_out
+    (G, R, n)`` true where a member did not train on the point."""
+    sq = ((values - targets.unsqueeze(1)).pow(2) * held_out).sum(1)
+    count = held_out.sum(1)
+    return torch.where(count > 0, sq / count.clamp_min(1), torch.nan)
 
 
 def holdout_errors(values: Tensor, targets: Tensor, held_out: Tensor) -> Tensor:
@@ -75,6 +91,30 @@ class Choice:
         safe = torch.where(torch.isfinite(errors), errors, torch.inf)
         return cls(tuple(lams), errors, safe.argmin(1), variance, method)
 
+    @classmethod
+    def prefer(cls, lams: tuple[float, ...], residuals: Tensor, variance: Tensor, method: str,
+               default: float) -> Choice:  # fmt: skip
+        """The one-standard-error rule: per output, the candidate of lowest mean held-out error when it beats the
+        ``default`` weight by more than one standard error of their paired per-point difference, else the default.
+        ``residuals (K, C, n)``: squared held-out residuals per output, candidate and point (NaN: not held out). A
+        candidate whose error is not finite never wins; without ``default`` among ``lams``, the lowest error wins."""
+        errors = torch.nanmean(residuals, 2)
+        plain = cls.lowest(lams, errors, variance, method)
+        if default not in lams:
+            return plain
+        d = lams.index(default)
+        chosen = plain.chosen.clone()
+        for k in range(errors.shape[0]):
+            best = int(plain.chosen[k])
+            if best == d or not torch.isfinite(errors[k, d]):
+                continue
+            diff = residuals[k, best] - residuals[k, d]
+            diff = diff[torch.isfinite(diff)]
+            se = float(diff.std() / diff.numel() ** 0.5) if diff.numel() > 1 else float("inf")
+            if not float(diff.mean()) + se < 0:  # not clearly better than the default: keep it
+                chosen[k] = d
+        return cls(tuple(lams), errors, chosen, variance, method)
+
     def lam(self, output: int) -> float:
         return self.lams[int(self.chosen[output])]
 
@@ -88,4 +128,12 @@ class Choice:
         ]  # fmt: skip
 
 
-__all__ = ["Choice", "cross_validated_errors", "fold_ids", "fold_point_weights", "holdout_errors"]
+__all__ = [
+    "Choice",
+    "cross_validated_errors",
+    "cross_validated_residuals",
+    "fold_ids",
+    "fold_point_weights",
+    "holdout_errors",
+    "holdout_residuals",
+]

@@ -263,7 +263,13 @@ def test_readme_example_is_the_example_file_and_runs(tmp_path, monkeypatch, caps
     from sobolev.common.paths import ROOT
 
     code = (ROOT / "examples" / "fit_your_data.py").read_text()
-    assert f"```python\n{code}```" in (ROOT / "README.md").read_text()
+    assert f"```python\n{code}```" in (ROOT / "docs" / "fit.md").read_text()
+    ten = (ROOT / "examples" / "fit_ten_lines.py").read_text()
+    assert f"```python\n{ten}```" in (ROOT / "README.md").read_text()  # the landing page's ten lines
+    assert len([line for line in ten.splitlines() if line.strip()]) <= 10
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(ROOT / "examples" / "fit_ten_lines.py"), run_name="__main__")
+    assert capsys.readouterr().out.startswith("FittedModel: 5 tanh MLPs")
     monkeypatch.chdir(tmp_path)  # it saves model.pt
     runpy.run_path(str(ROOT / "examples" / "fit_your_data.py"), run_name="__main__")
     out = capsys.readouterr().out

@@ -137,3 +137,41 @@ def test_selection_and_diagnostics_survive_save_and_load(tmp_path):
     assert back.selection.equals(model.selection) and back.diagnostics == model.diagnostics
     assert back.recipe == model.recipe and repr(back) == repr(model)
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+
+def test_the_default_weight_stays_unless_another_is_clearly_better():
+    """The one-standard-error rule: a candidate must beat the default λ by more than one standard error of the
+    paired per-point difference; noise alone never moves the choice."""
+    from sobolev.core.selection import Choice
+
+    rng = np.random.default_rng(0)
+    base = torch.tensor(rng.uniform(0.5, 1.5, 40))
+    lams = (0.0, 0.1, 1.0, 10.0)
+    noise = torch.stack([base + 0.3 * torch.tensor(rng.standard_normal(40)) for _ in lams])  # (C, n)
+    noise[2] = base  # the default is no better on average than the others: within the noise
+    choice = Choice.prefer(lams, noise.unsqueeze(0), torch.ones(1), "test", default=1.0)
+    clearly = noise.clone()
+    clearly[0] = 0.2 * base  # values only five times better at every point
+    picked = Choice.prefer(lams, clearly.unsqueeze(0), torch.ones(1), "test", default=1.0)
+    assert choice.lam(0) == 1.0 and picked.lam(0) == 0.0
+    assert Choice.prefer(lams, clearly.unsqueeze(0), torch.ones(1), "test", default=3.0).lam(0) == 0.0  # no default
+
+
+def test_too_few_points_keep_the_default_weight_and_say_why():
+    """JENN's own 4-point test: cross-validation on 4 points scores extrapolation to the left-out ends (every weight
+    but 0 extrapolates wildly there while fitting the interior best), so the default is kept and printed."""
+    x = np.linspace(-np.pi, np.pi, 4)[:, None]
+    model = sobolev.fit(x, (x * np.sin(x))[:, 0], np.sin(x) + x * np.cos(x), models=2)
+    assert model.selection.empty and model.recipe.lam == 1.0
+    assert "λ = 1 (the default: 4 points are too few to choose it by cross-validation (< 10))" in repr(model)
+
+
+def test_a_fit_that_does_worse_than_the_mean_on_held_out_points_warns():
+    """Exact labels, a function far too wiggly for its 12 points: every weight predicts held-out points worse than
+    their mean, and the user is told, not left with a silent failure."""
+    x = np.random.default_rng(2).uniform(-1, 1, (12, 2))
+    a, b = 12 * x[:, 0], 11 * x[:, 1]
+    y, g = np.sin(a) * np.cos(b), np.stack([12 * np.cos(a) * np.cos(b), -11 * np.sin(a) * np.sin(b)], 1)
+    with pytest.warns(sobolev.FitWarning, match="on held-out points the model does worse than predicting the mean"):
+        model = sobolev.fit(x, y, g, models=2)
+    assert model.diagnostics["heldout_r2"][0] < -1  # -5.3 measured: far from the boundary on any CPU
