@@ -1,4 +1,5 @@
 import numpy as np
+
 import sobolev
 
 rng = np.random.default_rng(0)

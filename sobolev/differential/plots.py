@@ -76,6 +76,10 @@ def predicted_vs_true(sim: BachelierBasket, shown: tuple[Ensemble, torch.Tensor]
             ax.scatter(basket, pred[m].numpy(), s=2, alpha=0.4, color=COLORS[method],
                        label=f"{method} (seed 0)" if k == 0 else None)  # fmt: skip
         ax.plot(basket[order], truth.numpy()[order], "k-", lw=1, label="truth" if k == 0 else None)
+        # predictions that are all positive and span decades (far out of the money): a linear axis hides the small ones
+        predicted = np.concatenate([pred[0].numpy().ravel(), pred[seeds].numpy().ravel()])
+        if (predicted > 0).all() and np.log10(predicted.max() / predicted.min()) > 2:
+            ax.set_yscale("log")
         ax.set_xlabel("basket value Σ aᵢ Sᵢ at T₁")
         ax.set_ylabel(["option price at T₁", "∂ price / ∂ S₁"][k])
         ax.set_title(["price", "delta of asset 1"][k])

@@ -31,7 +31,8 @@ def advantage_figure(noise_runs: pd.DataFrame) -> plt.Figure:
     lams = sorted(adv.lam.unique(), reverse=True)
     cols = min(len(functions), 4)
     rows = math.ceil(len(functions) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+    # at least 6 inches wide: the two-line title and the legend below must fit over a single panel too
+    fig, axes = plt.subplots(rows, cols, figsize=(max(3.6 * cols, 6.0), 3.3 * rows), squeeze=False)
     regular = noise_runs[noise_runs.arm == "regular"].set_index(["function", "seed"]).test_nmse
     for ax, fn in zip(axes.flat, functions, strict=False):
         sob = noise_runs[(noise_runs.arm == "sobolev") & (noise_runs.function == fn)]

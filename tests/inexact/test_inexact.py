@@ -179,6 +179,18 @@ def test_every_figure_is_readable():
         plt.close(fig)
 
 
+def test_the_noise_figure_of_one_function_is_readable():
+    """The ci scale draws one panel: the two-line title once overlapped its y label (a FigureError in nbval)."""
+    from matplotlib import pyplot as plt
+
+    from sobolev.common.plotting import figure_problems, finish
+
+    runs = synthetic_result().noise_runs
+    fig = finish(plots.advantage_figure(runs[runs.function == "f"]))
+    assert figure_problems(fig) == []
+    plt.close(fig)
+
+
 def test_save_writes_exactly_the_declared_outputs(tmp_path):
     report.save(synthetic_result(), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUTS)
