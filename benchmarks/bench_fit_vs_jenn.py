@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -181,6 +183,20 @@ def applicable(library: str, labels: str, n: int, dim: int, gp_max_points: int) 
     return None
 
 
+def code_version() -> str:
+    """The commit the fits ran at (short hash), with ``+changes`` where the code ``sobolev.fit`` runs (the package's
+    ``__init__``, ``core`` and ``common``) differs from it: each CSV row says which ``sobolev.fit`` produced it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        root = Path(__file__).resolve().parent.parent
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
+
+    head = git("rev-parse", "--short=7", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--", "sobolev/__init__.py", "sobolev/core", "sobolev/common")
+    return head + ("+changes" if changed else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS))
@@ -203,7 +219,7 @@ def main() -> None:
     from matmul_gflops import gflops
     from threadpoolctl import threadpool_limits
 
-    speed = gflops(1)
+    speed, code = gflops(1), code_version()
     torch.set_num_threads(args.threads)
     print(f"float32 matmul: {speed:.0f} GFLOP/s per thread; {args.threads} thread(s) for every fit", flush=True)
     fitters: dict[str, Callable] = {}
@@ -226,7 +242,7 @@ def main() -> None:
                     for labels in args.labels:
                         for library, fitter in fitters.items():
                             base = dict(function=name, dim=fn.dim, n=n, seed=seed, derivatives=labels, library=library,
-                                        gflops_per_thread=round(speed), threads=args.threads)  # fmt: skip
+                                        gflops_per_thread=round(speed), threads=args.threads, code=code)  # fmt: skip
                             why = applicable(library.split("[")[0], labels, n, fn.dim, args.gp_max_points)
                             if why is None and (library, name) in too_slow and n > too_slow[(library, name)]:
                                 why = f"a fit at n = {too_slow[(library, name)]} took over {args.max_seconds:g} s"
@@ -240,8 +256,10 @@ def main() -> None:
                             if seconds > args.max_seconds:
                                 too_slow[(library, name)] = min(n, too_slow.get((library, name), n))
                             nmse = float(np.mean((predict(xt) - yt) ** 2)) / var
+                            # the machine's 1-minute load average: a fit timed beside other work says so
                             rows.append({**base, "nmse": nmse if math.isfinite(nmse) else math.inf,
-                                         "seconds": seconds, **extra})  # fmt: skip
+                                         "seconds": seconds, "load": round(os.getloadavg()[0], 2),
+                                         **extra})  # fmt: skip
                             print(f"{name} n={n} seed={seed} {labels} {library}: nmse {nmse:.3g} in {seconds:.2f} s",
                                   flush=True)  # fmt: skip
                     pd.DataFrame(rows).to_csv(args.csv, index=False)

@@ -208,6 +208,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with threadpool_limits(args.threads):  # every library on the same threads (torch's and every BLAS's)
         runs = run(args.cases, args.seeds)
+    from bench_fit_vs_jenn import code_version
+
+    runs["code"] = code_version()  # which sobolev.fit made these rows
     runs.to_csv(args.csv, index=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500):
         print(summary(runs).to_string(index=False))
