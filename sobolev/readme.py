@@ -49,7 +49,19 @@ SECTIONS = {  # stage -> (results folder, section page, package)
 PAGES = ("README.md", "docs/fit.md", "docs/statistics.md", "docs/pipeline.md",
          *(page for _, page, _ in SECTIONS.values()))  # fmt: skip
 SCORECARD = "docs/figures/scorecard"
-VERDICT = re.compile(r"^\* \[(REPRODUCED|NOT reproduced|UNDECIDED)\] (.*)$", re.M)
+VERDICT = re.compile(r"^\s*\* \[(REPRODUCED|NOT reproduced|UNDECIDED)\] (.*)$", re.M)
+# The claim the landing page shows for each section: the paper's headline for Sections 4.x, the related question's
+# for Sections 5.x (the start of its text on the section's page; every other claim is counted beside it).
+HEADLINES = {
+    "s41-regression": "Sobolev lowers test MSE on 6 of 7 functions at n=20",
+    "s42-report": "Sobolev students are closer to the teacher in every game and fraction",
+    "s43-synthetic-gradients": "Table 1's ordering: critic < sobolev",
+    "s51-differential-ml": "derivative labels lower the test error of the prices",
+    "s52-relative-trust": "raw data: Sobolev beats regular training under untuned Fromage",
+    "s53-feature-updates": "regression: Sobolev's advantage over regular training holds at every K",
+    "s54-student-teacher": "Regular distillation: the student exaggerates",
+    "s55-inexact-derivatives": "in 2-D, k-NN gradient estimates decidedly beat a strong values-only fit",
+}
 
 
 def _metrics(root: Path, stage: str) -> dict:
@@ -152,12 +164,20 @@ def glance_block(by_section: dict[str, dict[str, str]]) -> str:
         counts = {v: sum(1 for verdict, _ in found if verdict == v) for v in ("REPRODUCED", "NOT reproduced",
                                                                             "UNDECIDED")}  # fmt: skip
         tally = f"{counts['REPRODUCED']} reproduced, {counts['NOT reproduced']} not, {counts['UNDECIDED']} undecided"
-        if found:
-            verdict, rest = found[0]
-            claim, _, evidence = rest.partition(": ")
-            evidence = evidence.split("; ")[0]
+        headline = HEADLINES.get(stage)
+        chosen = [(v, rest) for v, rest in found if headline and rest.startswith(headline)]
+        if chosen:
+            verdict, rest = chosen[0]
+            cut = rest.find(": ", len(headline))  # the claim ends where its evidence starts
+            claim, evidence = (rest, "") if cut < 0 else (rest[:cut], rest[cut + 2 :])
+            if len(evidence) > 220:  # the first cells, whole; the page has the rest
+                cut = evidence.rfind("; ", 0, 220)
+                evidence = (evidence[:cut] if cut > 0 else evidence[:220]) + " …"
+        elif found:
+            raise ValueError(f"{stage}: no claim starts with its headline {headline!r} (readme.HEADLINES)")
         else:
-            verdict, claim, evidence = "computed", "the section's theory, computed (see its page)", ""
+            verdict, evidence = "computed", ""
+            claim = "Section 3's propositions and theorems, computed (no paired claims)"
         cells = [f"[§{number} {title}]({page})", claim.replace("|", "\\|"), f"**{verdict}**",
                  evidence.replace("|", "\\|"), tally if found else "—"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
